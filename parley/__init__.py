@@ -1,0 +1,5 @@
+"""Parley: a framework for conversational agents on chat platforms."""
+
+from parley.core.hookspecs import hookimpl
+
+__all__ = ["hookimpl"]

@@ -1,0 +1,1 @@
+"""The conversation engine. Imports nothing from ``parley.plugins`` or ``parley.adapters``."""

@@ -1,0 +1,382 @@
+"""The conversation engine: open, turn, end. Adapters call it and render the events it yields.
+
+Always consume :meth:`Engine.turn` completely or close it (``contextlib.aclosing``): the turn holds
+the conversation's lock until it finishes, and an abandoned reply is stored as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from parley.core import store
+from parley.core.config import ModelSettings, Persona, Settings, Template
+from parley.core.context import build_messages, is_termination, user_content
+from parley.core.events import (
+    ConversationEnded,
+    ErrorEvent,
+    Event,
+    MessageCompleted,
+    MessageStarted,
+    TextDelta,
+    Transcript,
+    TurnCompleted,
+    TurnStarted,
+)
+from parley.core.inbound import Inbound
+from parley.core.locks import LocalLocks
+from parley.core.plugins import Hooks
+from parley.core.providers import LLMProvider, ProviderError, STTProvider, TTSProvider
+from parley.core.reply import ReplyResult, stream_reply
+from parley.core.speech import SpeechOptions, speak
+from parley.core.store.records import ConversationRecord, MessageRecord
+
+__all__ = ["Engine", "EngineError", "Opened", "message_events"]
+
+log = logging.getLogger(__name__)
+
+
+class EngineError(Exception):
+    """A request the engine cannot serve; ``code`` is stable (``not_found``, ``ended``...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A conversation ready for turns, with the greeting stored when there is one."""
+
+    conversation: ConversationRecord
+    greeting: MessageRecord | None = None
+    resumed: bool = False
+    ended: list[ConversationRecord] = field(default_factory=list)
+
+
+def message_events(message: MessageRecord) -> list[Event]:
+    """A stored, complete message as the event sequence a streamed one produces."""
+    return [
+        MessageStarted(message.id, message.character_id, message.name),
+        TextDelta(message.id, message.content, message.character_id),
+        MessageCompleted(
+            message.id, message.content, message.status, message.character_id, message.name
+        ),
+    ]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Engine:
+    """Runs conversations: resolves users, stores every message, streams replies as events."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        hooks: Hooks,
+        llm: LLMProvider,
+        *,
+        stt: STTProvider | None = None,
+        tts: TTSProvider | None = None,
+        locks: LocalLocks | None = None,
+    ) -> None:
+        self.settings = settings
+        self.hooks = hooks
+        self.llm = llm
+        self.stt = stt
+        self.tts = tts
+        self.locks = locks or LocalLocks()
+
+    # -- conversations ---------------------------------------------------------------------
+
+    def template(self, template_id: str | None) -> Template:
+        """The template (default when None); EngineError ``unknown_template`` otherwise."""
+        tid = template_id or self.settings.conversation.default_template
+        try:
+            return self.settings.template(tid)
+        except KeyError:
+            raise EngineError("unknown_template", f"unknown template {tid!r}") from None
+
+    def personas(self, template: Template) -> list[Persona]:
+        """The template's personas, in order."""
+        return [self.settings.personas[pid] for pid in template.personas]
+
+    def _expires_at(self) -> datetime:
+        return _now() + timedelta(seconds=self.settings.conversation.session_ttl)
+
+    async def open(
+        self,
+        user_id: str,
+        channel: str,
+        *,
+        template_id: str | None = None,
+        language: str | None = None,
+    ) -> Opened:
+        """Start a new conversation for ``user_id`` and store its greeting (if the language has one)."""
+        template = self.template(template_id)
+        lang = language or self.settings.conversation.language
+        conversation = await store.start_conversation(
+            user_id, channel, template.id, lang, expires_at=self._expires_at()
+        )
+        await self.hooks.call("conversation_started", conversation=conversation)
+        greeting = None
+        start = self.settings.language(lang).prompts.start
+        if start:
+            persona = self.personas(template)[0]
+            greeting = await self._say(conversation, persona, start)
+        return Opened(conversation, greeting)
+
+    async def resume_or_open(
+        self,
+        user_id: str,
+        channel: str,
+        *,
+        template_id: str | None = None,
+        language: str | None = None,
+    ) -> Opened:
+        """The user's open conversation on ``channel``, or a new one.
+
+        An open conversation idle past ``conversation.session_ttl`` is ended (``expired``) first.
+        """
+        ended = []
+        current = await store.find_open_conversation(user_id, channel)
+        if current is not None and self.is_expired(current):
+            ended.append(await self.end(current.id, "expired", farewell=False))
+            current = None
+        if current is not None:
+            return Opened(current, None, resumed=True)
+        opened = await self.open(user_id, channel, template_id=template_id, language=language)
+        return Opened(opened.conversation, opened.greeting, ended=ended)
+
+    def is_expired(self, conversation: ConversationRecord) -> bool:
+        """True when the conversation has been idle longer than the session TTL."""
+        return conversation.expires_at is not None and conversation.expires_at <= _now()
+
+    async def end(
+        self, conversation_id: str, reason: str, *, farewell: bool = True
+    ) -> ConversationRecord:
+        """End the conversation with ``reason``; store the end prompt when ``farewell``."""
+        conversation = await store.get_conversation(conversation_id)
+        if conversation is None:
+            raise EngineError("not_found", "conversation not found")
+        if not conversation.is_open:
+            return conversation
+        if farewell:
+            await self._farewell(conversation)
+        ended = await store.end_conversation(conversation_id, reason)
+        await self.hooks.call("conversation_ended", conversation=ended, reason=reason)
+        return ended
+
+    async def _farewell(self, conversation: ConversationRecord) -> MessageRecord | None:
+        end_prompt = self.settings.language(conversation.language).prompts.end
+        if not end_prompt:
+            return None
+        persona = self.personas(self.template(conversation.template_id))[0]
+        return await self._say(conversation, persona, end_prompt)
+
+    async def _say(
+        self, conversation: ConversationRecord, persona: Persona, text: str
+    ) -> MessageRecord:
+        return await store.add_message(
+            conversation.id,
+            "assistant",
+            text,
+            name=persona.name,
+            character_id=persona.id,
+            lang=conversation.language,
+            channel=conversation.channel,
+        )
+
+    # -- turns -----------------------------------------------------------------------------
+
+    async def turn(
+        self, conversation_id: str, inbound: Inbound, *, speech: SpeechOptions | None = None
+    ) -> AsyncIterator[Event]:
+        """Run one user turn and yield its events. Turns of one conversation run in arrival order.
+
+        With ``speech`` (and a TTS provider) each reply is also spoken: Sentence, AudioChunk and
+        AudioCompleted events follow its text as it streams.
+        """
+        async with (
+            self.locks.hold(conversation_id),
+            aclosing(self._turn(conversation_id, inbound, speech)) as events,
+        ):
+            async for event in events:
+                yield event
+
+    async def _turn(
+        self, conversation_id: str, inbound: Inbound, speech: SpeechOptions | None
+    ) -> AsyncIterator[Event]:
+        started_at = time.perf_counter()
+        conversation = await store.get_conversation(conversation_id)
+        if conversation is None:
+            yield ErrorEvent("not_found", "conversation not found")
+            return
+        if conversation.is_open and self.is_expired(conversation):
+            await self.end(conversation.id, "expired", farewell=False)
+            yield ConversationEnded(conversation.id, "expired")
+            yield ErrorEvent("conversation_ended", "the conversation expired; start a new one")
+            return
+        if not conversation.is_open:
+            yield ErrorEvent("conversation_ended", "the conversation has ended")
+            return
+        text = inbound.text
+        timing: dict[str, int] = {}
+        if inbound.audio is not None:
+            if self.stt is None:
+                yield ErrorEvent("stt_unavailable", "no speech-to-text provider is configured")
+                return
+            try:
+                transcription = await self.stt.transcribe(
+                    inbound.audio, mime_type=inbound.audio_mime, language=conversation.language
+                )
+            except ProviderError as exc:
+                yield ErrorEvent("stt_failed", exc.message, exc.retryable)
+                return
+            text = " ".join(part for part in (text, transcription.text) if part)
+            timing["stt_ms"] = round((time.perf_counter() - started_at) * 1000)
+            yield Transcript(transcription.text, final=True)
+            await self.hooks.call("transcribed", conversation=conversation, text=transcription.text)
+        user_message = await self._store_user_message(conversation, inbound, text, timing)
+        yield TurnStarted(conversation.id, user_message.id)
+        turn_messages = [user_message]
+        template = self.template(conversation.template_id)
+        language = self.settings.language(conversation.language)
+        ended_reason = None
+        failed = False
+        if is_termination(text, language):
+            ended_reason = "user_ended"
+        else:
+            replies = self._replies(conversation, template, text, started_at, turn_messages, speech)
+            async with aclosing(replies) as events:
+                async for event in events:
+                    failed = failed or isinstance(event, ErrorEvent)
+                    yield event
+        turn_count = conversation.turn_count + 1
+        conversation = await store.update_conversation(
+            conversation.id,
+            turn_count=turn_count,
+            last_activity_at=_now(),
+            expires_at=self._expires_at(),
+        )
+        max_turns = template.max_turns
+        if max_turns is None:
+            max_turns = self.settings.conversation.max_turns
+        if ended_reason is None and max_turns and turn_count >= max_turns and not failed:
+            ended_reason = "max_turns"
+        if ended_reason:
+            farewell = await self._farewell(conversation)
+            if farewell is not None:
+                turn_messages.append(farewell)
+                for event in message_events(farewell):
+                    yield event
+            conversation = await store.end_conversation(conversation.id, ended_reason)
+            await self.hooks.call(
+                "conversation_ended", conversation=conversation, reason=ended_reason
+            )
+            yield ConversationEnded(conversation.id, ended_reason)
+        await self.hooks.call("turn_completed", conversation=conversation, messages=turn_messages)
+        yield TurnCompleted(conversation.id, turn_count, bool(ended_reason), ended_reason)
+
+    async def _store_user_message(
+        self, conversation: ConversationRecord, inbound: Inbound, text: str, timing: dict[str, int]
+    ) -> MessageRecord:
+        metadata = dict(inbound.metadata)
+        if inbound.image_urls:
+            metadata["images"] = list(inbound.image_urls)
+        metadata.update(timing)
+        if inbound.user_message_id:
+            return await store.update_message(
+                inbound.user_message_id, content=text, status="complete", metadata=metadata
+            )
+        return await store.add_message(
+            conversation.id,
+            "user",
+            text,
+            lang=conversation.language,
+            metadata=metadata,
+            channel=conversation.channel,
+            platform_message_id=inbound.platform_message_id,
+        )
+
+    async def _replies(
+        self,
+        conversation: ConversationRecord,
+        template: Template,
+        text: str,
+        started_at: float,
+        turn_messages: list[MessageRecord],
+        speech: SpeechOptions | None = None,
+    ) -> AsyncIterator[Event]:
+        personas = self.personas(template)
+        responders = personas
+        if len(personas) > 1:
+            chosen = await self.hooks.first(
+                "select_responders",
+                conversation=conversation,
+                template=template,
+                text=text,
+                personas=personas,
+            )
+            if chosen:
+                by_id = {p.id: p for p in personas}
+                responders = [by_id[pid] for pid in chosen if pid in by_id] or personas
+        window = template.history_window
+        if window is None:
+            window = self.settings.conversation.history_window
+        user = await store.get_user(conversation.user_id)
+        for persona in responders:
+            history = await store.recent_messages(conversation.id, max(window, 1))
+            messages = build_messages(
+                persona,
+                conversation.language,
+                history,
+                user=user,
+                multi_character=len(personas) > 1,
+            )
+            edited = await self.hooks.call(
+                "before_llm", conversation=conversation, persona=persona, messages=messages
+            )
+            if edited:
+                messages = edited[-1]
+            result = ReplyResult()
+            reply = stream_reply(
+                conversation=conversation,
+                persona=persona,
+                messages=messages,
+                model=self.model_settings(conversation, template, persona),
+                llm=self.llm,
+                hooks=self.hooks,
+                result=result,
+                started_at=started_at,
+            )
+            if speech is not None and self.tts is not None:
+                reply = speak(reply, tts=self.tts, voice=persona.voice, options=speech)
+            async with aclosing(reply) as events:
+                async for event in events:
+                    yield event
+            if result.message_id:
+                stored = await store.get_message(result.message_id)
+                if stored is not None:
+                    turn_messages.append(stored)
+            if result.status == "failed":
+                return
+
+    def model_settings(
+        self, conversation: ConversationRecord, template: Template, persona: Persona
+    ) -> ModelSettings:
+        """llm defaults < persona < template < the conversation's own overrides (``model_settings``)."""
+        overrides = conversation.state.get("model_settings") or {}
+        return self.settings.llm.defaults().merged(
+            persona.model, template.model, ModelSettings(**overrides)
+        )
+
+
+__all__ += ["user_content"]

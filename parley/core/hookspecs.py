@@ -1,0 +1,132 @@
+"""Every Parley hook, one docstring each.
+
+Implementations may be plain functions or ``async def``; the engine awaits what needs awaiting.
+A hook implementation that raises is logged with the plugin's name and the turn goes on.
+Arguments are passed by keyword; an implementation may accept any subset of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from parley.core.config import Persona, Template
+    from parley.core.runtime import Runtime
+    from parley.core.store.records import ConversationRecord, MessageRecord
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+PROJECT = "parley"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- contributions (called once at start-up) -------------------------------------------------
+
+
+@hookspec
+def register_llm_providers(register: Callable[..., None]) -> None:
+    """Contribute LLM providers: ``register(name, factory)``.
+
+    ``factory(settings)`` returns an object with ``name`` and ``stream(request)`` (see
+    :class:`parley.core.providers.LLMProvider`). Called once when the runtime starts.
+    """
+
+
+@hookspec
+def register_stt_providers(register: Callable[..., None]) -> None:
+    """Contribute speech-to-text providers: ``register(name, factory)``.
+
+    ``factory(settings)`` returns a :class:`parley.core.providers.STTProvider`.
+    """
+
+
+@hookspec
+def register_tts_providers(register: Callable[..., None]) -> None:
+    """Contribute text-to-speech providers: ``register(name, factory)``.
+
+    ``factory(settings)`` returns a :class:`parley.core.providers.TTSProvider`.
+    """
+
+
+@hookspec
+def register_adapters(register: Callable[..., None]) -> None:
+    """Contribute platform adapters: ``register(name, factory)``.
+
+    ``factory(runtime)`` returns a :class:`parley.core.adapter.Adapter`, or None when the adapter is
+    disabled by its settings. ``parley serve`` mounts each adapter's routes and starts it.
+    """
+
+
+@hookspec
+def register_routes(register: Callable[..., None]) -> None:
+    """Contribute extra Litestar route handlers: ``register(handler)``, mounted by ``parley serve``."""
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+
+@hookspec
+def startup(runtime: Runtime) -> None:
+    """The runtime has started (database open, providers built). May be async."""
+
+
+@hookspec
+def shutdown(runtime: Runtime) -> None:
+    """The runtime is stopping; release what ``startup`` took. May be async."""
+
+
+@hookspec
+def conversation_started(conversation: ConversationRecord) -> None:
+    """A conversation was opened (before its greeting is stored)."""
+
+
+@hookspec
+def conversation_ended(conversation: ConversationRecord, reason: str) -> None:
+    """A conversation ended: ``reason`` is ``user_ended``, ``max_turns``, ``expired``, ``timeout``..."""
+
+
+# -- per turn --------------------------------------------------------------------------------
+
+
+@hookspec
+def transcribed(conversation: ConversationRecord, text: str) -> None:
+    """Speech of the user was transcribed to ``text`` (before the turn runs)."""
+
+
+@hookspec(firstresult=True)
+def select_responders(
+    conversation: ConversationRecord, template: Template, text: str, personas: list[Persona]
+) -> list[str] | None:
+    """Choose which personas answer ``text``: return their ids in speaking order.
+
+    Stops at the first non-None result. The built-in rule: a mentioned character answers
+    (``@Name`` or the name as a word), otherwise the template's default responders, or all.
+    """
+
+
+@hookspec
+def before_llm(
+    conversation: ConversationRecord, persona: Persona, messages: list[dict[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """Inspect or edit the OpenAI-style messages about to be sent for ``persona``.
+
+    Edit ``messages`` in place, or return a new list to replace it (the last returned list wins).
+    """
+
+
+@hookspec
+def transform_response(conversation: ConversationRecord, persona: Persona, text: str) -> str | None:
+    """Edit a finished reply before it is stored: return the new text, or None to keep it.
+
+    Implementations run in turn, each seeing the previous one's result.
+    """
+
+
+@hookspec
+def turn_completed(conversation: ConversationRecord, messages: list[MessageRecord]) -> None:
+    """A turn finished; ``messages`` are the turn's messages (user first). For analytics and
+    external services: runs after the reply reached the user."""

@@ -1,0 +1,155 @@
+"""The plugin manager factory and the hook caller.
+
+Built-in plugins are registered by the same manager as third-party ones (entry-point group
+``parley``). The app owns the manager: nothing here is a module global loaded at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from parley.core import hookspecs
+from parley.core.hookspecs import PROJECT
+
+__all__ = ["DEFAULT_PLUGINS", "Hooks", "PluginInfo", "describe_plugins", "make_plugin_manager"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("openai", "parley.plugins.openai.plugin"),
+    ("echo", "parley.plugins.echo.plugin"),
+    ("mentions", "parley.plugins.mentions"),
+    ("health", "parley.plugins.health"),
+)
+"""(name, module) of every built-in plugin, registered like any other."""
+
+
+def make_plugin_manager(
+    disable: Iterable[str] = (),
+    *,
+    entry_points: bool = True,
+    extra: Iterable[tuple[str, object]] = (),
+) -> pluggy.PluginManager:
+    """Build a plugin manager: built-ins, then entry points of group ``parley``, then ``extra``.
+
+    Plugins named in ``disable`` (settings ``plugins.disable``) are not loaded.
+    """
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    disabled = set(disable)
+    for name in disabled:
+        pm.set_blocked(name)
+    for name, module in DEFAULT_PLUGINS:
+        if name not in disabled:
+            pm.register(importlib.import_module(module), name=name)
+    if entry_points:
+        pm.load_setuptools_entrypoints(PROJECT)
+    for name, plugin in extra:
+        if name not in disabled:
+            pm.register(plugin, name=name)
+    pm.check_pending()
+    return pm
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """What ``parley plugins`` prints about one plugin."""
+
+    name: str
+    source: str
+    hooks: tuple[str, ...]
+
+
+def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
+    """Each loaded plugin with where it came from and the hooks it implements."""
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    builtin = {name for name, _ in DEFAULT_PLUGINS}
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        if id(plugin) in dists:
+            dist = dists[id(plugin)]
+            source = f"entry point ({dist.project_name} {dist.version})"
+        elif name in builtin:
+            source = "built-in"
+        else:
+            source = "registered"
+        hooks = tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or ()))
+        infos.append(PluginInfo(name=name, source=source, hooks=hooks))
+    return infos
+
+
+class Hooks:
+    """Calls hooks one implementation at a time: awaits async ones, logs and skips failures."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+
+    def _impls(self, name: str) -> list[pluggy.HookImpl]:
+        caller = getattr(self.pm.hook, name)
+        # pluggy calls the last registered implementation first (tryfirst/trylast respected).
+        return [impl for impl in reversed(caller.get_hookimpls()) if not impl.hookwrapper]
+
+    async def _call_one(self, impl: pluggy.HookImpl, name: str, kwargs: dict[str, Any]) -> Any:
+        args = {arg: kwargs[arg] for arg in impl.argnames if arg in kwargs}
+        try:
+            result = impl.function(**args)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception:
+            log.exception("hook %s of plugin %r failed; the turn goes on", name, impl.plugin_name)
+            return None
+        return result
+
+    def call_sync(self, name: str, **kwargs: Any) -> list[Any]:
+        """Call a synchronous hook (the ``register_*`` contribution hooks); failures are logged."""
+        results = []
+        for impl in self._impls(name):
+            args = {arg: kwargs[arg] for arg in impl.argnames if arg in kwargs}
+            try:
+                result = impl.function(**args)
+            except Exception:
+                log.exception("hook %s of plugin %r failed", name, impl.plugin_name)
+                continue
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if close:
+                    close()
+                log.error("hook %s of plugin %r must not be async", name, impl.plugin_name)
+                continue
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def call(self, name: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation of ``name`` in order; return their non-None results."""
+        results = []
+        for impl in self._impls(name):
+            result = await self._call_one(impl, name, kwargs)
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def first(self, name: str, **kwargs: Any) -> Any:
+        """Call implementations until one returns non-None (firstresult hooks)."""
+        for impl in self._impls(name):
+            result = await self._call_one(impl, name, kwargs)
+            if result is not None:
+                return result
+        return None
+
+    async def chain(self, name: str, key: str, value: Any, **kwargs: Any) -> Any:
+        """Pass ``value`` through each implementation as ``key``; a non-None result replaces it."""
+        for impl in self._impls(name):
+            result = await self._call_one(impl, name, {**kwargs, key: value})
+            if result is not None:
+                value = result
+        return value

@@ -1,0 +1,178 @@
+"""Provider protocols (LLM, STT, TTS), their request/response types, errors and the registry.
+
+A provider implements one small protocol. Vendor SDK imports stay inside the vendor's plugin folder.
+Plugins contribute providers through the ``register_*_providers`` hooks by registering a *factory*:
+a callable that takes the loaded :class:`~parley.core.config.Settings` and returns the provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from parley.core.config import ModelSettings, Settings
+
+__all__ = [
+    "LLMChunk",
+    "LLMProvider",
+    "LLMRequest",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderRateLimited",
+    "ProviderRegistry",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "STTProvider",
+    "TTSProvider",
+    "ToolCallDelta",
+    "Transcription",
+    "Usage",
+]
+
+
+class ProviderError(Exception):
+    """A provider failed. ``code`` is stable and ends up in the ErrorEvent."""
+
+    code = "provider_error"
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused the credentials (HTTP 401/403)."""
+
+    code = "provider_auth"
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider answered 429 after our retries."""
+
+    code = "provider_rate_limited"
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer in time."""
+
+    code = "provider_timeout"
+    retryable = True
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached or answered 5xx after our retries."""
+
+    code = "provider_unavailable"
+    retryable = True
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of one LLM call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of a streamed tool call (OpenAI ``delta.tool_calls[i]``)."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LLMChunk:
+    """One streamed piece: text, tool-call fragments, a finish reason, and/or usage (last chunk)."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(slots=True)
+class LLMRequest:
+    """What the engine asks of an LLM: OpenAI-style messages plus the resolved model settings."""
+
+    messages: list[dict[str, Any]]
+    model: ModelSettings
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """The result of speech-to-text."""
+
+    text: str
+    language: str | None = None
+    confidence: float | None = None
+    duration: float | None = None
+
+
+@runtime_checkable
+class LLMProvider(Protocol):
+    """Streams a chat completion."""
+
+    name: str
+
+    def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        """Yield chunks as the model produces them; raise :class:`ProviderError` on failure."""
+        ...
+
+
+@runtime_checkable
+class STTProvider(Protocol):
+    """Turns speech into text."""
+
+    name: str
+
+    async def transcribe(
+        self, audio: bytes, *, mime_type: str | None = None, language: str | None = None
+    ) -> Transcription:
+        """Transcribe a whole recording."""
+        ...
+
+
+@runtime_checkable
+class TTSProvider(Protocol):
+    """Turns text into speech, streaming bytes as they arrive."""
+
+    name: str
+
+    def synthesize(
+        self, text: str, *, voice: str | None = None, output_format: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield audio bytes for ``text`` in ``output_format``."""
+        ...
+
+
+LLMFactory = Callable[["Settings"], LLMProvider]
+STTFactory = Callable[["Settings"], STTProvider]
+TTSFactory = Callable[["Settings"], TTSProvider]
+
+
+@dataclass
+class ProviderRegistry:
+    """Provider factories by kind and name, filled by the ``register_*_providers`` hooks."""
+
+    llm: dict[str, LLMFactory] = field(default_factory=dict)
+    stt: dict[str, STTFactory] = field(default_factory=dict)
+    tts: dict[str, TTSFactory] = field(default_factory=dict)
+    origins: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def make(self, kind: str, name: str, settings: Settings) -> Any:
+        """Build the provider ``name`` of ``kind`` (``llm``, ``stt``, ``tts``) from settings."""
+        factories: dict[str, Callable[[Settings], Any]] = getattr(self, kind)
+        if name not in factories:
+            known = ", ".join(sorted(factories)) or "none"
+            raise KeyError(f"no {kind} provider named {name!r} (registered: {known})")
+        return factories[name](settings)

@@ -1,0 +1,135 @@
+"""The runtime: settings + plugins + providers + database + engine + adapters, started together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+from parley.core import store
+from parley.core.adapter import Adapter
+from parley.core.config import Settings
+from parley.core.engine import Engine
+from parley.core.plugins import Hooks, make_plugin_manager
+from parley.core.providers import LLMProvider, ProviderRegistry, STTProvider, TTSProvider
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Everything a running Parley instance holds. Build one, ``await start()``, ``await stop()``."""
+
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager | None = None) -> None:
+        self.settings = settings
+        self.pm = pm or make_plugin_manager(settings.plugins.disable)
+        self.hooks = Hooks(self.pm)
+        self.registry = ProviderRegistry()
+        self.adapter_factories: dict[str, Callable[[Runtime], Adapter | None]] = {}
+        self.adapters: dict[str, Adapter] = {}
+        self.running: list[Adapter] = []
+        self.routes: list[Any] = []
+        self.notices: list[str] = []
+        self.llm: LLMProvider | None = None
+        self.stt: STTProvider | None = None
+        self.tts: TTSProvider | None = None
+        self._engine: Engine | None = None
+        self.started = False
+        self.collected = False
+
+    @property
+    def engine(self) -> Engine:
+        """The engine (after :meth:`start`)."""
+        if self._engine is None:
+            raise RuntimeError("the runtime has not started")
+        return self._engine
+
+    def _registrar(self, kind: str) -> Callable[..., None]:
+        table = getattr(self.registry, kind)
+
+        def register(name: str, factory: Callable[..., Any]) -> None:
+            table[name] = factory
+
+        return register
+
+    def collect(self) -> None:
+        """Call the contribution hooks (providers, adapters, routes) and build the adapters."""
+        if self.collected:
+            return
+        self.collected = True
+        for kind in ("llm", "stt", "tts"):
+            self.hooks.call_sync(f"register_{kind}_providers", register=self._registrar(kind))
+
+        def register_adapter(name: str, factory: Callable[[Runtime], Adapter | None]) -> None:
+            self.adapter_factories[name] = factory
+
+        self.hooks.call_sync("register_adapters", register=register_adapter)
+        self.hooks.call_sync("register_routes", register=self.routes.append)
+        for name, factory in self.adapter_factories.items():
+            adapter = factory(self)
+            if adapter is not None:
+                self.adapters[name] = adapter
+
+    def build_llm(self) -> LLMProvider:
+        """The configured LLM provider; the offline ``echo`` one when ``openai`` has no key."""
+        llm = self.settings.llm
+        name = llm.provider
+        if name == "openai" and not llm.resolved_api_key() and "echo" in self.registry.llm:
+            self.notices.append(
+                "No LLM API key: set llm.api_key (settings/.secrets.toml or PARLEY_LLM__API_KEY) "
+                "or OPENAI_API_KEY. Using the offline 'echo' provider meanwhile."
+            )
+            name = "echo"
+        return self.registry.make("llm", name, self.settings)
+
+    def _optional_provider(self, kind: str) -> Any:
+        section = self.settings.raw.get(kind) or {}
+        name = section.get("provider")
+        if not name or name not in getattr(self.registry, kind):
+            return None
+        try:
+            return self.registry.make(kind, name, self.settings)
+        except Exception as exc:  # a missing SDK or key must not stop text chat
+            self.notices.append(f"{kind} provider {name!r} unavailable: {exc}")
+            return None
+
+    async def start(self, *, connect_db: bool = True, adapters: bool = True) -> None:
+        """Open the database (applying migrations), build providers and the engine, start adapters."""
+        self.collect()
+        self.llm = self.build_llm()
+        self.stt = self._optional_provider("stt")
+        self.tts = self._optional_provider("tts")
+        if connect_db:
+            await store.connect(self.settings.database.url)
+        self._engine = Engine(self.settings, self.hooks, self.llm, stt=self.stt, tts=self.tts)
+        self.started = True
+        for notice in self.notices:
+            log.warning(notice)
+        await self.hooks.call("startup", runtime=self)
+        if adapters:
+            for adapter in self.adapters.values():
+                await adapter.start()
+                self.running.append(adapter)
+
+    async def stop(self) -> None:
+        """Stop adapters, call ``shutdown`` hooks, close the database."""
+        while self.running:
+            adapter = self.running.pop()
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("adapter %s failed to stop", adapter.name)
+        await self.hooks.call("shutdown", runtime=self)
+        if self.started:
+            await store.close()
+        self.started = False
+
+    def route_handlers(self) -> list[Any]:
+        """Every route handler to mount: plugins' routes plus each adapter's."""
+        handlers = list(self.routes)
+        for adapter in self.adapters.values():
+            handlers.extend(adapter.route_handlers())
+        return handlers

@@ -1,0 +1,204 @@
+"""The ``openai`` LLM provider: any OpenAI-compatible chat-completions endpoint, streamed.
+
+Works with api.openai.com, DeepSeek, OpenRouter, vLLM, Ollama... through ``llm.base_url``.
+The SDK retries 429, 5xx, connection errors and timeouts ``llm.max_retries`` times with backoff
+(honouring ``retry-after-ms``/``retry-after``); what still fails becomes a
+:class:`~parley.core.providers.ProviderError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import openai
+from openai import AsyncOpenAI
+
+from parley.core.providers import (
+    LLMChunk,
+    LLMRequest,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+    ToolCallDelta,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from parley.core.config import LLMSettings
+
+__all__ = ["OpenAILLM"]
+
+NAME = "openai"
+AUTH_HINT = "check llm.api_key or OPENAI_API_KEY"
+NO_KEY_PLACEHOLDER = "not-needed"
+"""Sent to a custom ``base_url`` when no key is set: local servers ignore it, the SDK needs one."""
+
+_ARGUMENTS = ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty")
+_EXTRA_BODY = ("top_k", "min_p", "repetition_penalty")
+
+
+class OpenAILLM:
+    """Streams chat completions from an OpenAI-compatible server."""
+
+    name = NAME
+
+    def __init__(
+        self, settings: LLMSettings, *, http_client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.settings = settings
+        self._http_client = http_client
+        self._client: AsyncOpenAI | None = None
+
+    @property
+    def client(self) -> AsyncOpenAI:
+        """The SDK client, built on first use (a missing key fails the first call, not start-up)."""
+        if self._client is None:
+            api_key = self.settings.resolved_api_key()
+            if not api_key:
+                if not self.settings.base_url:
+                    raise ProviderAuthError(
+                        "LLM API key missing: set llm.api_key or OPENAI_API_KEY", provider=NAME
+                    )
+                api_key = NO_KEY_PLACEHOLDER
+            self._client = AsyncOpenAI(
+                base_url=self.settings.base_url or None,
+                api_key=api_key,
+                timeout=self.settings.timeout,
+                max_retries=self.settings.max_retries,
+                http_client=self._http_client,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the SDK client and its connections."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def request_arguments(self, request: LLMRequest) -> dict[str, Any]:
+        """The keyword arguments of ``chat.completions.create`` for ``request``."""
+        model = self.settings.defaults().merged(request.model)
+        kwargs: dict[str, Any] = {
+            "model": model.model or self.settings.model,
+            "messages": request.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        for key in _ARGUMENTS:
+            value = getattr(model, key)
+            if value is not None:
+                kwargs[key] = value
+        extra = {key: getattr(model, key) for key in _EXTRA_BODY if getattr(model, key) is not None}
+        if extra:
+            kwargs["extra_body"] = extra
+        if request.tools:
+            kwargs["tools"] = request.tools
+        return kwargs
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        """Yield text pieces, tool-call fragments, the finish reason and usage as they arrive."""
+        client = self.client
+        try:
+            response = await client.chat.completions.create(**self.request_arguments(request))
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from exc
+        try:
+            async for chunk in response:
+                out = _convert(chunk)
+                if out is not None:
+                    yield out
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from exc
+        finally:
+            # Also runs when the consumer stops early (aclose) or is cancelled.
+            await response.close()
+
+    def _error(self, exc: openai.OpenAIError) -> ProviderError:
+        """Map an SDK error to a provider error; the API key never appears in the message."""
+        error = _map_error(exc)
+        key = self.settings.resolved_api_key()
+        if key and key in error.message:
+            error = type(error)(error.message.replace(key, "***"), provider=NAME)
+        return error
+
+
+def _convert(chunk: Any) -> LLMChunk | None:
+    """One SDK chunk as an LLMChunk, or None when it carries nothing we use (role, reasoning)."""
+    text = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    finish_reason = None
+    choices = getattr(chunk, "choices", None) or []
+    if choices:
+        choice = choices[0]
+        delta = choice.delta
+        if delta is not None:
+            text = delta.content or ""
+            tool_calls = tuple(
+                ToolCallDelta(
+                    index=call.index if call.index is not None else position,
+                    id=call.id or None,
+                    name=(call.function.name or None) if call.function else None,
+                    arguments=(call.function.arguments or "") if call.function else "",
+                )
+                for position, call in enumerate(delta.tool_calls or ())
+            )
+        finish_reason = choice.finish_reason or None
+    usage = None
+    if getattr(chunk, "usage", None) is not None:
+        usage = Usage(
+            prompt_tokens=chunk.usage.prompt_tokens or 0,
+            completion_tokens=chunk.usage.completion_tokens or 0,
+        )
+    if not (text or tool_calls or finish_reason or usage):
+        return None
+    return LLMChunk(text=text, tool_calls=tool_calls, finish_reason=finish_reason, usage=usage)
+
+
+def _status_of(exc: openai.APIError) -> int | None:
+    """The HTTP status of an error, or the numeric ``code`` of an error sent inside the stream."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status
+    code = exc.body.get("code") if isinstance(exc.body, dict) else None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.isdigit():
+        return int(code)
+    return None
+
+
+def _server_message(exc: openai.APIError) -> str:
+    """The server's own message when the body has one, else the SDK's."""
+    body = exc.body
+    if isinstance(body, dict):
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            return message
+    return exc.message
+
+
+def _map_error(exc: openai.OpenAIError) -> ProviderError:
+    """The provider error for an SDK error (raised before or during the stream)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderTimeout("LLM request timed out", provider=NAME)
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderUnavailable(f"LLM server unreachable: {exc.message}", provider=NAME)
+    if not isinstance(exc, openai.APIError):
+        return ProviderError(f"LLM error: {exc}", provider=NAME)
+    status = _status_of(exc)
+    message = _server_message(exc)
+    if status in (401, 403):
+        message = f"LLM authentication failed ({status}): {AUTH_HINT}"
+        return ProviderAuthError(message, provider=NAME)
+    if status == 429:
+        return ProviderRateLimited(f"LLM rate limited (429): {message}", provider=NAME)
+    if status is not None and status >= 500:
+        return ProviderUnavailable(f"LLM server error ({status}): {message}", provider=NAME)
+    if status is not None:
+        return ProviderError(f"LLM request failed ({status}): {message}", provider=NAME)
+    return ProviderError(f"LLM stream failed: {message}", provider=NAME)

@@ -1,0 +1,101 @@
+"""Builds the Litestar app from what plugins and adapters register."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
+
+from parley.core.config import Settings
+from parley.core.runtime import Runtime
+
+__all__ = ["ApiError", "create_app", "error_body"]
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class ApiError(HTTPException):
+    """An HTTP error with a stable machine-readable ``code``; rendered as ``{"error": {...}}``."""
+
+    def __init__(self, status_code: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(detail=message, status_code=status_code)
+        self.code = code
+        self.extra = extra
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON body of every HTTP error."""
+    return {**extra, "error": {"code": code, "message": message}}
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if isinstance(exc, ApiError):
+        body = error_body(exc.code, exc.detail, **exc.extra)
+    elif isinstance(exc, ValidationException):
+        status = HTTP_422_UNPROCESSABLE_ENTITY
+        detail = "; ".join(
+            f"{e.get('key') or 'body'}: {e.get('message')}"
+            for e in (exc.extra if isinstance(exc.extra, list) else [])
+            if isinstance(e, dict)
+        )
+        body = error_body("validation_error", detail or exc.detail)
+    else:
+        body = error_body(_CODES.get(status, "error"), exc.detail)
+    return Response(body, status_code=status, headers=getattr(exc, "headers", None))
+
+
+def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = error_body("internal_error", "something went wrong on our side")
+    return Response(body, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
+    """The Litestar app: routes from plugins and adapters; the runtime starts with the app."""
+    runtime = runtime or Runtime(settings)
+    runtime.collect()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    # Adapters may add app-level settings (CORS, middleware, stores...) to this dict.
+    app_config: dict[str, Any] = {}
+    for adapter in runtime.adapters.values():
+        configure = getattr(adapter, "configure_app", None)
+        if configure is not None:
+            configure(app_config)
+    return Litestar(
+        route_handlers=runtime.route_handlers(),
+        lifespan=[lifespan],
+        state=State({"runtime": runtime}),
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        openapi_config=OpenAPIConfig(title="Parley", version="0.1.0", path="/schema"),
+        **app_config,
+    )

@@ -1,0 +1,94 @@
+"""Shared fixtures: settings built in code, a real SQLite database, a runtime with a scripted LLM."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from parley.core import store
+from parley.core.config import Settings
+from parley.core.engine import Engine
+from parley.core.loading import settings_from_dict
+from parley.core.plugins import Hooks, make_plugin_manager
+from parley.testing import ScriptedLLM
+
+BASE_SETTINGS: dict[str, Any] = {
+    "llm": {"provider": "echo", "model": "test-model"},
+    "conversation": {"default_template": "solo", "history_window": 20, "language": "en"},
+    "personas": {
+        "alex": {"name": "Alex", "system_prompt": "You are Alex.", "temperature": 0.9},
+        "maya": {"name": "Maya", "system_prompt": {"en": "You are Maya.", "de": "Du bist Maya."}},
+        "leo": {"name": "Leo", "system_prompt": "You are Leo.", "voice": "leo-voice"},
+    },
+    "templates": {
+        "solo": {"name": "Solo", "personas": ["alex"]},
+        "duo": {"name": "Duo", "personas": ["maya", "leo"]},
+    },
+    "languages": {
+        "en": {
+            "termination_phrases": ["goodbye", "bye", "stop"],
+            "prompts": {"start": "Hi there!", "end": "Take care!", "nudge": "Still there?"},
+        }
+    },
+}
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``extra`` into a copy of ``base``."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Build validated settings from BASE_SETTINGS plus overrides; the database is a temp file."""
+
+    def make(extra: dict[str, Any] | None = None) -> Settings:
+        raw = merge(BASE_SETTINGS, {"database": {"url": f"sqlite://{tmp_path / 'db.sqlite3'}"}})
+        return settings_from_dict(merge(raw, extra or {}))
+
+    return make
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[str]:
+    """A migrated SQLite database in a temp file, closed after the test."""
+    url = f"sqlite://{tmp_path / 'db.sqlite3'}"
+    await store.connect(url)
+    try:
+        yield url
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def llm() -> ScriptedLLM:
+    """A scripted LLM provider."""
+    return ScriptedLLM()
+
+
+@pytest.fixture
+def make_engine(
+    db: str, make_settings: Callable[..., Settings], llm: ScriptedLLM
+) -> Callable[..., Engine]:
+    """An engine over the test database, with the built-in plugins and optional extra ones."""
+
+    def make(extra: dict[str, Any] | None = None, plugins: tuple[object, ...] = ()) -> Engine:
+        settings = make_settings(extra)
+        pm = make_plugin_manager(
+            settings.plugins.disable,
+            entry_points=False,
+            extra=[(f"test-plugin-{i}", p) for i, p in enumerate(plugins)],
+        )
+        return Engine(settings, Hooks(pm), llm)
+
+    return make

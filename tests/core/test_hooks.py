@@ -1,0 +1,317 @@
+"""One test per hook (test_hook_<name>); tests/core/test_docs.py checks that none is missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import get
+from litestar.testing import AsyncTestClient
+
+from parley import hookimpl
+from parley.core import store
+from parley.core.events import ErrorEvent, MessageCompleted, MessageStarted, Transcript
+from parley.core.inbound import Inbound
+from parley.core.plugins import make_plugin_manager
+from parley.core.providers import Transcription
+from parley.core.runtime import Runtime
+from parley.server import create_app
+from parley.testing import ScriptedLLM, collect
+
+
+class Recorder:
+    """A plugin that records what it saw."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+
+async def _conversation(engine, template_id=None):
+    user = await store.get_or_create_user("test", "hooks")
+    return (await engine.open(user.id, "test", template_id=template_id)).conversation
+
+
+def _runtime(make_settings, *plugins, extra=None) -> Runtime:
+    settings = make_settings(extra)
+    pm = make_plugin_manager(
+        (), entry_points=False, extra=[(f"p{i}", p) for i, p in enumerate(plugins)]
+    )
+    return Runtime(settings, pm)
+
+
+class FakeSTT:
+    name = "fake-stt"
+
+    def __init__(self, text: str = "heard you") -> None:
+        self.text = text
+        self.calls: list[tuple[bytes, str | None]] = []
+
+    async def transcribe(self, audio, *, mime_type=None, language=None):
+        self.calls.append((audio, mime_type))
+        return Transcription(self.text)
+
+
+class FakeTTS:
+    name = "fake-tts"
+
+    async def synthesize(self, text, *, voice=None, output_format=None):
+        yield text.encode()
+
+
+async def test_hook_register_llm_providers(make_settings):
+    scripted = ScriptedLLM(["from the plugin"])
+
+    class Plugin:
+        @hookimpl
+        def register_llm_providers(self, register):
+            register("scripted", lambda settings: scripted)
+
+    runtime = _runtime(make_settings, Plugin(), extra={"llm": {"provider": "scripted"}})
+    await runtime.start(adapters=False)
+    try:
+        assert runtime.llm is scripted
+        assert {"openai", "echo", "scripted"} <= set(runtime.registry.llm)
+    finally:
+        await runtime.stop()
+
+
+async def test_hook_register_stt_providers(make_settings):
+    class Plugin:
+        @hookimpl
+        def register_stt_providers(self, register):
+            register("fake", lambda settings: FakeSTT())
+
+    runtime = _runtime(make_settings, Plugin(), extra={"stt": {"provider": "fake"}})
+    await runtime.start(adapters=False)
+    try:
+        assert isinstance(runtime.stt, FakeSTT)
+        assert runtime.engine.stt is runtime.stt
+    finally:
+        await runtime.stop()
+
+
+async def test_hook_register_tts_providers(make_settings):
+    class Plugin:
+        @hookimpl
+        def register_tts_providers(self, register):
+            register("fake", lambda settings: FakeTTS())
+
+    runtime = _runtime(make_settings, Plugin(), extra={"tts": {"provider": "fake"}})
+    await runtime.start(adapters=False)
+    try:
+        assert isinstance(runtime.tts, FakeTTS)
+    finally:
+        await runtime.stop()
+
+
+async def test_hook_register_adapters(make_settings):
+    events: list[str] = []
+
+    @get("/fake-adapter")
+    async def ping() -> dict[str, str]:
+        return {"adapter": "up"}
+
+    class FakeAdapter:
+        name = "fake"
+
+        def route_handlers(self):
+            return [ping]
+
+        async def start(self):
+            events.append("start")
+
+        async def stop(self):
+            events.append("stop")
+
+    class Plugin:
+        @hookimpl
+        def register_adapters(self, register):
+            register("fake", lambda runtime: FakeAdapter())
+            register("disabled", lambda runtime: None)
+
+    runtime = _runtime(make_settings, Plugin())
+    async with AsyncTestClient(create_app(runtime.settings, runtime)) as client:
+        response = await client.get("/fake-adapter")
+        assert response.json() == {"adapter": "up"}
+        assert events == ["start"]
+    assert events == ["start", "stop"]
+    assert list(runtime.adapters) == ["fake"]
+
+
+async def test_hook_register_routes(make_settings):
+    @get("/extra")
+    async def extra() -> dict[str, int]:
+        return {"answer": 42}
+
+    class Plugin:
+        @hookimpl
+        def register_routes(self, register):
+            register(extra)
+
+    runtime = _runtime(make_settings, Plugin())
+    async with AsyncTestClient(create_app(runtime.settings, runtime)) as client:
+        assert (await client.get("/extra")).json() == {"answer": 42}
+        health = await client.get("/health")
+        assert health.status_code == 200
+        assert health.json()["database"] == "ok"
+        assert health.json()["providers"]["llm"] == "echo"
+
+
+async def test_hook_startup(make_settings):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        async def startup(self, runtime):
+            seen.calls.append(("startup", runtime.engine is not None))
+
+    runtime = _runtime(make_settings, Plugin())
+    await runtime.start(adapters=False)
+    await runtime.stop()
+    assert seen.calls == [("startup", True)]
+
+
+async def test_hook_shutdown(make_settings):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def shutdown(self, runtime):
+            seen.calls.append(("shutdown", runtime.started))
+
+    runtime = _runtime(make_settings, Plugin())
+    await runtime.start(adapters=False)
+    assert seen.calls == []
+    await runtime.stop()
+    assert seen.calls == [("shutdown", True)]
+
+
+async def test_hook_conversation_started(make_engine):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        async def conversation_started(self, conversation):
+            seen.calls.append(("started", conversation.template_id))
+
+    engine = make_engine(plugins=(Plugin(),))
+    await _conversation(engine)
+    assert seen.calls == [("started", "solo")]
+
+
+async def test_hook_conversation_ended(make_engine):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def conversation_ended(self, conversation, reason):
+            seen.calls.append((conversation.status, reason))
+
+    engine = make_engine(plugins=(Plugin(),))
+    conv = await _conversation(engine)
+    await collect(engine.turn(conv.id, Inbound(text="goodbye")))
+    assert seen.calls == [("ended", "user_ended")]
+
+
+async def test_hook_transcribed(make_engine, llm):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def transcribed(self, conversation, text):
+            seen.calls.append(("transcribed", text))
+
+    engine = make_engine(plugins=(Plugin(),))
+    engine.stt = FakeSTT("hello from audio")
+    conv = await _conversation(engine)
+    events = await collect(engine.turn(conv.id, Inbound(audio=b"OggS...", audio_mime="audio/ogg")))
+    assert seen.calls == [("transcribed", "hello from audio")]
+    assert any(isinstance(e, Transcript) and e.text == "hello from audio" for e in events)
+    assert llm.requests[0].messages[-1]["content"] == "hello from audio"
+    assert engine.stt.calls == [(b"OggS...", "audio/ogg")]
+
+
+async def test_hook_select_responders(make_engine):
+    class Plugin:
+        @hookimpl
+        def select_responders(self, personas):
+            return [personas[-1].id]
+
+    engine = make_engine(plugins=(Plugin(),))
+    conv = await _conversation(engine, "duo")
+    events = await collect(engine.turn(conv.id, Inbound(text="@Maya hi")))
+    assert [e.character_id for e in events if isinstance(e, MessageStarted)] == ["leo"]
+
+
+async def test_hook_before_llm(make_engine, llm):
+    class Edit:
+        @hookimpl
+        def before_llm(self, messages):
+            messages[0]["content"] += " Always rhyme."
+
+    class Replace:
+        @hookimpl
+        async def before_llm(self, persona, messages):
+            return [*messages, {"role": "system", "content": f"for {persona.id}"}]
+
+    engine = make_engine(plugins=(Edit(), Replace()))
+    conv = await _conversation(engine)
+    await collect(engine.turn(conv.id, Inbound(text="hi")))
+    sent = llm.requests[0].messages
+    assert sent[0]["content"] == "You are Alex. Always rhyme."
+    assert sent[-1] == {"role": "system", "content": "for alex"}
+
+
+async def test_hook_transform_response(make_engine, llm):
+    class Upper:
+        @hookimpl
+        def transform_response(self, text):
+            return text.upper()
+
+    class Exclaim:
+        @hookimpl
+        async def transform_response(self, text):
+            return text + "!"
+
+    engine = make_engine(plugins=(Upper(), Exclaim()))
+    conv = await _conversation(engine)
+    llm.push("quiet words")
+    events = await collect(engine.turn(conv.id, Inbound(text="hi")))
+    done = next(e for e in events if isinstance(e, MessageCompleted))
+    # Exclaim was registered last, so it runs first (pluggy's order).
+    assert done.text == "QUIET WORDS!"
+    assert (await store.list_messages(conv.id))[-1].content == "QUIET WORDS!"
+
+
+async def test_hook_turn_completed(make_engine, llm):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        async def turn_completed(self, conversation, messages):
+            seen.calls.append((conversation.turn_count, [(m.role, m.content) for m in messages]))
+
+    engine = make_engine(plugins=(Plugin(),))
+    conv = await _conversation(engine)
+    llm.push("sure")
+    await collect(engine.turn(conv.id, Inbound(text="hi")))
+    assert seen.calls == [(1, [("user", "hi"), ("assistant", "sure")])]
+
+
+async def test_failing_hook_does_not_break_the_turn(make_engine, llm, caplog):
+    class Broken:
+        @hookimpl
+        def before_llm(self, messages):
+            raise RuntimeError("boom")
+
+        @hookimpl
+        async def turn_completed(self, conversation):
+            raise ValueError("async boom")
+
+    engine = make_engine(plugins=(Broken(),))
+    conv = await _conversation(engine)
+    llm.push("still here")
+    events = await collect(engine.turn(conv.id, Inbound(text="hi")))
+    assert not any(isinstance(e, ErrorEvent) for e in events)
+    assert any(isinstance(e, MessageCompleted) and e.text == "still here" for e in events)
+    failures = [r for r in caplog.records if "test-plugin-0" in r.getMessage()]
+    assert {r.getMessage().split()[1] for r in failures} == {"before_llm", "turn_completed"}
