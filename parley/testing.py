@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from parley.core.providers import LLMChunk, LLMRequest, ProviderError, Usage
+from parley.core.providers import LLMChunk, LLMRequest, ProviderError, Transcription, Usage
 
-__all__ = ["ScriptedLLM", "Step", "collect", "running_server"]
+__all__ = ["FakeSTT", "ScriptedLLM", "Step", "ToneTTS", "collect", "running_server"]
 
 
 @dataclass
@@ -100,3 +100,58 @@ async def running_server(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
+
+
+class FakeSTT:
+    """A speech-to-text provider that hears ``text`` (or the next of ``texts``) in any audio."""
+
+    name = "fake-stt"
+
+    def __init__(self, text: str = "hello", *, error: ProviderError | None = None) -> None:
+        self.text = text
+        self.error = error
+        self.calls: list[tuple[bytes, str | None]] = []
+
+    async def transcribe(
+        self, audio: bytes, *, mime_type: str | None = None, language: str | None = None
+    ) -> Transcription:
+        """Record the call; return the scripted text or raise the scripted error."""
+        self.calls.append((audio, mime_type))
+        if self.error is not None:
+            raise self.error
+        return Transcription(self.text, language=language)
+
+
+class ToneTTS:
+    """A text-to-speech provider that speaks a real sine tone: 50 ms of PCM16 per word.
+
+    Supports the raw ``pcm_<rate>`` output formats; records every request.
+    """
+
+    name = "tone-tts"
+
+    def __init__(self, *, error: Exception | None = None) -> None:
+        self.error = error
+        self.requests: list[tuple[str, str | None, str | None]] = []
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, output_format: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield one chunk of tone per word."""
+        import math
+        import struct
+
+        self.requests.append((text, voice, output_format))
+        if self.error is not None:
+            raise self.error
+        fmt = output_format or "pcm_16000"
+        if not fmt.startswith("pcm_"):
+            raise ValueError(f"ToneTTS speaks pcm_<rate> only, not {fmt}")
+        rate = int(fmt.split("_")[1])
+        n = rate // 20
+        tone = struct.pack(
+            f"<{n}h", *(int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(n))
+        )
+        for _ in text.split():
+            await asyncio.sleep(0)
+            yield tone

@@ -12,10 +12,10 @@ from parley.core import store
 from parley.core.events import ErrorEvent, MessageCompleted, MessageStarted, Transcript
 from parley.core.inbound import Inbound
 from parley.core.plugins import make_plugin_manager
-from parley.core.providers import Transcription
 from parley.core.runtime import Runtime
 from parley.server import create_app
-from parley.testing import ScriptedLLM, collect
+from parley.testing import FakeSTT, ScriptedLLM, collect
+from parley.testing import ToneTTS as FakeTTS
 
 
 class Recorder:
@@ -36,25 +36,6 @@ def _runtime(make_settings, *plugins, extra=None) -> Runtime:
         (), entry_points=False, extra=[(f"p{i}", p) for i, p in enumerate(plugins)]
     )
     return Runtime(settings, pm)
-
-
-class FakeSTT:
-    name = "fake-stt"
-
-    def __init__(self, text: str = "heard you") -> None:
-        self.text = text
-        self.calls: list[tuple[bytes, str | None]] = []
-
-    async def transcribe(self, audio, *, mime_type=None, language=None):
-        self.calls.append((audio, mime_type))
-        return Transcription(self.text)
-
-
-class FakeTTS:
-    name = "fake-tts"
-
-    async def synthesize(self, text, *, voice=None, output_format=None):
-        yield text.encode()
 
 
 async def test_hook_register_llm_providers(make_settings):
