@@ -159,3 +159,56 @@ def test_entry_point_plugin_in_a_conversation(tmp_path, hello_plugin):
         env={**env, "PARLEY_PLUGINS__DISABLE": '["hello", "echo"]'},
     )
     assert "hello" not in disabled.stdout and "echo  [" not in disabled.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_serve_health_and_clean_exit(tmp_path):
+    import signal
+    import time
+
+    import httpx
+
+    folder = _settings(tmp_path)
+    port = _free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI"))}
+    environ["PARLEY_LLM__PROVIDER"] = "openai"  # without a key: falls back to echo and says so
+    process = subprocess.Popen(
+        [*PARLEY, "serve", "--settings", str(folder), "--port", str(port)],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = None
+        for _ in range(300):
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                body = response.json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert body == {
+            "status": "ok",
+            "database": "ok",
+            "providers": {"llm": "echo", "stt": None, "tts": None},
+        }
+        schema = httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", timeout=5)
+        assert schema.status_code == 200 and "/health" in schema.json()["paths"]
+        missing = httpx.get(f"http://127.0.0.1:{port}/nope", timeout=5)
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)  # hangs here if a connection stays open
+    assert process.returncode == 0, err
+    assert "llm.api_key" in err and "echo" in err  # says which setting to fill
+    assert (tmp_path / "cli.sqlite3").exists()  # migrations applied at start
