@@ -18,6 +18,7 @@ __all__ = [
     "ModelSettings",
     "Persona",
     "PluginsSettings",
+    "RedisSettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
@@ -179,6 +180,23 @@ class ConversationSettings:
 
 
 @dataclass(slots=True)
+class RedisSettings:
+    """Shared state for running several Parley processes (optional)."""
+
+    url: str = ""
+    """``redis://host:6379/0``; empty: one process, in-process locks."""
+    lock_ttl: float = 30.0
+    """Seconds a conversation lock survives a crashed holder (renewed while held)."""
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"url must start with redis://, rediss:// or unix://, got {self.url!r}"
+            )
+        _check_range("lock_ttl", self.lock_ttl, 1, 3600)
+
+
+@dataclass(slots=True)
 class PluginsSettings:
     """Which plugins load."""
 
@@ -282,6 +300,7 @@ class Settings:
     llm: LLMSettings = field(default_factory=LLMSettings)
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     plugins: PluginsSettings = field(default_factory=PluginsSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
     personas: dict[str, Persona] = field(default_factory=dict)
     templates: dict[str, Template] = field(default_factory=dict)
     languages: dict[str, Language] = field(default_factory=dict)

@@ -28,7 +28,7 @@ from parley.core.events import (
     TurnStarted,
 )
 from parley.core.inbound import Inbound
-from parley.core.locks import LocalLocks
+from parley.core.locks import LocalLocks, Locks
 from parley.core.plugins import Hooks
 from parley.core.providers import LLMProvider, ProviderError, STTProvider, TTSProvider
 from parley.core.reply import ReplyResult, stream_reply
@@ -85,14 +85,14 @@ class Engine:
         *,
         stt: STTProvider | None = None,
         tts: TTSProvider | None = None,
-        locks: LocalLocks | None = None,
+        locks: Locks | None = None,
     ) -> None:
         self.settings = settings
         self.hooks = hooks
         self.llm = llm
         self.stt = stt
         self.tts = tts
-        self.locks = locks or LocalLocks()
+        self.locks: Locks = locks if locks is not None else LocalLocks()
 
     # -- conversations ---------------------------------------------------------------------
 

@@ -1,12 +1,31 @@
-"""Per-conversation ordering: turns of one conversation run one at a time, in arrival order."""
+"""Per-conversation ordering: turns of one conversation run one at a time, in arrival order.
+
+:class:`LocalLocks` serves one process. :class:`RedisLocks` (setting ``redis.url``) serves several
+processes or hosts: the local FIFO lock keeps arrival order inside a process, and a Redis lock,
+renewed while held, keeps other processes out.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Protocol
 
-__all__ = ["LocalLocks"]
+__all__ = ["LocalLocks", "Locks", "RedisLocks"]
+
+log = logging.getLogger(__name__)
+
+
+class Locks(Protocol):
+    """What the engine needs: ``async with locks.hold(conversation_id)``."""
+
+    def hold(self, key: str) -> Any:
+        """An async context manager holding the lock of ``key``."""
+        ...
+
+    def __len__(self) -> int: ...
 
 
 class LocalLocks:
@@ -34,3 +53,62 @@ class LocalLocks:
 
     def __len__(self) -> int:
         return len(self._locks)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class RedisLocks:
+    """Locks shared by every process using the same Redis.
+
+    ``ttl`` bounds how long a crashed process can keep a conversation locked; a live holder renews
+    its lock every ``ttl / 3`` seconds.
+    """
+
+    def __init__(self, url: str, *, ttl: float = 30.0, prefix: str = "parley:lock:") -> None:
+        import redis.asyncio as redis
+
+        self.client = redis.from_url(url)
+        self.ttl = ttl
+        self.prefix = prefix
+        self.local = LocalLocks()
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Hold ``key`` in this process (FIFO), then across processes."""
+        async with self.local.hold(key):
+            lock = self.client.lock(
+                self.prefix + key,
+                timeout=self.ttl,
+                sleep=0.02,
+                blocking=True,
+                thread_local=False,
+            )
+            await lock.acquire()
+            renew = asyncio.create_task(self._renew(lock, key))
+            try:
+                yield
+            finally:
+                renew.cancel()
+                with suppress(asyncio.CancelledError):
+                    await renew
+                try:
+                    await lock.release()
+                except Exception as exc:  # expired while held: someone may already have it
+                    log.warning("lock for %s was lost before release: %s", key, exc)
+
+    async def _renew(self, lock: Any, key: str) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await lock.reacquire()
+            except Exception as exc:
+                log.warning("could not renew the lock for %s: %s", key, exc)
+                return
+
+    def __len__(self) -> int:
+        return len(self.local)
+
+    async def close(self) -> None:
+        """Close the Redis connection pool."""
+        await self.client.aclose()

@@ -12,6 +12,7 @@ from parley.core import store
 from parley.core.adapter import Adapter
 from parley.core.config import Settings
 from parley.core.engine import Engine
+from parley.core.locks import LocalLocks, RedisLocks
 from parley.core.plugins import Hooks, make_plugin_manager
 from parley.core.providers import LLMProvider, ProviderRegistry, STTProvider, TTSProvider
 
@@ -37,6 +38,7 @@ class Runtime:
         self.stt: STTProvider | None = None
         self.tts: TTSProvider | None = None
         self._engine: Engine | None = None
+        self.locks: LocalLocks | RedisLocks | None = None
         self.started = False
         self.collected = False
 
@@ -104,7 +106,11 @@ class Runtime:
         self.tts = self._optional_provider("tts")
         if connect_db:
             await store.connect(self.settings.database.url)
-        self._engine = Engine(self.settings, self.hooks, self.llm, stt=self.stt, tts=self.tts)
+        redis = self.settings.redis
+        self.locks = RedisLocks(redis.url, ttl=redis.lock_ttl) if redis.url else LocalLocks()
+        self._engine = Engine(
+            self.settings, self.hooks, self.llm, stt=self.stt, tts=self.tts, locks=self.locks
+        )
         self.started = True
         for notice in self.notices:
             log.warning(notice)
@@ -123,6 +129,8 @@ class Runtime:
             except Exception:
                 log.exception("adapter %s failed to stop", adapter.name)
         await self.hooks.call("shutdown", runtime=self)
+        if self.locks is not None:
+            await self.locks.close()
         if self.started:
             await store.close()
         self.started = False

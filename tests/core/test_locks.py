@@ -1,0 +1,127 @@
+"""Per-conversation locks: FIFO in a process; exclusive across processes through a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio as redis
+
+from parley.core import store
+from parley.core.engine import Engine
+from parley.core.inbound import Inbound
+from parley.core.locks import LocalLocks, RedisLocks
+from parley.core.plugins import Hooks, make_plugin_manager
+from parley.testing import ScriptedLLM, Step, collect
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def redis_prefix():
+    """A unique key prefix on the machine's Redis; fails loudly when Redis is down."""
+    client = redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); .ci/run starts it")
+    prefix = f"parley-test:{uuid.uuid4().hex}:"
+    yield prefix
+    keys = [key async for key in client.scan_iter(f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_local_locks_are_fifo():
+    locks = LocalLocks()
+    order: list[int] = []
+
+    async def worker(i: int) -> None:
+        async with locks.hold("c"):
+            order.append(i)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(worker(i) for i in range(10)))
+    assert order == list(range(10))
+    assert len(locks) == 0
+
+
+async def test_redis_locks_exclude_across_instances(redis_prefix):
+    a = RedisLocks(REDIS_URL, prefix=redis_prefix)
+    b = RedisLocks(REDIS_URL, prefix=redis_prefix)
+    inside = 0
+    most = 0
+
+    async def worker(locks: RedisLocks) -> None:
+        nonlocal inside, most
+        async with locks.hold("conversation"):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
+
+    await asyncio.gather(*(worker(a if i % 2 else b) for i in range(8)))
+    assert most == 1
+    await a.close()
+    await b.close()
+
+
+async def test_redis_lock_is_renewed_while_held(redis_prefix):
+    locks = RedisLocks(REDIS_URL, prefix=redis_prefix, ttl=1.0)
+    other = RedisLocks(REDIS_URL, prefix=redis_prefix, ttl=1.0)
+    acquired_by_other = asyncio.Event()
+
+    async def contender() -> None:
+        async with other.hold("long"):
+            acquired_by_other.set()
+
+    async with locks.hold("long"):
+        task = asyncio.create_task(contender())
+        await asyncio.sleep(1.6)  # longer than the ttl: only renewal keeps the lock
+        assert not acquired_by_other.is_set()
+    await asyncio.wait_for(task, timeout=5)
+    assert acquired_by_other.is_set()
+    await locks.close()
+    await other.close()
+
+
+async def test_two_engines_share_a_conversation_through_redis(db, make_settings, redis_prefix):
+    settings = make_settings()
+    llm = ScriptedLLM([Step([f"reply {i}"], delay=0.02) for i in range(6)])
+    streaming = 0
+    most = 0
+    original = llm.stream
+
+    async def counting(request):
+        nonlocal streaming, most
+        streaming += 1
+        most = max(most, streaming)
+        try:
+            async for chunk in original(request):
+                yield chunk
+        finally:
+            streaming -= 1
+
+    llm.stream = counting
+    engines = [
+        Engine(
+            settings,
+            Hooks(make_plugin_manager((), entry_points=False)),
+            llm,
+            locks=RedisLocks(REDIS_URL, prefix=redis_prefix),
+        )
+        for _ in range(2)
+    ]
+    user = await store.get_or_create_user("test", "shared")
+    conv = (await engines[0].open(user.id, "test")).conversation
+    await asyncio.gather(
+        *(collect(engines[i % 2].turn(conv.id, Inbound(text=f"m{i}"))) for i in range(6))
+    )
+    assert most == 1
+    messages = await store.list_messages(conv.id)
+    roles = [m.role for m in messages[1:]]
+    assert roles == ["user", "assistant"] * 6  # each reply directly follows its question
+    for engine in engines:
+        await engine.locks.close()
