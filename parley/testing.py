@@ -69,19 +69,23 @@ async def collect(events: AsyncIterable[Any]) -> list[Any]:
 
 
 @asynccontextmanager
-async def running_server(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+async def running_server(
+    app: Any, *, host: str = "127.0.0.1", port: int | None = None
+) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on a free loopback port in this event loop; yield its base URL.
 
     The app's lifespan (database, runtime, adapters) runs in the test's own loop, so the test body
-    can query the store directly.
+    can query the store directly. Pass ``port`` to serve on a known one (a restart on the same
+    address).
     """
     import socket
 
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port = probe.getsockname()[1]
+    if port is None:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="on", ws="websockets-sansio"
     )
