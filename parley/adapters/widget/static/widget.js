@@ -39,6 +39,7 @@
     connecting: "Connecting…",
     reconnecting: "Connection lost. Reconnecting…",
     offline: "You are offline. Messages will be sent when the connection is back.",
+    refused: "Not connected.",
     queued: "Will be sent when the connection is back",
     notSent: "Not sent.",
     retry: "Try again",
@@ -58,6 +59,7 @@
       tts: "The spoken reply is not available right now; the text is shown instead.",
       mic: "The microphone could not be used. Check your browser's permission and try again.",
       voiceUnsupported: "Voice input is not supported in this browser.",
+      voiceUnavailable: "Voice is not available on this chat right now; you can still type.",
       reply: "Sorry, something went wrong while answering. Please try again.",
       generic: "Sorry, something went wrong. Please try again.",
     },
@@ -226,7 +228,7 @@
         this.ws = null;
         // false: the server refused us for good (bad request, origin, unknown template...).
         if (this.handlers.onClose(event) === false) {
-          this.handlers.onState("offline");
+          this.handlers.onState("refused");
           return;
         }
         this.retry();
@@ -527,7 +529,7 @@ h2 { margin: 0; font-size: 16px; font-weight: 650; }
 .status::before { content: ""; display: inline-block; width: 8px; height: 8px; border-radius: 50%;
   margin-right: 6px; background: #86efac; vertical-align: 1px; }
 .status[data-state="connecting"]::before, .status[data-state="reconnecting"]::before { background: #fde047; }
-.status[data-state="offline"]::before { background: #fca5a5; }
+.status[data-state="offline"]::before, .status[data-state="refused"]::before { background: #fca5a5; }
 .icon-button { border: none; background: transparent; color: inherit; padding: 8px; border-radius: 8px; }
 .icon-button:hover { background: rgba(255,255,255,.15); }
 .scroller { flex: 1; overflow-y: auto; padding: 14px 14px 6px; background: #f9fafb; }
@@ -652,7 +654,11 @@ form .icon-button[hidden] { display: none; }
       this.scroller, this.interim, this.form);
       root.append(el("div", { class: "root" }, this.launcher, this.panel));
 
-      this.launcher.addEventListener("click", () => (this.panel.hidden ? this.open() : this.close()));
+      this.launcher.addEventListener("click", () => {
+        if (this.o.voice) this.player.unlock(); // a user gesture: spoken replies may play
+        if (this.panel.hidden) this.open();
+        else this.close();
+      });
       this.closeBtn.addEventListener("click", () => this.close());
       this.panel.addEventListener("keydown", (event) => {
         if (event.key === "Escape") this.close();
@@ -702,7 +708,7 @@ form .icon-button[hidden] { display: none; }
       this.state = state;
       this.statusEl.dataset.state = state;
       const text = { online: this.s.online, connecting: this.s.connecting,
-        reconnecting: this.s.reconnecting, offline: this.s.offline }[state];
+        reconnecting: this.s.reconnecting, offline: this.s.offline, refused: this.s.refused }[state];
       if (this.statusEl.textContent !== text) this.statusEl.textContent = text;
     }
 
@@ -829,7 +835,7 @@ form .icon-button[hidden] { display: none; }
     }
 
     sendText(text) {
-      this.player.unlock();
+      if (this.o.voice) this.player.unlock();
       if (this.audioOn && this.player.playing) this.player.stopAll(); // the server interrupts too
       const item = this.newItem({ role: "user", text, state: "queued" });
       this.add(item);
@@ -1102,23 +1108,40 @@ form .icon-button[hidden] { display: none; }
         // A failed resume: go on without history rather than waiting.
         this.on_history({ messages: [] });
       }
-      if (/too_long|too_large|payload|rate_limited|validation|empty/.test(code)) {
-        // The server refused a message: mark the oldest one waiting for an answer.
-        const item = this.inFlight.shift();
-        if (item && !item.voice) {
+      if (/too_long|too_large|payload|rate_limited|queue_full|validation/.test(code)) {
+        // The server refuses a message as it arrives (no turn runs): that is, but for messages
+        // sent within the same round trip, the newest one sent that no turn has taken yet.
+        const waiting = this.inFlight.filter((x) => !x.id && !x.voice);
+        const item = waiting[waiting.length - 1];
+        if (item) {
+          this.inFlight.splice(this.inFlight.indexOf(item), 1);
           item.state = "failed";
           this.render(item);
         }
       }
+      if (/not_supported|not_listening|voice|stt_unavailable/.test(code) && (this.listening || this.mic)) {
+        // Voice is not available on this server: stop the microphone, say so once.
+        this.stopMic(false);
+        this.say(this.s.errors.voiceUnavailable, code);
+        return;
+      }
       if (code === "not_found" && !this.ended) {
-        this.note(friendlyError(code, this.s), { error: true });
+        this.say(friendlyError(code, this.s), code);
         this.startNew();
         return;
       }
       if (/ended|conflict/.test(code)) this.ended = true;
       this.update(() => this.layout());
-      this.note(friendlyError(code, this.s), { error: true });
+      this.say(friendlyError(code, this.s), code);
       if (window.console) console.debug("parley:", code, f.message);
+    }
+
+    /** An error note, unless the same one was just shown (a burst of identical errors). */
+    say(text, code) {
+      const now = Date.now();
+      if (this.lastError && this.lastError.code === code && now - this.lastError.at < 5000) return;
+      this.lastError = { code, at: now };
+      this.note(text, { error: true });
     }
 
     // -- voice
