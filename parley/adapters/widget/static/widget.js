@@ -974,8 +974,15 @@ form .icon-button[hidden] { display: none; }
         for (const item of this.items) if (item.state === "unconfirmed" && !item.id) item.state = "queued";
       }
       this.flush();
-      // has_more: a page limit, or a reply still being written: ask again from the new point.
-      if (f.has_more) this.resumeTimer = setTimeout(() => this.link.open && this.resume(), 700);
+      // has_more: a page limit, or a reply still being written elsewhere: ask again from the new
+      // point, sooner when the page brought something, backing off when it did not.
+      if (f.has_more) {
+        this.morePolls = f.messages && f.messages.length ? 0 : (this.morePolls || 0) + 1;
+        const delay = Math.min(10000, 300 * 2 ** this.morePolls);
+        this.resumeTimer = setTimeout(() => this.link.open && this.resume(), delay);
+      } else {
+        this.morePolls = 0;
+      }
     }
 
     merge(messages) {
