@@ -6,8 +6,8 @@ import asyncio
 import getpass
 import logging
 import sys
-from collections.abc import Callable
-from contextlib import aclosing
+from collections.abc import Callable, Iterator
+from contextlib import aclosing, contextmanager
 from typing import Any, TextIO
 
 import click
@@ -18,12 +18,19 @@ from parley.core.loading import load_settings
 __all__ = ["main"]
 
 
-def _settings(settings_dir: str | None) -> Settings:
+@contextmanager
+def _settings_errors() -> Iterator[None]:
+    """A bad setting (also one of an adapter's or plugin's own sections) exits with code 2."""
     try:
-        return load_settings(settings_dir)
+        yield
     except SettingsError as exc:
         click.echo(f"settings error: {exc}", err=True)
         raise SystemExit(2) from None
+
+
+def _settings(settings_dir: str | None) -> Settings:
+    with _settings_errors():
+        return load_settings(settings_dir)
 
 
 settings_option = click.option(
@@ -62,7 +69,8 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     from parley.server import create_app
 
     settings = _settings(settings_dir)
-    app = create_app(settings)
+    with _settings_errors():
+        app = create_app(settings)
     host = host or settings.server.host
     port = port or settings.server.port
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
@@ -77,7 +85,8 @@ def plugins(settings_dir: str | None) -> None:
     from parley.core.runtime import Runtime
 
     runtime = Runtime(_settings(settings_dir))
-    runtime.collect()
+    with _settings_errors():
+        runtime.collect()
     for info in describe_plugins(runtime.pm):
         click.echo(f"{info.name}  [{info.source}]")
         click.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
@@ -131,9 +140,12 @@ def chat(
         raise click.BadParameter(f"unknown template {template_id!r} (known: {known})")
     interactive = sys.stdin.isatty()
     read: Callable[[], str | None] = _prompt if interactive else _line_reader(sys.stdin)
-    asyncio.run(
-        _chat(settings, template_id, language, user_name or getpass.getuser(), read, interactive)
-    )
+    with _settings_errors():
+        asyncio.run(
+            _chat(
+                settings, template_id, language, user_name or getpass.getuser(), read, interactive
+            )
+        )
 
 
 def _prompt() -> str | None:

@@ -34,7 +34,8 @@ def build_messages(
     """System prompt in ``language`` (plus what is remembered about the user), then ``history``.
 
     In a multi-character conversation the other characters' replies are labelled with their names,
-    so each character sees who said what.
+    so each character sees who said what. User messages still ``pending`` (stored by an adapter
+    ahead of their turn) and ``failed`` ones are left out.
     """
     system = persona.prompt_for(language)
     if user is not None and user.memory:
@@ -42,6 +43,8 @@ def build_messages(
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for message in history:
         if message.role == "user":
+            if message.status in ("pending", "failed"):
+                continue  # not taken by a turn yet, or unusable (a voice note STT failed on)
             images = message.metadata.get("images") or []
             messages.append({"role": "user", "content": user_content(message.content, images)})
         elif message.role == "assistant":

@@ -293,8 +293,14 @@ class Engine:
             metadata["images"] = list(inbound.image_urls)
         metadata.update(timing)
         if inbound.user_message_id:
+            # Stored ahead of its turn (e.g. by the WhatsApp adapter): answered now, so it
+            # moves after the messages stored meanwhile.
             return await store.update_message(
-                inbound.user_message_id, content=text, status="complete", metadata=metadata
+                inbound.user_message_id,
+                content=text,
+                status="complete",
+                metadata=metadata,
+                move_to_end=True,
             )
         return await store.add_message(
             conversation.id,

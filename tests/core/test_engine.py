@@ -298,3 +298,35 @@ async def test_end_stores_farewell_and_is_idempotent(make_engine):
     again = await engine.end(conv.id, "timeout")
     assert again.reason_ended == "user_ended"
     assert await store.count_messages(conv.id) == 2
+
+
+async def test_turn_on_a_message_stored_ahead(make_engine, llm):
+    """An adapter stored messages as ``pending`` before their turns (WhatsApp does)."""
+    engine = make_engine({"languages": {"en": {"prompts": {"start": None}}}})
+    conv = (await _open(engine)).conversation
+    first = await store.add_message(
+        conv.id, "user", "first", status="pending", channel="test", platform_message_id="p1"
+    )
+    second = await store.add_message(
+        conv.id, "user", "second", status="pending", channel="test", platform_message_id="p2"
+    )
+    await store.add_message(conv.id, "user", "", status="failed")  # e.g. STT failed on it
+    llm.push("one")
+    llm.push("two")
+    inbound = Inbound(text="first", metadata={"kept": True}, user_message_id=first.id)
+    events = await collect(engine.turn(conv.id, inbound))
+    assert next(e for e in events if isinstance(e, TurnStarted)).user_message_id == first.id
+    # The later pending message and the failed one are not part of the first turn's context.
+    assert [m["content"] for m in llm.requests[0].messages[1:]] == ["first"]
+    await collect(engine.turn(conv.id, Inbound(text="second", user_message_id=second.id)))
+    # Each message was placed where it was answered; none was stored twice.
+    assert [m["content"] for m in llm.requests[1].messages[1:]] == ["first", "one", "second"]
+    messages = [m for m in await store.list_messages(conv.id) if m.status != "failed"]
+    assert [(m.content, m.status) for m in messages] == [
+        ("first", "complete"),
+        ("one", "complete"),
+        ("second", "complete"),
+        ("two", "complete"),
+    ]
+    assert messages[0].metadata == {"kept": True}
+    assert await store.pending_messages("test") == []

@@ -492,19 +492,29 @@ async def add_message(
     return _message_record(msg)
 
 
-async def update_message(message_id: str, **fields: Any) -> MessageRecord:
-    """Set fields of a message (content, status, tokens_in, tokens_out, metadata...)."""
+async def update_message(
+    message_id: str, *, move_to_end: bool = False, **fields: Any
+) -> MessageRecord:
+    """Set fields of a message (content, status, tokens_in, tokens_out, metadata...).
+
+    ``move_to_end`` orders the message after every message stored so far (an adapter stored it
+    ahead of its turn; the turn places it where it is answered).
+    """
     _check_fields(fields, _MESSAGE_FIELDS, "message")
     mid = _uuid(message_id)
     msg = await Message.get_or_none(id=mid) if mid else None
     if msg is None:
         raise LookupError(f"no message {message_id!r}")
-    if not fields:
+    if not fields and not move_to_end:
         return _message_record(msg)
     for key, value in fields.items():
         setattr(msg, key, dict(value or {}) if key == "metadata" else value)
+    update_fields = list(fields)
+    if move_to_end:
+        msg.seq = _next_seq()
+        update_fields.append("seq")
     try:
-        await msg.save(update_fields=list(fields))
+        await msg.save(update_fields=update_fields)
     except IntegrityError as exc:
         raise DuplicateMessage(f"{msg.channel}:{msg.platform_message_id}") from exc
     return _message_record(msg)

@@ -132,6 +132,15 @@ async def test_update_message(conv: ConversationRecord) -> None:
         await store.update_message(MISSING, content="x")
 
 
+async def test_update_message_move_to_end(conv: ConversationRecord) -> None:
+    early = await store.add_message(conv.id, "user", "stored ahead", status="pending")
+    later = await store.add_message(conv.id, "assistant", "said meanwhile")
+    moved = await store.update_message(early.id, status="complete", move_to_end=True)
+    assert moved.status == "complete" and moved.created_at == early.created_at
+    assert [m.id for m in await store.list_messages(conv.id)] == [later.id, early.id]
+    assert [m.id for m in await store.recent_messages(conv.id, 1)] == [early.id]
+
+
 async def test_update_message_duplicate_platform_id(conv: ConversationRecord) -> None:
     await store.add_message(conv.id, "user", "a", channel="web", platform_message_id="1")
     other = await store.add_message(conv.id, "user", "b", channel="web")

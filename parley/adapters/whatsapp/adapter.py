@@ -1,0 +1,119 @@
+"""The WhatsApp adapter: stores what Meta delivers, then answers it in the background.
+
+Exactly once: every inbound message is stored as a ``pending`` user message keyed by its wamid
+(unique per channel in the database) before the webhook answers 200, so a repeated delivery,
+even a concurrent one or one after a restart, is a :class:`DuplicateMessage` and is skipped.
+Messages still ``pending`` at start-up (the process stopped before answering them) are answered
+then.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from parley.adapters.whatsapp.graph import GraphClient
+from parley.adapters.whatsapp.payload import WhatsAppMessage
+from parley.adapters.whatsapp.runner import TurnRunner
+from parley.adapters.whatsapp.settings import WhatsAppSettings
+from parley.adapters.whatsapp.webhook import webhook_routes
+from parley.core import store
+from parley.core.engine import Engine, Opened
+from parley.core.locks import LocalLocks
+from parley.core.store.records import MessageRecord
+
+if TYPE_CHECKING:
+    from parley.core.runtime import Runtime
+
+__all__ = ["CHANNEL", "WhatsAppAdapter"]
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "whatsapp"
+
+
+class WhatsAppAdapter:
+    """Serves WhatsApp through Meta's Cloud API (webhook in, Graph API out)."""
+
+    name = "whatsapp"
+
+    def __init__(self, runtime: Runtime, settings: WhatsAppSettings) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.template_id = settings.template or None
+        self.senders = LocalLocks()
+        """One sender's conversation is resolved and written by one task at a time."""
+        self.graph: GraphClient | None = None
+        self.runner: TurnRunner | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The runtime's engine."""
+        return self.runtime.engine
+
+    def route_handlers(self) -> list[Any]:
+        """``GET`` and ``POST /webhooks/whatsapp``."""
+        return webhook_routes(self)
+
+    async def start(self) -> None:
+        """Open the Graph client and answer the messages left pending by the last run."""
+        self.graph = GraphClient(self.settings)
+        self.runner = TurnRunner(self, self.graph)
+        pending = await store.pending_messages(CHANNEL)
+        for message in pending:
+            self.runner.submit(message)
+        if pending:
+            log.info("answering %d WhatsApp message(s) left pending by the last run", len(pending))
+
+    async def stop(self) -> None:
+        """Let running turns finish (up to ``drain_timeout``), then close the Graph client."""
+        if self.runner is not None:
+            await self.runner.stop(self.settings.drain_timeout)
+        if self.graph is not None:
+            await self.graph.aclose()
+        self.runner = self.graph = None
+
+    # -- intake ----------------------------------------------------------------------------
+
+    async def intake(self, messages: list[WhatsAppMessage]) -> int:
+        """Store each new message as ``pending`` and queue its turn; return how many were new."""
+        if self.runner is None:
+            raise RuntimeError("the WhatsApp adapter has not started")
+        stored = 0
+        for message in messages:
+            record = await self._store(message)
+            if record is not None:
+                stored += 1
+                self.runner.submit(record)
+        return stored
+
+    async def _store(self, message: WhatsAppMessage) -> MessageRecord | None:
+        user = await store.get_or_create_user(
+            CHANNEL, message.wa_id, display_name=message.profile_name
+        )
+        async with self.senders.hold(message.wa_id):
+            opened = await self.open_conversation(user.id)
+            metadata = message.metadata()
+            if opened.greeting is not None:
+                metadata["greeting_id"] = opened.greeting.id
+            try:
+                return await store.add_message(
+                    opened.conversation.id,
+                    "user",
+                    message.text,
+                    status="pending",
+                    lang=opened.conversation.language,
+                    metadata=metadata,
+                    channel=CHANNEL,
+                    platform_message_id=message.wamid,
+                )
+            except store.DuplicateMessage:
+                log.info("WhatsApp message %s already received: skipped", message.wamid)
+                if not opened.resumed:
+                    # Opened for nothing (a repeat of a message of an ended conversation).
+                    await store.delete_conversation(opened.conversation.id)
+                return None
+
+    async def open_conversation(self, user_id: str) -> Opened:
+        """The sender's open WhatsApp conversation, or a new one (hold ``senders`` first)."""
+        return await self.engine.resume_or_open(user_id, CHANNEL, template_id=self.template_id)

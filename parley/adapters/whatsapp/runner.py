@@ -1,0 +1,304 @@
+"""Answers stored WhatsApp messages: one background task per message, in order per sender.
+
+A turn: mark the message read (with the typing indicator), download and hand over the audio of a
+voice note, run the engine's turn on the stored message (the engine transcribes it and marks it
+``complete``), send each reply as text (split at 4,096 characters) and, when asked, as a voice
+note. A reply that cannot be sent is stored with status ``failed`` and the Graph error in its
+metadata (``whatsapp_error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+from parley.adapters.whatsapp.graph import GraphClient, GraphError
+from parley.audio import AudioError, to_ogg_opus
+from parley.core import store
+from parley.core.events import (
+    AudioChunk,
+    AudioCompleted,
+    ErrorEvent,
+    MessageCompleted,
+    TurnStarted,
+)
+from parley.core.inbound import Inbound
+from parley.core.speech import SpeechOptions
+from parley.core.store.records import MessageRecord
+
+if TYPE_CHECKING:
+    from parley.adapters.whatsapp.adapter import WhatsAppAdapter
+
+__all__ = ["MAX_TEXT", "TurnRunner", "split_text"]
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 4096
+"""WhatsApp's limit on a text message body."""
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Cut ``text`` into parts of at most ``limit`` characters, at a paragraph, line or space."""
+    parts: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        cut = -1
+        for separator in ("\n\n", "\n", " "):
+            cut = window.rfind(separator)
+            if cut > limit // 2:
+                break
+        if cut <= 0:
+            cut = limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+class TurnRunner:
+    """Runs the turns of stored messages as tracked background tasks."""
+
+    def __init__(self, adapter: WhatsAppAdapter, graph: GraphClient) -> None:
+        self.adapter = adapter
+        self.settings = adapter.settings
+        self.graph = graph
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._queued: set[str] = set()
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def submit(self, message: MessageRecord) -> bool:
+        """Queue the turn of a stored ``pending`` message; False when it is already queued."""
+        if message.id in self._queued:
+            return False
+        sender = str(message.metadata.get("wa_id") or message.conversation_id)
+        previous = self._tails.get(sender)
+        task = asyncio.create_task(
+            self._after(previous, message), name=f"whatsapp:{message.platform_message_id}"
+        )
+        self._queued.add(message.id)
+        self._tasks.add(task)
+        self._tails[sender] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            self._queued.discard(message.id)
+            if self._tails.get(sender) is finished:
+                del self._tails[sender]
+
+        task.add_done_callback(done)
+        return True
+
+    async def _after(self, previous: asyncio.Task[None] | None, message: MessageRecord) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # the sender's earlier message is answered first
+        try:
+            await self.answer(message)
+        except Exception:
+            log.exception("answering WhatsApp message %s failed", message.platform_message_id)
+
+    @property
+    def busy(self) -> int:
+        """How many turns are queued or running."""
+        return len(self._tasks)
+
+    async def idle(self) -> None:
+        """Wait until no turn is queued or running."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def stop(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the turns, then cancel what is left."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("stopping with %d WhatsApp turn(s) unfinished", len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- one message -----------------------------------------------------------------------
+
+    async def answer(self, message: MessageRecord, *, moved: bool = False) -> None:
+        """Answer one stored message (nothing happens when it is no longer ``pending``)."""
+        current = await store.get_message(message.id)
+        if current is None or current.status != "pending":
+            return
+        metadata = dict(current.metadata)
+        wa_id = str(metadata["wa_id"])
+        wamid = current.platform_message_id
+        if wamid and not moved:
+            await self._mark_read(wamid)
+        greeting_id = metadata.get("greeting_id")
+        if greeting_id:
+            await self._send_greeting(wa_id, greeting_id)
+        inbound = Inbound(
+            text=current.content,
+            platform_message_id=wamid,
+            metadata=metadata,
+            user_message_id=current.id,
+        )
+        if metadata.get("type") == "audio":
+            inbound.text = ""
+            try:
+                info = await self.graph.media_info(str(metadata.get("media_id")))
+                inbound.audio = await self.graph.download(
+                    info.url, max_bytes=self.settings.max_media_bytes
+                )
+            except GraphError as exc:
+                await self._fail_user(current, "media_download_failed", graph=exc.as_metadata())
+                return
+            inbound.audio_mime = info.mime_type or metadata.get("mime_type")
+        speech = None
+        if self._wants_voice(bool(metadata.get("voice"))):
+            speech = SpeechOptions(output_format=self.settings.voice_format)
+        await self._turn(current, wa_id, inbound, speech, moved)
+
+    def _wants_voice(self, voice_note: bool) -> bool:
+        mode = self.settings.reply_voice
+        if mode == "never" or self.adapter.engine.tts is None:
+            return False
+        return mode == "always" or voice_note
+
+    async def _turn(
+        self,
+        message: MessageRecord,
+        wa_id: str,
+        inbound: Inbound,
+        speech: SpeechOptions | None,
+        moved: bool,
+    ) -> None:
+        started = False
+        errors: list[ErrorEvent] = []
+        audio: dict[str, bytearray] = {}
+        formats: dict[str, str] = {}
+        failed_text: set[str] = set()
+        turn = self.adapter.engine.turn(message.conversation_id, inbound, speech=speech)
+        async with aclosing(turn) as events:
+            async for event in events:
+                if isinstance(event, TurnStarted):
+                    started = True
+                elif isinstance(event, MessageCompleted):
+                    if event.status != "failed" and event.text.strip():
+                        if not await self._send_text(wa_id, event.message_id, event.text):
+                            failed_text.add(event.message_id)
+                elif isinstance(event, AudioChunk):
+                    audio.setdefault(event.message_id, bytearray()).extend(event.data)
+                    formats[event.message_id] = event.format
+                elif isinstance(event, AudioCompleted):
+                    data = audio.pop(event.message_id, None)
+                    if data and event.message_id not in failed_text:
+                        fmt = formats.get(event.message_id, self.settings.voice_format)
+                        await self._send_voice(wa_id, event.message_id, bytes(data), fmt)
+                elif isinstance(event, ErrorEvent):
+                    log.warning(
+                        "WhatsApp turn on %s: %s (%s)",
+                        message.platform_message_id,
+                        event.code,
+                        event.message,
+                    )
+                    errors.append(event)
+        if started:
+            return
+        codes = {error.code for error in errors}
+        if "conversation_ended" in codes and not moved:
+            await self._move_to_open_conversation(message)
+            return
+        error = errors[0] if errors else ErrorEvent("turn_failed", "the turn did not start")
+        await self._fail_user(message, error.code, message=error.message)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _mark_read(self, wamid: str) -> None:
+        try:
+            await self.graph.mark_read(wamid, typing=True)
+        except GraphError:
+            pass  # logged by the client; the reply matters more than the receipt
+
+    async def _send_greeting(self, wa_id: str, greeting_id: str) -> None:
+        greeting = await store.get_message(str(greeting_id))
+        if greeting is None or "whatsapp_ids" in greeting.metadata or not greeting.content:
+            return
+        await self._send_text(wa_id, greeting.id, greeting.content)
+
+    async def _send_text(self, wa_id: str, message_id: str, text: str) -> bool:
+        """Send a stored assistant message as text; record the wamids or the failure."""
+        sent: list[str] = []
+        try:
+            for part in split_text(text):
+                sent.append(await self.graph.send_text(wa_id, part) or "")
+        except GraphError as exc:
+            await self._record(
+                message_id, status="failed", whatsapp_ids=sent, whatsapp_error=exc.as_metadata()
+            )
+            return False
+        await self._record(message_id, whatsapp_ids=sent)
+        return True
+
+    async def _send_voice(self, wa_id: str, message_id: str, pcm: bytes, fmt: str) -> None:
+        """Convert to OGG/Opus, upload, send as a voice note; a failure keeps the text reply."""
+        try:
+            ogg, seconds = await asyncio.to_thread(to_ogg_opus, pcm, source_format=fmt)
+        except (AudioError, ImportError) as exc:
+            log.warning("voice note for message %s not made: %s", message_id, exc)
+            await self._record(message_id, whatsapp_voice_error={"message": str(exc)})
+            return
+        try:
+            media_id = await self.graph.upload_media(ogg, "audio/ogg", "reply.ogg")
+            wamid = await self.graph.send_voice(wa_id, media_id)
+        except GraphError as exc:
+            await self._record(message_id, whatsapp_voice_error=exc.as_metadata())
+            return
+        await self._record(
+            message_id,
+            whatsapp_voice={"id": wamid, "media_id": media_id, "seconds": round(seconds, 2)},
+        )
+
+    async def _record(self, message_id: str, *, status: str | None = None, **metadata: Any) -> None:
+        current = await store.get_message(message_id)
+        if current is None:
+            return
+        fields: dict[str, Any] = {"metadata": {**current.metadata, **metadata}}
+        if status is not None:
+            fields["status"] = status
+        await store.update_message(message_id, **fields)
+
+    async def _fail_user(self, record: MessageRecord, code: str, **detail: Any) -> None:
+        """The message cannot be answered: keep it, ``failed``, so a restart does not retry it."""
+        log.warning("WhatsApp message %s not answered: %s", record.platform_message_id, code)
+        await self._record(record.id, status="failed", error={"code": code, **detail})
+
+    async def _move_to_open_conversation(self, message: MessageRecord) -> None:
+        """The conversation ended before the message was answered: answer it in a new one."""
+        conversation = await store.get_conversation(message.conversation_id)
+        if conversation is None:
+            return
+        wa_id = str(message.metadata.get("wa_id"))
+        base = {k: v for k, v in message.metadata.items() if k != "greeting_id"}
+        async with self.adapter.senders.hold(wa_id):
+            opened = await self.adapter.open_conversation(conversation.user_id)
+            # Free the wamid (unique per channel) for the copy in the open conversation.
+            await store.update_message(message.id, status="failed", platform_message_id=None)
+            metadata = dict(base)
+            if opened.greeting is not None:
+                metadata["greeting_id"] = opened.greeting.id
+            moved = await store.add_message(
+                opened.conversation.id,
+                "user",
+                message.content,
+                status="pending",
+                lang=opened.conversation.language,
+                metadata=metadata,
+                channel=message.channel,
+                platform_message_id=message.platform_message_id,
+            )
+            error = {"code": "conversation_ended"}
+            await store.update_message(
+                message.id, metadata={**base, "error": error, "moved_to": moved.id}
+            )
+        await self.answer(moved, moved=True)
