@@ -1,4 +1,9 @@
-"""A real Parley server with fake providers, and Debian's Chromium driven by Playwright."""
+"""A real Parley server with fake providers, and Debian's Chromium driven by Playwright.
+
+Chromium starts once per session (Playwright objects belong to the loop that made them), so the
+browser tests run in the session's event loop: their modules set
+``pytestmark = pytest.mark.asyncio(loop_scope="session")`` and the fixtures here use that loop.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+import pytest_asyncio
 
 from parley import hookimpl
 from parley.core.config import Settings
@@ -101,17 +107,33 @@ def fakes() -> Fakes:
     return Fakes()
 
 
-@pytest.fixture
-async def server(make_settings: Callable[..., Settings], fakes: Fakes) -> AsyncIterator[LiveServer]:
-    live = LiveServer(make_settings(SETTINGS), fakes)
-    await live.start()
+@pytest_asyncio.fixture(loop_scope="session")
+async def start_server(
+    make_settings: Callable[..., Settings], fakes: Fakes
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start a server with SETTINGS plus ``extra``; every one started is stopped afterwards."""
+    started: list[LiveServer] = []
+
+    async def start(extra: dict[str, Any] | None = None) -> LiveServer:
+        live = LiveServer(make_settings({**SETTINGS, **(extra or {})}), fakes)
+        await live.start()
+        started.append(live)
+        return live
+
     try:
-        yield live
+        yield start
     finally:
-        await live.stop()
+        for live in started:
+            await live.stop()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
+async def server(start_server: Callable[..., Any]) -> LiveServer:
+    """The server the page fixture opens."""
+    return await start_server()
+
+
+@pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's Chromium (``make browser`` installs it), never a downloaded one."""
     if not CHROMIUM.exists():
@@ -119,7 +141,7 @@ def chromium() -> str:
     return str(CHROMIUM)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser(chromium: str) -> AsyncIterator[Any]:
     """Chromium with a fake microphone that needs no permission prompt."""
     from playwright.async_api import async_playwright
@@ -135,7 +157,7 @@ async def browser(chromium: str) -> AsyncIterator[Any]:
         await playwright.stop()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def page(browser: Any, server: LiveServer) -> AsyncIterator[Any]:
     """A page on the test server; a JavaScript error on it fails the test."""
     context = await browser.new_context(base_url=server.url)

@@ -61,6 +61,7 @@
       voiceUnsupported: "Voice input is not supported in this browser.",
       voiceUnavailable: "Voice is not available on this chat right now; you can still type.",
       reply: "Sorry, something went wrong while answering. Please try again.",
+      unavailable: "This chat is not available on this page. Please contact the site owner.",
       generic: "Sorry, something went wrong. Please try again.",
     },
   };
@@ -143,14 +144,15 @@
   function friendlyError(code, strings) {
     const e = strings.errors;
     const c = String(code || "");
-    if (c === "rate_limited" || c === "too_many_requests") return e.rate_limited;
-    if (/too_long|too_large|payload/.test(c)) return e.too_long;
-    if (/auth|token|unauthori[sz]ed|forbidden/.test(c)) return e.auth;
+    if (c.startsWith("provider_") || /llm|timeout|internal/.test(c)) return e.reply;
+    if (c === "rate_limited" || c === "queue_full") return e.rate_limited;
+    if (/too_long|too_large/.test(c)) return e.too_long;
+    if (/^(auth_required|invalid_token|token_expired|unauthori[sz]ed|user_mismatch)$/.test(c)) return e.auth;
     if (c === "not_found") return e.not_found;
-    if (/ended|conflict|closed/.test(c)) return e.ended;
-    if (/tts/.test(c)) return e.tts;
-    if (/stt|transcri|audio/.test(c)) return e.stt;
-    if (/llm|provider|timeout|reply|internal/.test(c)) return e.reply;
+    if (/ended/.test(c)) return e.ended;
+    if (/^tts_/.test(c)) return e.tts;
+    if (/^stt_/.test(c)) return e.stt;
+    if (/forbidden_origin|unknown_template/.test(c)) return e.unavailable;
     return e.generic;
   }
 
@@ -535,6 +537,7 @@ h2 { margin: 0; font-size: 16px; font-weight: 650; }
 .scroller { flex: 1; overflow-y: auto; padding: 14px 14px 6px; background: #f9fafb; }
 .msg { display: flex; flex-direction: column; margin: 0 0 12px; max-width: 86%; }
 .msg.user { margin-left: auto; align-items: flex-end; }
+.msg[hidden], .meta[hidden] { display: none; }
 .name { font-size: 12.5px; font-weight: 650; color: #374151; margin: 0 0 3px 2px; }
 .bubble { padding: 9px 12px; border-radius: 14px; white-space: pre-wrap; overflow-wrap: anywhere;
   background: #ffffff; border: 1px solid #e5e7eb; color: #111827; }
@@ -633,8 +636,7 @@ form .icon-button[hidden] { display: none; }
       this.scroller = el("div", { class: "scroller" }, this.log, this.liveEl, this.typing);
       this.interim = el("div", { class: "interim", "aria-hidden": "true", hidden: true });
       this.input = el("textarea", {
-        id: "parley-input", rows: "1", placeholder: s.placeholder, maxlength: String(MAX_CHARS),
-        autocomplete: "off",
+        id: "parley-input", rows: "1", placeholder: s.placeholder, autocomplete: "off",
       });
       this.micBtn = el("button", {
         class: "icon-button mic", type: "button", "aria-label": s.micStart, "aria-pressed": "false",
@@ -762,6 +764,8 @@ form .icon-button[hidden] { display: none; }
       }
       if (item.bubble.textContent !== item.text) item.bubble.textContent = item.text;
       item.el.classList.toggle("streaming", !item.complete);
+      // A reply that failed before its first word: the error note says it all.
+      item.el.hidden = item.role === "assistant" && item.complete && !item.text && item.status === "failed";
       item.el.dataset.status = item.status || "";
       const meta = item.meta;
       meta.replaceChildren();
@@ -825,8 +829,8 @@ form .icon-button[hidden] { display: none; }
     submit() {
       const text = this.input.value.trim();
       if (!text) return;
-      if (text.length > MAX_CHARS) {
-        this.note(this.s.tooLong, { error: true });
+      if (text.length > (this.o.maxChars || MAX_CHARS)) {
+        this.say(this.s.tooLong, "too_long"); // the text stays in the box, to be shortened
         return;
       }
       this.input.value = "";
@@ -1115,7 +1119,7 @@ form .icon-button[hidden] { display: none; }
         // A failed resume: go on without history rather than waiting.
         this.on_history({ messages: [] });
       }
-      if (/too_long|too_large|payload|rate_limited|queue_full|validation/.test(code)) {
+      if (/too_long|too_large|rate_limited|queue_full|validation_error|invalid_frame/.test(code)) {
         // The server refuses a message as it arrives (no turn runs): that is, but for messages
         // sent within the same round trip, the newest one sent that no turn has taken yet.
         const waiting = this.inFlight.filter((x) => !x.id && !x.voice);
