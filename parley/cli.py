@@ -59,10 +59,17 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     """Serve the web API, the WebSocket and every enabled adapter (applies pending migrations)."""
     import uvicorn
 
+    from parley.core.runtime import Runtime
     from parley.server import create_app
 
     settings = _settings(settings_dir)
-    app = create_app(settings)
+    runtime = Runtime(settings)
+    try:
+        runtime.build_providers()  # a bad stt/tts setting stops here, with its key's name
+    except SettingsError as exc:
+        click.echo(f"settings error: {exc}", err=True)
+        raise SystemExit(2) from None
+    app = create_app(settings, runtime)
     host = host or settings.server.host
     port = port or settings.server.port
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
@@ -131,9 +138,15 @@ def chat(
         raise click.BadParameter(f"unknown template {template_id!r} (known: {known})")
     interactive = sys.stdin.isatty()
     read: Callable[[], str | None] = _prompt if interactive else _line_reader(sys.stdin)
-    asyncio.run(
-        _chat(settings, template_id, language, user_name or getpass.getuser(), read, interactive)
-    )
+    try:
+        asyncio.run(
+            _chat(
+                settings, template_id, language, user_name or getpass.getuser(), read, interactive
+            )
+        )
+    except SettingsError as exc:
+        click.echo(f"settings error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 def _prompt() -> str | None:
