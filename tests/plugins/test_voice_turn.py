@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 import respx
 
 from parley import hookimpl
 from parley.audio import DecodedAudio, encode_ogg_opus
 from parley.core import store
+from parley.core.config import SettingsError
 from parley.core.events import AudioChunk, AudioCompleted, Sentence, TextDelta, Transcript
 from parley.core.inbound import Inbound
 from parley.core.plugins import make_plugin_manager
@@ -107,3 +109,31 @@ async def test_spoken_turn_from_settings(make_settings):
         "tts_first_byte_ms",
         "first_audio_ms",
     } <= set(reply.metadata)
+
+
+async def test_missing_keys_turn_voice_off_with_a_notice(make_settings, monkeypatch):
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
+    monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
+    voice = {"stt": {"provider": "deepgram"}, "tts": {"provider": "elevenlabs"}}
+    runtime = Runtime(make_settings(voice), make_plugin_manager((), entry_points=False))
+    runtime.build_providers()
+    assert runtime.stt is None and runtime.tts is None
+    notices = "\n".join(runtime.notices)
+    assert "stt.api_key" in notices and "DEEPGRAM_API_KEY" in notices
+    assert "tts.api_key" in notices and "ELEVENLABS_API_KEY" in notices
+
+
+async def test_unknown_voice_provider_is_a_notice(make_settings):
+    runtime = Runtime(
+        make_settings({"stt": {"provider": "whisper"}}), make_plugin_manager((), entry_points=False)
+    )
+    runtime.build_providers()
+    assert runtime.stt is None
+    assert any("stt.provider: no provider named 'whisper'" in n for n in runtime.notices)
+
+
+async def test_bad_voice_setting_stops_start_up(make_settings):
+    settings = make_settings({"stt": {"provider": "deepgram", "endpointing": -5}})
+    runtime = Runtime(settings, make_plugin_manager((), entry_points=False))
+    with pytest.raises(SettingsError, match=r"^stt\.endpointing: "):
+        runtime.build_providers()
