@@ -59,6 +59,10 @@ class Opened:
     ended: list[ConversationRecord] = field(default_factory=list)
 
 
+_SPEECH_ERRORS = frozenset({"tts_failed"})
+"""Error codes that leave the reply itself intact."""
+
+
 def message_events(message: MessageRecord) -> list[Event]:
     """A stored, complete message as the event sequence a streamed one produces."""
     return [
@@ -231,6 +235,8 @@ class Engine:
             return
         text = inbound.text
         timing: dict[str, int] = {}
+        if isinstance(inbound.metadata.get("stt_ms"), int):
+            timing["stt_ms"] = inbound.metadata["stt_ms"]  # transcribed live by the adapter
         if inbound.audio is not None:
             if self.stt is None:
                 yield ErrorEvent("stt_unavailable", "no speech-to-text provider is configured")
@@ -268,7 +274,10 @@ class Engine:
             )
             async with aclosing(replies) as events:
                 async for event in events:
-                    failed = failed or isinstance(event, ErrorEvent)
+                    # A reply that failed; not its speech (the text still arrived).
+                    failed = failed or (
+                        isinstance(event, ErrorEvent) and event.code not in _SPEECH_ERRORS
+                    )
                     yield event
         turn_count = conversation.turn_count + 1
         conversation = await store.update_conversation(

@@ -311,3 +311,24 @@ async def test_format_defaults_to_the_providers_own(make_engine, llm):
     conv = await _conversation(engine)
     events = await collect(engine.turn(conv.id, Inbound(text="go"), speech=SpeechOptions()))
     assert {c.format for c in _of(events, AudioChunk)} == {"opus_48000_64"}
+
+
+async def test_tts_failure_does_not_keep_a_conversation_past_max_turns(make_engine, llm):
+    engine = make_engine({"templates": {"solo": {"max_turns": 1}}})
+    engine.tts = RecordingTTS(fail_on="")
+    conv = await _conversation(engine)
+    llm.push(Step(["Last words."]))
+    events = await collect(engine.turn(conv.id, Inbound(text="go"), speech=SpeechOptions()))
+    assert [e.code for e in _of(events, ErrorEvent)] == ["tts_failed"]
+    assert events[-1].conversation_ended and events[-1].reason == "max_turns"
+
+
+async def test_live_transcription_time_from_the_adapter_is_kept(make_engine, llm):
+    engine = make_engine()
+    engine.tts = RecordingTTS()
+    conv = await _conversation(engine)
+    inbound = Inbound(text="heard live", metadata={"stt_ms": 42, "audio": {"format": "pcm16"}})
+    await collect(engine.turn(conv.id, inbound, speech=SpeechOptions()))
+    user, reply = (await store.list_messages(conv.id))[-2:]
+    assert user.metadata == {"stt_ms": 42, "audio": {"format": "pcm16"}}
+    assert reply.metadata["stt_ms"] == 42 and "first_audio_ms" in reply.metadata
