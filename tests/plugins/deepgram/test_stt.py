@@ -361,9 +361,9 @@ async def test_live_session_end_to_end(deepgram_server, make_stt):
 
 async def test_keepalive_not_sent_while_audio_flows(deepgram_server, make_stt):
     fake, base = deepgram_server
-    session = await make_stt(base_url=base, keepalive_interval=0.1).live()
+    session = await make_stt(base_url=base, keepalive_interval=0.3).live()
     reader = asyncio.create_task(_collect(session))
-    for _ in range(6):
+    for _ in range(20):  # 0.6 s of audio, a frame every 30 ms
         await session.send(b"\0\0" * 160)
         await asyncio.sleep(0.03)
     await session.close()
