@@ -194,10 +194,10 @@ class _Speaker:
                 job.task.cancel()
         if isinstance(error, ProviderError):
             message, retryable, code = error.message, error.retryable, error.code
+            log.warning("TTS failed for message %s: %s", self.message_id, message)
         else:
             log.error("TTS failed for message %s", self.message_id, exc_info=error)
             message, retryable, code = f"{type(error).__name__}: {error}", False, "error"
-        log.warning("TTS failed for message %s: %s", self.message_id, message)
         self.timing["tts_error"] = code
         self.out.put_nowait(
             ErrorEvent("tts_failed", f"speech synthesis failed: {message}", retryable)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from parley.core.listening import Heard, Utterances
-from parley.core.providers import LiveTranscript, SpeechStarted, UtteranceEnd
+from parley.core.providers import (
+    LiveSession,
+    LiveSTTProvider,
+    LiveTranscript,
+    SpeechStarted,
+    UtteranceEnd,
+)
+from parley.testing import FakeLiveSTT
 
 
 def test_interim_then_finals_then_speech_final():
@@ -37,3 +44,27 @@ def test_flush_keeps_the_interim_tail():
     u.add(LiveTranscript("stop", is_final=True))
     u.add(LiveTranscript("listening now", is_final=False))
     assert u.flush() == Heard("stop listening now", True)
+
+
+async def test_fake_live_stt_with_utterances():
+    stt = FakeLiveSTT(
+        [
+            SpeechStarted(),
+            LiveTranscript("what", is_final=False),
+            LiveTranscript("what time is it", is_final=True, speech_final=True),
+        ],
+        after_bytes=640,
+    )
+    assert isinstance(stt, LiveSTTProvider)
+    utterances = Utterances()
+    heard: list[Heard] = []
+    async with await stt.live(language="en") as session:
+        assert isinstance(session, LiveSession)
+        await session.send(b"\0" * 320)
+        await session.send(b"\0" * 320)
+        await session.close()
+        async for result in session:
+            if (h := utterances.add(result)) is not None:
+                heard.append(h)
+    assert heard == [Heard("what", False), Heard("what time is it", True)]
+    assert len(stt.sessions[0].audio) == 640 and stt.sessions[0].language == "en"
