@@ -66,11 +66,14 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     """Serve the web API, the WebSocket and every enabled adapter (applies pending migrations)."""
     import uvicorn
 
+    from parley.core.runtime import Runtime
     from parley.server import create_app
 
     settings = _settings(settings_dir)
     with _settings_errors():
-        app = create_app(settings)
+        runtime = Runtime(settings)
+        runtime.build_providers()  # a bad stt/tts setting stops here, with its key's name
+        app = create_app(settings, runtime)
     host = host or settings.server.host
     port = port or settings.server.port
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
