@@ -148,7 +148,7 @@ async def test_stream_edits_grow_the_reply_at_most_once_a_second(tg, api):
             lambda: any(c.params["text"] == final for c in api.sent("editMessageText")), 8
         )
     edits = api.sent("editMessageText")
-    assert 1 <= len(edits) <= 4
+    assert 1 <= len(edits) < len(words) - 1  # throttled: far fewer edits than pieces
     assert len({c.params["message_id"] for c in edits}) == 1
     times = [first.at] + [c.at for c in edits]
     assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
@@ -245,3 +245,15 @@ async def test_group_chat_has_one_conversation_and_ignores_other_bots(tg, api):
     users = [m for m in messages if m.role == "user"]
     assert [m.content for m in users] == ["hi all", "me too"]
     assert users[1].metadata["sender_name"] == "Bob"
+
+
+async def test_each_character_of_a_multi_character_template_is_named(tg, api):
+    tg.llm.push("Evidence first.")
+    tg.llm.push("But what is evidence?")
+    async with tg.running(template="duo"):
+        tg.push(tg.text("what is truth?"))
+        sent = await api.wait_sent("sendMessage", 3)
+    assert [c.params["text"] for c in sent[1:]] == [
+        "Maya: Evidence first.",
+        "Leo: But what is evidence?",
+    ]

@@ -92,3 +92,16 @@ async def test_failed_download_is_logged_without_the_token(tg, api, caplog):
     assert "404" in caplog.text and "<token>" in caplog.text
     assert TOKEN not in caplog.text
     assert tg.stt.calls == []
+
+
+async def test_local_bot_api_server_paths_are_read_from_disk(tg, api, tmp_path):
+    note = _voice_note()
+    local = tmp_path / "voice" / "file_7.oga"
+    local.parent.mkdir()
+    local.write_bytes(note)
+    api.add_file("local-voice", None, path=str(local))  # `--local` mode: an absolute path
+    tg.llm.push("Read from disk.")
+    async with tg.running(reply_voice="never"):
+        tg.push(tg.voice("local-voice"))
+        await api.wait_sent("sendMessage", 2)
+    assert tg.stt.calls == [(note, "audio/ogg")]
