@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("mentions", "parley.plugins.mentions"),
     ("health", "parley.plugins.health"),
     ("whatsapp", "parley.adapters.whatsapp.plugin"),
+    ("telegram", "parley.adapters.telegram.plugin"),
 )
 """(name, module) of every built-in plugin, registered like any other."""
 
