@@ -1,4 +1,4 @@
-"""The ``parley`` command: serve, chat, plugins, db."""
+"""The ``parley`` command: serve, chat, telegram, plugins, db."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import aclosing, contextmanager
+from contextlib import aclosing, contextmanager, suppress
 from typing import Any, TextIO
 
 import click
@@ -66,15 +66,61 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     """Serve the web API, the WebSocket and every enabled adapter (applies pending migrations)."""
     import uvicorn
 
+    from parley.core.runtime import Runtime
     from parley.server import create_app
 
     settings = _settings(settings_dir)
     with _settings_errors():
-        app = create_app(settings)
+        runtime = Runtime(settings)
+        runtime.build_providers()  # a bad stt/tts setting stops here, with its key's name
+        app = create_app(settings, runtime)
     host = host or settings.server.host
     port = port or settings.server.port
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
     uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on", ws="websockets-sansio")
+
+
+@main.command()
+@settings_option
+def telegram(settings_dir: str | None) -> None:
+    """Run the Telegram bot alone, polling getUpdates (whatever telegram.mode says).
+
+    Needs telegram.token (or TELEGRAM_BOT_TOKEN); telegram.enabled need not be set. Stop with Ctrl-C.
+    """
+    from parley.adapters.telegram.settings import load_telegram_settings
+    from parley.core.runtime import Runtime
+
+    settings = _settings(settings_dir)
+    with _settings_errors():
+        telegram_settings = load_telegram_settings(settings, enabled=True, mode="polling")
+    click.echo("Parley Telegram bot polling (Ctrl-C stops it)")
+    with _settings_errors(), suppress(KeyboardInterrupt):
+        failure = asyncio.run(_telegram(Runtime(settings), telegram_settings))
+        if failure:
+            click.echo(f"error: {failure}", err=True)
+            raise SystemExit(1)
+
+
+async def _telegram(runtime: Any, telegram_settings: Any) -> str | None:
+    """Start the runtime without its adapters and poll with a Telegram adapter of our own.
+
+    Returns why the bot stopped on its own (a refused token), else None.
+    """
+    from parley.adapters.telegram.adapter import TelegramAdapter
+
+    await runtime.start(adapters=False)
+    for notice in runtime.notices:
+        click.echo(f"note: {notice}", err=True)
+    adapter = TelegramAdapter(runtime, telegram_settings)
+    try:
+        await adapter.start()
+        await adapter.wait()
+        return adapter.failure
+    finally:
+        try:
+            await adapter.stop()
+        finally:
+            await runtime.stop()
 
 
 @main.command()

@@ -9,9 +9,25 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from parley.core.providers import LLMChunk, LLMRequest, ProviderError, Transcription, Usage
+from parley.core.providers import (
+    LiveResult,
+    LLMChunk,
+    LLMRequest,
+    ProviderError,
+    Transcription,
+    Usage,
+)
 
-__all__ = ["FakeSTT", "ScriptedLLM", "Step", "ToneTTS", "collect", "running_server"]
+__all__ = [
+    "FakeLiveSTT",
+    "FakeLiveSession",
+    "FakeSTT",
+    "ScriptedLLM",
+    "Step",
+    "ToneTTS",
+    "collect",
+    "running_server",
+]
 
 
 @dataclass
@@ -124,6 +140,113 @@ class FakeSTT:
         if self.error is not None:
             raise self.error
         return Transcription(self.text, language=language)
+
+
+class FakeLiveSession:
+    """A live session that plays ``script`` once ``after_bytes`` of audio have been sent.
+
+    Records the audio, ``finalized`` and ``closed``. ``fail`` makes the iterator raise it after
+    the script (a connection lost).
+    """
+
+    def __init__(
+        self,
+        script: Iterable[LiveResult],
+        *,
+        after_bytes: int = 1,
+        fail: ProviderError | None = None,
+        encoding: str | None = None,
+        sample_rate: int | None = None,
+        language: str | None = None,
+    ) -> None:
+        self.script = list(script)
+        self.after_bytes = after_bytes
+        self.fail = fail
+        self.encoding, self.sample_rate, self.language = encoding, sample_rate, language
+        self.audio = bytearray()
+        self.finalized = 0
+        self.closed = False
+        self._queue: asyncio.Queue[LiveResult | None] = asyncio.Queue()
+        self._played = False
+
+    async def send(self, audio: bytes) -> None:
+        """Take audio; play the script once enough has come."""
+        if self.closed:
+            raise ProviderError("the live session is closed", provider="fake-live")
+        self.audio += audio
+        if not self._played and len(self.audio) >= self.after_bytes:
+            self._played = True
+            for result in self.script:
+                self._queue.put_nowait(result)
+
+    async def finalize(self) -> None:
+        """Count the call."""
+        self.finalized += 1
+
+    async def close(self) -> None:
+        """End the results."""
+        if not self.closed:
+            self.closed = True
+            self._queue.put_nowait(None)
+
+    async def _results(self) -> AsyncIterator[LiveResult]:
+        while (result := await self._queue.get()) is not None:
+            yield result
+        self._queue.put_nowait(None)
+        if self.fail is not None:
+            raise self.fail
+
+    def __aiter__(self) -> AsyncIterator[LiveResult]:
+        return self._results()
+
+    async def __aenter__(self) -> FakeLiveSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class FakeLiveSTT(FakeSTT):
+    """FakeSTT that also opens live sessions playing ``script`` (see :class:`FakeLiveSession`).
+
+    ``sessions`` holds every session opened; ``open_error`` makes ``live()`` raise.
+    """
+
+    name = "fake-live-stt"
+
+    def __init__(
+        self,
+        script: Iterable[LiveResult] = (),
+        *,
+        text: str = "hello",
+        after_bytes: int = 1,
+        open_error: ProviderError | None = None,
+    ) -> None:
+        super().__init__(text)
+        self.script = list(script)
+        self.after_bytes = after_bytes
+        self.open_error = open_error
+        self.sessions: list[FakeLiveSession] = []
+
+    async def live(
+        self,
+        *,
+        encoding: str | None = "pcm16",
+        sample_rate: int | None = 16000,
+        language: str | None = None,
+    ) -> FakeLiveSession:
+        """Open a scripted session."""
+        if self.open_error is not None:
+            raise self.open_error
+        session = FakeLiveSession(
+            self.script,
+            after_bytes=self.after_bytes,
+            encoding=encoding,
+            sample_rate=sample_rate,
+            language=language,
+        )
+        self.sessions.append(session)
+        return session
 
 
 class ToneTTS:

@@ -110,6 +110,15 @@ def test_settings_error_exits_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_bad_voice_setting_exits_2(tmp_path):
+    folder = _settings(tmp_path)
+    env = {"PARLEY_TTS__PROVIDER": "elevenlabs", "PARLEY_TTS__OUTPUT_FORMAT": "wav"}
+    result = run(["chat", "--settings", str(folder)], stdin="hi\n", env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("settings error: tts.output_format: ")
+    assert "Traceback" not in result.stderr
+
+
 def test_help_describes_commands():
     result = run(["--help"])
     for command in ("serve", "chat", "plugins", "db"):

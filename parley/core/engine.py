@@ -59,6 +59,10 @@ class Opened:
     ended: list[ConversationRecord] = field(default_factory=list)
 
 
+_SPEECH_ERRORS = frozenset({"tts_failed"})
+"""Error codes that leave the reply itself intact."""
+
+
 def message_events(message: MessageRecord) -> list[Event]:
     """A stored, complete message as the event sequence a streamed one produces."""
     return [
@@ -202,7 +206,9 @@ class Engine:
         """Run one user turn and yield its events. Turns of one conversation run in arrival order.
 
         With ``speech`` (and a TTS provider) each reply is also spoken: Sentence, AudioChunk and
-        AudioCompleted events follow its text as it streams.
+        AudioCompleted events follow its text as it streams (see :mod:`parley.core.speech`).
+        Audio in ``inbound`` is transcribed first: an STT failure yields ``ErrorEvent("stt_failed")``
+        and no turn runs (nothing is stored, no LLM call); silence yields ``stt_empty``.
         """
         async with (
             self.locks.hold(conversation_id),
@@ -229,6 +235,8 @@ class Engine:
             return
         text = inbound.text
         timing: dict[str, int] = {}
+        if isinstance(inbound.metadata.get("stt_ms"), int):
+            timing["stt_ms"] = inbound.metadata["stt_ms"]  # transcribed live by the adapter
         if inbound.audio is not None:
             if self.stt is None:
                 yield ErrorEvent("stt_unavailable", "no speech-to-text provider is configured")
@@ -240,8 +248,15 @@ class Engine:
             except ProviderError as exc:
                 yield ErrorEvent("stt_failed", exc.message, exc.retryable)
                 return
-            text = " ".join(part for part in (text, transcription.text) if part)
+            except Exception as exc:
+                log.exception("speech-to-text failed")
+                yield ErrorEvent("stt_failed", f"speech recognition failed: {exc}")
+                return
             timing["stt_ms"] = round((time.perf_counter() - started_at) * 1000)
+            if not transcription.text.strip() and not text.strip():
+                yield ErrorEvent("stt_empty", "no speech was recognised in the audio")
+                return
+            text = " ".join(part for part in (text, transcription.text) if part)
             yield Transcript(transcription.text, final=True)
             await self.hooks.call("transcribed", conversation=conversation, text=transcription.text)
         user_message = await self._store_user_message(conversation, inbound, text, timing)
@@ -254,10 +269,15 @@ class Engine:
         if is_termination(text, language):
             ended_reason = "user_ended"
         else:
-            replies = self._replies(conversation, template, text, started_at, turn_messages, speech)
+            replies = self._replies(
+                conversation, template, text, started_at, turn_messages, speech, timing
+            )
             async with aclosing(replies) as events:
                 async for event in events:
-                    failed = failed or isinstance(event, ErrorEvent)
+                    # A reply that failed; not its speech (the text still arrived).
+                    failed = failed or (
+                        isinstance(event, ErrorEvent) and event.code not in _SPEECH_ERRORS
+                    )
                     yield event
         turn_count = conversation.turn_count + 1
         conversation = await store.update_conversation(
@@ -320,6 +340,7 @@ class Engine:
         started_at: float,
         turn_messages: list[MessageRecord],
         speech: SpeechOptions | None = None,
+        timing: dict[str, int] | None = None,
     ) -> AsyncIterator[Event]:
         personas = self.personas(template)
         responders = personas
@@ -352,7 +373,7 @@ class Engine:
             )
             if edited:
                 messages = edited[-1]
-            result = ReplyResult()
+            result = ReplyResult(metadata=dict(timing or {}))
             reply = stream_reply(
                 conversation=conversation,
                 persona=persona,
@@ -364,7 +385,13 @@ class Engine:
                 started_at=started_at,
             )
             if speech is not None and self.tts is not None:
-                reply = speak(reply, tts=self.tts, voice=persona.voice, options=speech)
+                reply = speak(
+                    reply,
+                    tts=self.tts,
+                    voice=persona.voice,
+                    options=speech,
+                    started_at=started_at,
+                )
             async with aclosing(reply) as events:
                 async for event in events:
                     yield event

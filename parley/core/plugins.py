@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("openai", "parley.plugins.openai.plugin"),
     ("echo", "parley.plugins.echo.plugin"),
+    ("deepgram", "parley.plugins.deepgram.plugin"),
+    ("elevenlabs", "parley.plugins.elevenlabs.plugin"),
     ("mentions", "parley.plugins.mentions"),
     ("health", "parley.plugins.health"),
     ("whatsapp", "parley.adapters.whatsapp.plugin"),
+    ("telegram", "parley.adapters.telegram.plugin"),
     ("widget", "parley.adapters.widget.plugin"),
 )
 """(name, module) of every built-in plugin, registered like any other."""

@@ -18,6 +18,11 @@ __all__ = [
     "LLMChunk",
     "LLMProvider",
     "LLMRequest",
+    "LiveResult",
+    "LiveSTTProvider",
+    "LiveSession",
+    "LiveTranscript",
+    "MissingDependency",
     "ProviderAuthError",
     "ProviderError",
     "ProviderRateLimited",
@@ -25,10 +30,12 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
     "STTProvider",
+    "SpeechStarted",
     "TTSProvider",
     "ToolCallDelta",
     "Transcription",
     "Usage",
+    "UtteranceEnd",
 ]
 
 
@@ -69,6 +76,16 @@ class ProviderUnavailable(ProviderError):
 
     code = "provider_unavailable"
     retryable = True
+
+
+class MissingDependency(ImportError):
+    """A provider's optional SDK is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, *, provider: str = "") -> None:
+        what = f"the {provider} provider" if provider else "this feature"
+        super().__init__(f"{what} needs {package}: pip install 'parley[{extra}]'")
+        self.package = package
+        self.extra = extra
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +135,77 @@ class Transcription:
     duration: float | None = None
 
 
+# -- live (streaming) speech-to-text -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveResult:
+    """Base class of what a live STT session yields."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted(LiveResult):
+    """Voice activity began (the user started talking); ``at`` is seconds into the stream."""
+
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTranscript(LiveResult):
+    """A piece of recognised speech.
+
+    ``is_final`` False: an interim guess that later results replace. ``is_final`` True: this stretch
+    of audio will not be revised; an utterance may span several final results. ``speech_final``:
+    the speaker paused (endpointing), so the utterance made of the finals so far is complete.
+    """
+
+    text: str
+    is_final: bool
+    speech_final: bool = False
+    confidence: float | None = None
+    start: float | None = None
+    """Seconds into the stream."""
+    duration: float | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceEnd(LiveResult):
+    """A gap in speech after the last final result: the utterance is over even if no
+    ``speech_final`` came (noisy audio). ``last_word_end`` is seconds into the stream."""
+
+    last_word_end: float | None = None
+
+
+@runtime_checkable
+class LiveSession(Protocol):
+    """One open live transcription stream. Iterate it for results; close it when done.
+
+    Iteration ends after :meth:`close` once the provider has sent its last results; a failure of
+    the connection raises :class:`ProviderError` from the iterator. Usable as ``async with``.
+    """
+
+    async def send(self, audio: bytes) -> None:
+        """Send a piece of audio in the encoding the session was opened with."""
+        ...
+
+    async def finalize(self) -> None:
+        """Ask for final results of the audio sent so far (the session stays open)."""
+        ...
+
+    async def close(self) -> None:
+        """Flush, wait briefly for the last results, then close. Safe to call twice."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[LiveResult]:
+        """Results as they arrive: SpeechStarted, LiveTranscript, UtteranceEnd."""
+        ...
+
+    async def __aenter__(self) -> LiveSession: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+
 @runtime_checkable
 class LLMProvider(Protocol):
     """Streams a chat completion."""
@@ -138,13 +226,36 @@ class STTProvider(Protocol):
     async def transcribe(
         self, audio: bytes, *, mime_type: str | None = None, language: str | None = None
     ) -> Transcription:
-        """Transcribe a whole recording."""
+        """Transcribe a whole recording (any container the provider accepts)."""
+        ...
+
+
+@runtime_checkable
+class LiveSTTProvider(Protocol):
+    """A speech-to-text provider that can also transcribe a live audio stream."""
+
+    name: str
+
+    async def live(
+        self,
+        *,
+        encoding: str | None = "pcm16",
+        sample_rate: int | None = 16000,
+        language: str | None = None,
+    ) -> LiveSession:
+        """Open a live session. ``encoding`` ``pcm16`` is mono signed 16-bit little-endian at
+        ``sample_rate``; None (or ``webm``, ``ogg``) means a container the provider detects.
+        Raise :class:`ProviderError` when the session cannot be opened."""
         ...
 
 
 @runtime_checkable
 class TTSProvider(Protocol):
-    """Turns text into speech, streaming bytes as they arrive."""
+    """Turns text into speech, streaming bytes as they arrive.
+
+    A provider may also have an ``output_format`` attribute: the format it uses when asked for
+    none (the speech pipeline labels audio with it).
+    """
 
     name: str
 

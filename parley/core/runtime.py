@@ -10,7 +10,7 @@ import pluggy
 
 from parley.core import store
 from parley.core.adapter import Adapter
-from parley.core.config import Settings
+from parley.core.config import Settings, SettingsError
 from parley.core.engine import Engine
 from parley.core.locks import LocalLocks, RedisLocks
 from parley.core.plugins import Hooks, make_plugin_manager
@@ -89,21 +89,38 @@ class Runtime:
 
     def _optional_provider(self, kind: str) -> Any:
         section = self.settings.raw.get(kind) or {}
-        name = section.get("provider")
-        if not name or name not in getattr(self.registry, kind):
+        name = section.get("provider") if isinstance(section, dict) else None
+        if not name:
+            return None
+        if name not in getattr(self.registry, kind):
+            known = ", ".join(sorted(getattr(self.registry, kind))) or "none"
+            self.notices.append(
+                f"{kind}.provider: no provider named {name!r} (registered: {known})"
+            )
             return None
         try:
             return self.registry.make(kind, name, self.settings)
+        except SettingsError:
+            raise
         except Exception as exc:  # a missing SDK or key must not stop text chat
-            self.notices.append(f"{kind} provider {name!r} unavailable: {exc}")
+            off = "voice input is off" if kind == "stt" else "replies are not spoken"
+            self.notices.append(f"{kind} provider {name!r} unavailable ({off}): {exc}")
             return None
 
-    async def start(self, *, connect_db: bool = True, adapters: bool = True) -> None:
-        """Open the database (applying migrations), build providers and the engine, start adapters."""
+    def build_providers(self) -> None:
+        """Build the LLM, STT and TTS providers once (``start`` does it; ``parley serve`` does it
+        earlier so a bad ``stt``/``tts`` setting stops it with the key's name)."""
+        if self.llm is not None:
+            return
         self.collect()
         self.llm = self.build_llm()
         self.stt = self._optional_provider("stt")
         self.tts = self._optional_provider("tts")
+
+    async def start(self, *, connect_db: bool = True, adapters: bool = True) -> None:
+        """Open the database (applying migrations), build providers and the engine, start adapters."""
+        self.build_providers()
+        assert self.llm is not None
         if connect_db:
             await store.connect(self.settings.database.url)
         redis = self.settings.redis
@@ -131,6 +148,14 @@ class Runtime:
         await self.hooks.call("shutdown", runtime=self)
         if self.locks is not None:
             await self.locks.close()
+        for provider in (self.llm, self.stt, self.tts):
+            aclose = getattr(provider, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    log.exception("provider %s failed to close", getattr(provider, "name", "?"))
+        self.llm = self.stt = self.tts = None
         if self.started:
             await store.close()
         self.started = False

@@ -1,0 +1,93 @@
+"""``[telegram]`` settings: validated at start-up, without importing aiogram."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from parley.core.config import Settings, SettingsError, parse_section
+
+__all__ = ["MODES", "REPLY_VOICE", "TelegramSettings", "load_telegram_settings"]
+
+MODES = ("polling", "webhook")
+REPLY_VOICE = ("auto", "always", "never")
+TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
+
+_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]+")
+
+
+@dataclass(slots=True)
+class TelegramSettings:
+    """The Telegram bot: how it reaches the Bot API and how it answers."""
+
+    enabled: bool = False
+    """Run the bot with ``parley serve``."""
+    token: str = ""
+    """The bot token from @BotFather; empty: the ``TELEGRAM_BOT_TOKEN`` environment variable."""
+    api_base: str = "https://api.telegram.org"
+    """Bot API server: requests go to ``{api_base}/bot{token}/{method}``, files come from
+    ``{api_base}/file/bot{token}/{path}`` (a self-hosted ``telegram-bot-api`` or a test server)."""
+    mode: str = "polling"
+    """``polling`` (getUpdates in the background) or ``webhook`` (``POST /webhooks/telegram``)."""
+    webhook_url: str = ""
+    """Public URL Telegram posts updates to, ending in ``/webhooks/telegram`` (webhook mode)."""
+    webhook_secret: str = ""
+    """Secret Telegram sends back in ``X-Telegram-Bot-Api-Secret-Token``: 1-256 characters of
+    ``A-Z a-z 0-9 _ -`` (webhook mode)."""
+    template: str = ""
+    """Template of new Telegram conversations; empty: ``conversation.default_template``."""
+    reply_voice: str = "auto"
+    """``auto``: a voice note is answered with a voice note, text with text; ``always``: every
+    reply is a voice note; ``never``: every reply is text."""
+    stream_edits: bool = False
+    """Text replies appear at once and grow by editing the message (at most about once a second)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.reply_voice not in REPLY_VOICE:
+            raise ValueError(
+                f"reply_voice must be one of {', '.join(REPLY_VOICE)}, got {self.reply_voice!r}"
+            )
+        self.api_base = self.api_base.strip().rstrip("/")
+        if not self.api_base.startswith(("http://", "https://")):
+            raise ValueError(f"api_base must start with http:// or https://, got {self.api_base!r}")
+        if self.webhook_secret and not _SECRET.fullmatch(self.webhook_secret):
+            raise ValueError("webhook_secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        if not self.enabled:
+            return
+        token = self.resolved_token()
+        if not token:
+            raise ValueError(f"token must be set (or the {TOKEN_ENV} environment variable)")
+        if not _TOKEN.fullmatch(token):  # never echo the token itself
+            raise ValueError("token must look like 123456789:AAE... (the token from @BotFather)")
+        if self.mode == "webhook":
+            if not self.webhook_url.startswith(("http://", "https://")):
+                raise ValueError("webhook_url must be an http(s) URL when mode is webhook")
+            if not self.webhook_secret:
+                raise ValueError("webhook_secret must be set when mode is webhook")
+
+    def resolved_token(self) -> str:
+        """``token``, or the ``TELEGRAM_BOT_TOKEN`` environment variable."""
+        return self.token or os.environ.get(TOKEN_ENV, "")
+
+    def wants_voice(self, voice_in: bool) -> bool:
+        """Whether a reply to a voice note (``voice_in``) or to text should be a voice note."""
+        if self.reply_voice == "always":
+            return True
+        return voice_in and self.reply_voice == "auto"
+
+
+def load_telegram_settings(settings: Settings, **overrides: Any) -> TelegramSettings:
+    """Validate ``[telegram]`` (plus ``overrides``); a bad value raises SettingsError naming it."""
+    data = {**(settings.raw.get("telegram") or {}), **overrides}
+    telegram = parse_section("telegram", data, TelegramSettings)
+    if telegram.template and telegram.template not in settings.templates:
+        known = ", ".join(sorted(settings.templates)) or "none"
+        raise SettingsError(
+            f"telegram.template: unknown template {telegram.template!r} (known: {known})"
+        )
+    return telegram

@@ -1,0 +1,147 @@
+"""Talking to the Bot API: the aiogram Bot, 429 retries, bounded downloads, token redaction.
+
+Imports aiogram: only the Telegram adapter imports this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramRetryAfter
+
+if TYPE_CHECKING:
+    from aiogram.methods import Response, TelegramMethod
+
+    from parley.adapters.telegram.settings import TelegramSettings
+
+__all__ = [
+    "MAX_DOWNLOAD",
+    "DownloadError",
+    "RetryAfterMiddleware",
+    "TokenFilter",
+    "download",
+    "log",
+    "make_bot",
+]
+
+log = logging.getLogger("parley.adapters.telegram")
+"""The one logger of the adapter (its token filter applies to records logged here)."""
+
+MAX_DOWNLOAD = 20 * 1024 * 1024
+"""The Bot API's own cap on downloads from its cloud servers."""
+
+_FILTERED_LOGGERS = (
+    "parley.adapters.telegram",
+    "aiogram.dispatcher",
+    "aiogram.event",
+    "aiogram.middlewares",
+    "aiogram.webhook",
+)
+
+
+class DownloadError(Exception):
+    """A file could not be fetched (too large, gone, unreachable)."""
+
+
+class RetryAfterMiddleware(BaseRequestMiddleware):
+    """Retries a request the Bot API answered with 429, after its ``retry_after`` seconds."""
+
+    def __init__(self, *, attempts: int = 3, max_wait: float = 60.0) -> None:
+        self.attempts = attempts
+        self.max_wait = max_wait
+
+    async def __call__(
+        self, make_request: Any, bot: Bot, method: TelegramMethod[Any]
+    ) -> Response[Any]:
+        """Call the next layer; on 429 sleep ``retry_after`` and try again (bounded)."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if attempt == self.attempts or exc.retry_after > self.max_wait:
+                    raise
+                log.warning(
+                    "Bot API flood control on %s: retrying in %s s",
+                    type(method).__name__,
+                    exc.retry_after,
+                )
+                await asyncio.sleep(exc.retry_after)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class TokenFilter(logging.Filter):
+    """Replaces the bot token with ``<token>`` in log messages and tracebacks."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def redact(self, text: str) -> str:
+        """``text`` without the token."""
+        return text.replace(self.token, "<token>") if self.token else text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drops it."""
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = self.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and self.token in record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        return True
+
+    def install(self) -> None:
+        """Attach to the adapter's and aiogram's loggers."""
+        for name in _FILTERED_LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def uninstall(self) -> None:
+        """Detach from every logger it was attached to."""
+        for name in _FILTERED_LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
+def make_bot(settings: TelegramSettings) -> Bot:
+    """An aiogram Bot on ``telegram.api_base`` that honours 429 ``retry_after``."""
+    api = TelegramAPIServer.from_base(settings.api_base, is_local=False)
+    session = AiohttpSession(api=api, timeout=60.0)
+    session.middleware(RetryAfterMiddleware())
+    return Bot(settings.resolved_token(), session=session)
+
+
+def _read_local(path: str, limit: int) -> bytes:
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise DownloadError(f"file larger than {limit} bytes")
+    return data
+
+
+async def download(bot: Bot, file_id: str, *, limit: int = MAX_DOWNLOAD) -> bytes:
+    """getFile + download, capped at ``limit`` bytes.
+
+    A self-hosted Bot API server in ``--local`` mode answers an absolute path on its own disk
+    instead of a downloadable one: such a path is read from the file system.
+    """
+    file = await bot.get_file(file_id)
+    if file.file_size and file.file_size > limit:
+        raise DownloadError(f"file of {file.file_size} bytes exceeds {limit}")
+    if not file.file_path:
+        raise DownloadError("the Bot API gave no file path")
+    if os.path.isabs(file.file_path):
+        return await asyncio.to_thread(_read_local, file.file_path, limit)
+    url = bot.session.api.file_url(bot.token, file.file_path)
+    data = bytearray()
+    async for chunk in bot.session.stream_content(url=url, timeout=60):
+        data += chunk
+        if len(data) > limit:
+            raise DownloadError(f"file larger than {limit} bytes")
+    return bytes(data)
