@@ -20,9 +20,10 @@ import pytest_asyncio
 from parley import hookimpl
 from parley.core.config import Settings
 from parley.core.plugins import make_plugin_manager
+from parley.core.providers import LiveTranscript, SpeechStarted
 from parley.core.runtime import Runtime
 from parley.server import create_app
-from parley.testing import FakeSTT, ScriptedLLM, ToneTTS, running_server
+from parley.testing import FakeLiveSTT, ScriptedLLM, ToneTTS, running_server
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -46,12 +47,25 @@ SETTINGS: dict[str, Any] = {
 }
 
 
+HEARD = "hello from the microphone"
+"""What the fake speech-to-text hears once half a second of microphone audio has come."""
+
+
+def _live_stt() -> FakeLiveSTT:
+    script = [
+        SpeechStarted(),
+        LiveTranscript("hello from", is_final=False),
+        LiveTranscript(HEARD, is_final=True, speech_final=True),
+    ]
+    return FakeLiveSTT(script, text=HEARD, after_bytes=16_000)
+
+
 @dataclass
 class Fakes:
     """The providers the server uses; tests script them."""
 
     llm: ScriptedLLM = field(default_factory=ScriptedLLM)
-    stt: FakeSTT = field(default_factory=lambda: FakeSTT("hello from the microphone"))
+    stt: FakeLiveSTT = field(default_factory=_live_stt)
     tts: ToneTTS = field(default_factory=ToneTTS)
 
 
