@@ -27,6 +27,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("echo", "parley.plugins.echo.plugin"),
     ("mentions", "parley.plugins.mentions"),
     ("health", "parley.plugins.health"),
+    ("web", "parley.adapters.web.plugin"),
 )
 """(name, module) of every built-in plugin, registered like any other."""
 
