@@ -100,9 +100,17 @@ class Web:
         return self.base.replace("http://", "ws://") + "/ws?" + urlencode(query)
 
     @asynccontextmanager
-    async def ws(self, **query: str) -> AsyncIterator[ClientConnection]:
-        """A connected socket, past ``conversation_started`` and the greeting (if any)."""
-        async with connect(self.ws_url(**query), max_size=None) as socket:
+    async def ws(
+        self, *, headers: dict[str, str] | None = None, origin: str | None = None, **query: str
+    ) -> AsyncIterator[ClientConnection]:
+        """A connected socket (``query``: see :meth:`ws_url`)."""
+        url = self.ws_url(**query)
+        async with connect(
+            url,
+            max_size=None,
+            additional_headers=headers,
+            origin=origin,  # type: ignore[arg-type]
+        ) as socket:
             yield socket
 
     async def start_chat(

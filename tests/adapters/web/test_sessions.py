@@ -177,9 +177,7 @@ async def test_provider_failure_is_502(serve, llm):
 
 async def test_session_needs_an_identity(serve):
     async with serve() as web:
-        response = await web.http.post(
-            SESSION, json={"user_id": "u"}, headers={"X-Device-ID": ""}
-        )
+        response = await web.http.post(SESSION, json={"user_id": "u"}, headers={"X-Device-ID": ""})
         assert response.status_code == 400
         assert response.json()["success"] is False
         assert response.json()["error"]["code"] == "missing_device_id"
