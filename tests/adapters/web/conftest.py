@@ -55,6 +55,11 @@ async def recv_until(socket: ClientConnection, kind: str, wait: float = 5) -> li
             return frames
 
 
+async def send(socket: ClientConnection, kind: str, **data: Any) -> None:
+    """Send a client frame ``{"type": kind, "data": data}``."""
+    await socket.send(json.dumps({"type": kind, "data": data}))
+
+
 class LLMPlugin:
     """Registers the test's scripted LLM as provider ``scripted``."""
 
@@ -78,6 +83,7 @@ class Web:
     OTHER = OTHER
     recv = staticmethod(recv)
     recv_until = staticmethod(recv_until)
+    send = staticmethod(send)
     token = staticmethod(token)
 
     base: str
