@@ -26,6 +26,15 @@ def _settings(settings_dir: str | None) -> Settings:
         raise SystemExit(2) from None
 
 
+def _settings_checked(build: Callable[[], Any]) -> Any:
+    """``build()``; a SettingsError (e.g. an adapter's own section) exits 2 like a loading error."""
+    try:
+        return build()
+    except SettingsError as exc:
+        click.echo(f"settings error: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
 settings_option = click.option(
     "--settings",
     "settings_dir",
@@ -62,7 +71,7 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     from parley.server import create_app
 
     settings = _settings(settings_dir)
-    app = create_app(settings)
+    app = _settings_checked(lambda: create_app(settings))
     host = host or settings.server.host
     port = port or settings.server.port
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
@@ -77,7 +86,7 @@ def plugins(settings_dir: str | None) -> None:
     from parley.core.runtime import Runtime
 
     runtime = Runtime(_settings(settings_dir))
-    runtime.collect()
+    _settings_checked(runtime.collect)
     for info in describe_plugins(runtime.pm):
         click.echo(f"{info.name}  [{info.source}]")
         click.echo(f"    hooks: {', '.join(info.hooks) or '-'}")

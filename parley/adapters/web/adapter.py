@@ -135,9 +135,14 @@ class WebAdapter:
         """Nothing runs in the background: sockets live with their connections."""
 
     async def stop(self) -> None:
-        """Close the open sockets (their running replies are stored as interrupted)."""
+        """Close the open sockets and wait for them (running replies are stored as interrupted)."""
         sockets = list(self.sockets)
         await asyncio.gather(*(s.close(1001, "server shutting down") for s in sockets))
+        if sockets:
+            waits = [asyncio.create_task(s.done.wait()) for s in sockets]
+            _, late = await asyncio.wait(waits, timeout=5)
+            for wait in late:
+                wait.cancel()
 
 
 # Litestar deep-copies routers when it registers them: what they hold must not reach the runtime.

@@ -12,13 +12,15 @@ __all__ = ["characters", "conversation_json", "iso", "message_json", "timestamp"
 
 
 def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC, or None."""
-    return value.astimezone(UTC).isoformat() if value is not None else None
+    """ISO 8601 in UTC with a ``Z`` (safe in a query string), or None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def timestamp() -> str:
-    """Now, ISO 8601 in UTC with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    """Now, ISO 8601 in UTC with milliseconds (``2026-01-31T12:00:00.000Z``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def message_json(message: MessageRecord) -> dict[str, Any]:

@@ -83,6 +83,7 @@ class WebSession:
         self.conversation: ConversationRecord | None = None
         self.model_overrides: dict[str, Any] = {}
         self.jobs: asyncio.Queue[Job] = asyncio.Queue()
+        self.done = asyncio.Event()
         self.handlers: dict[str, Handler] = {
             "user_message": self.on_user_message,
             "new_conversation": self.on_new_conversation,
@@ -117,11 +118,12 @@ class WebSession:
             worker = asyncio.create_task(self.work())
             await self.receive()
         finally:
-            self.web.sockets.discard(self)
             if worker is not None:
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
+            self.web.sockets.discard(self)
+            self.done.set()
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Close the socket from the server's side."""

@@ -340,3 +340,18 @@ async def test_closing_mid_reply_stores_it_as_interrupted(serve, llm):
         assert (message.status, message.content) == ("interrupted", "")
         assert not web.runtime.adapters["web"].sockets
         llm.gate.set()
+
+
+async def test_stopping_the_adapter_closes_sockets_and_interrupts_replies(serve, llm):
+    llm.gate = asyncio.Event()
+    async with serve() as web, web.ws() as socket:
+        await web.start_chat(socket)
+        await web.send(socket, "user_message", text="hi")
+        message_id = (await web.recv_until(socket, "message_started"))[-1]["message_id"]
+        adapter = web.runtime.adapters["web"]
+        await adapter.stop()
+        assert not adapter.sockets
+        with pytest.raises(ConnectionClosed) as closed:
+            await web.recv(socket)
+        assert closed.value.rcvd.code == 1001
+        assert (await store.get_message(message_id)).status == "interrupted"
