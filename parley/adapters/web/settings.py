@@ -15,7 +15,8 @@ class WebSettings:
     """Serve the web routes and the WebSocket."""
     auth_secret: str = ""
     """HS256 secret shared with the host site's backend. Set, a signed token (``sub`` and ``exp``)
-    identifies the user; empty, callers are identified by device id only and tokens are ignored."""
+    identifies the user; empty, callers are identified by device id only and tokens are ignored.
+    At least 32 bytes."""
     require_auth: bool = False
     """Refuse anonymous device ids (401); needs ``auth_secret``."""
     cors_origins: list[str] = field(default_factory=list)
@@ -40,5 +41,7 @@ class WebSettings:
             )
         if not 0 <= self.rate_limit <= 1_000_000:
             raise ValueError(f"rate_limit must be between 0 and 1000000, got {self.rate_limit}")
+        if self.auth_secret and len(self.auth_secret.encode()) < 32:
+            raise ValueError("auth_secret must be at least 32 bytes long (RFC 7518, HS256)")
         if self.require_auth and not self.auth_secret:
             raise ValueError("require_auth must be false while web.auth_secret is empty")

@@ -180,4 +180,6 @@ def test_require_auth_needs_a_secret(make_settings):
         make_web_adapter(Runtime(make_settings({"web": {"max_message_chars": 0}})))
     with pytest.raises(SettingsError, match=r"^web\.rate_limit"):
         make_web_adapter(Runtime(make_settings({"web": {"rate_limit": "many"}})))
+    with pytest.raises(SettingsError, match=r"^web\.auth_secret: .*32 bytes"):
+        make_web_adapter(Runtime(make_settings({"web": {"auth_secret": "short"}})))
     assert make_web_adapter(Runtime(make_settings({"web": {"enabled": False}}))) is None
