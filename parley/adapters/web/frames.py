@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from parley.core.config import ModelSettings, SettingsError, parse_section
 from parley.core.events import (
     ErrorEvent,
     Event,
@@ -17,7 +18,30 @@ from parley.core.events import (
     TurnStarted,
 )
 
-__all__ = ["FrameError", "error_frame", "optional_str", "parse_frame", "render", "required_str"]
+__all__ = [
+    "MODEL_SETTINGS_KEYS",
+    "FrameError",
+    "error_frame",
+    "merge_model_settings",
+    "optional_str",
+    "parse_frame",
+    "render",
+    "required_str",
+]
+
+MODEL_SETTINGS_KEYS = frozenset(
+    {
+        "model",
+        "temperature",
+        "top_p",
+        "min_p",
+        "top_k",
+        "frequency_penalty",
+        "presence_penalty",
+        "repetition_penalty",
+    }
+)
+"""What a ``model_settings`` frame may set."""
 
 
 class FrameError(Exception):
@@ -70,6 +94,18 @@ def required_str(data: dict[str, Any], name: str) -> str:
 def optional_str(data: dict[str, Any], name: str) -> str | None:
     """``data[name]`` as a string, or None when absent."""
     return None if data.get(name) is None else required_str(data, name)
+
+
+def merge_model_settings(current: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` laid over ``current`` (``None`` removes a key), validated by ``ModelSettings``."""
+    unknown = sorted(set(data) - MODEL_SETTINGS_KEYS)
+    if unknown:
+        raise FrameError("invalid_model_settings", f"unknown setting(s): {', '.join(unknown)}")
+    merged = {k: v for k, v in {**current, **data}.items() if v is not None}
+    try:
+        return parse_section("model_settings", merged, ModelSettings).as_dict()
+    except SettingsError as exc:
+        raise FrameError("invalid_model_settings", str(exc)) from None
 
 
 def render(event: Event, conversation_id: str) -> dict[str, Any] | None:

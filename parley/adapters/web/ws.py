@@ -25,6 +25,7 @@ from parley.adapters.web.adapter import WebAdapter
 from parley.adapters.web.frames import (
     FrameError,
     error_frame,
+    merge_model_settings,
     optional_str,
     parse_frame,
     render,
@@ -35,32 +36,19 @@ from parley.adapters.web.identity import CHANNEL, Caller, IdentityError, bearer_
 from parley.adapters.web.outbox import Outbox
 from parley.adapters.web.shapes import characters, message_json
 from parley.core import store
-from parley.core.config import ModelSettings, SettingsError, parse_section
+from parley.core.config import SettingsError
 from parley.core.engine import Engine, EngineError, Opened, message_events
+from parley.core.events import MessageCompleted, MessageStarted
 from parley.core.inbound import Inbound
 from parley.core.store.records import ConversationRecord
 from parley.server import ApiError
 
-__all__ = ["MODEL_SETTINGS_KEYS", "WebSession", "websocket_handler"]
+__all__ = ["WebSession", "websocket_handler"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 Job = Callable[[], Awaitable[None]]
-
-MODEL_SETTINGS_KEYS = frozenset(
-    {
-        "model",
-        "temperature",
-        "top_p",
-        "min_p",
-        "top_k",
-        "frequency_penalty",
-        "presence_penalty",
-        "repetition_penalty",
-    }
-)
-"""What a ``model_settings`` frame may set."""
 
 MAX_QUEUED = 32
 """User messages waiting behind the current reply; more get a ``queue_full`` error frame."""
@@ -84,6 +72,9 @@ class WebSession:
         self.model_overrides: dict[str, Any] = {}
         self.jobs: asyncio.Queue[Job] = asyncio.Queue()
         self.done = asyncio.Event()
+        self.current_job: asyncio.Task[None] | None = None
+        self.streaming: str | None = None
+        """Id of the message streaming now (None between replies)."""
         self.handlers: dict[str, Handler] = {
             "user_message": self.on_user_message,
             "new_conversation": self.on_new_conversation,
@@ -103,8 +94,7 @@ class WebSession:
     @property
     def user_id(self) -> str:
         """The identified caller's user id."""
-        assert self.caller is not None
-        return self.caller.user_id
+        return self.caller.user_id if self.caller else ""
 
     # -- life --------------------------------------------------------------------------------
 
@@ -185,21 +175,43 @@ class WebSession:
                 await self.on_binary(message["bytes"])
 
     async def work(self) -> None:
-        """Run queued jobs one at a time, in order."""
+        """Run queued jobs one at a time, in order (each in its own task: see :meth:`interrupt`)."""
         while True:
             job = await self.jobs.get()
-            await self.guarded(job)
+            self.current_job = asyncio.create_task(self.guarded(job))
+            try:
+                await asyncio.wait({self.current_job})
+            except asyncio.CancelledError:
+                self.current_job.cancel()
+                with suppress(asyncio.CancelledError):
+                    await self.current_job
+                raise
+            finally:
+                self.current_job = None
+
+    async def interrupt(self) -> str | None:
+        """Cut the job in progress short (barge-in); queued jobs go on.
+
+        A reply cut mid-stream is stored as ``interrupted`` with its text so far, and the client
+        gets ``{"type": "interrupted", "message_id"}``. Returns that message id, or None.
+        """
+        job, message_id = self.current_job, self.streaming
+        if job is None or job.done():
+            return None
+        job.cancel()
+        await asyncio.wait({job})
+        if message_id is not None:
+            await self.outbox.send({"type": "interrupted", "message_id": message_id})
+        return message_id
 
     async def guarded(self, action: Job) -> None:
         """Run ``action``; what goes wrong becomes an error frame and the socket stays open."""
         try:
             await action()
-        except FrameError as exc:
+        except (FrameError, EngineError) as exc:
             await self.outbox.send(error_frame(exc.code, exc.message))
         except ApiError as exc:
             await self.outbox.send(error_frame(exc.code, exc.detail))
-        except EngineError as exc:
-            await self.outbox.send(error_frame(exc.code, exc.message))
         except Exception:
             log.exception("websocket frame failed")
             await self.outbox.send(error_frame("internal_error", "something went wrong"))
@@ -225,8 +237,7 @@ class WebSession:
     async def on_user_message(self, data: dict[str, Any]) -> None:
         """Queue a turn."""
         text = check_text(required_str(data, "text"), self.web.settings, name="data.text")
-        assert self.caller is not None
-        if not self.web.limiter.allow(self.caller.external_id):
+        if not self.web.limiter.allow(self.caller.external_id if self.caller else ""):
             raise FrameError("rate_limited", "too many messages; wait a moment")
         if self.jobs.qsize() >= MAX_QUEUED:
             raise FrameError("queue_full", "too many messages waiting for an answer")
@@ -261,17 +272,7 @@ class WebSession:
 
     async def on_model_settings(self, data: dict[str, Any]) -> None:
         """Validate and store sampling overrides on the conversation (used from the next reply)."""
-        unknown = sorted(set(data) - MODEL_SETTINGS_KEYS)
-        if unknown:
-            raise FrameError("invalid_model_settings", f"unknown setting(s): {', '.join(unknown)}")
-        merged = {**self.model_overrides, **data}
-        try:
-            settings = parse_section(
-                "model_settings", {k: v for k, v in merged.items() if v is not None}, ModelSettings
-            )
-        except SettingsError as exc:
-            raise FrameError("invalid_model_settings", str(exc)) from None
-        self.model_overrides = settings.as_dict()
+        self.model_overrides = merge_model_settings(self.model_overrides, data)
         if self.conversation is not None:
             await self.store_overrides(self.conversation.id)
         await self.outbox.send(
@@ -303,11 +304,18 @@ class WebSession:
         """Answer one user message, streaming every reply as it is produced."""
         conversation = await self.current_conversation()
         inbound = Inbound(text=text)
-        async with aclosing(self.engine.turn(conversation.id, inbound)) as events:
-            async for event in events:
-                frame = render(event, conversation.id)
-                if frame is not None and not await self.outbox.send(frame):
-                    return  # the client left: the reply is stored as interrupted
+        try:
+            async with aclosing(self.engine.turn(conversation.id, inbound)) as events:
+                async for event in events:
+                    if isinstance(event, MessageStarted | MessageCompleted):
+                        self.streaming = (
+                            event.message_id if isinstance(event, MessageStarted) else None
+                        )
+                    frame = render(event, conversation.id)
+                    if frame is not None and not await self.outbox.send(frame):
+                        return  # the client left: the reply is stored as interrupted
+        finally:
+            self.streaming = None
 
     async def new_conversation(self, template_id: str | None, language: str | None) -> None:
         """End the socket's open conversation and start another."""

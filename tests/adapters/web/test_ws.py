@@ -355,3 +355,24 @@ async def test_stopping_the_adapter_closes_sockets_and_interrupts_replies(serve,
             await web.recv(socket)
         assert closed.value.rcvd.code == 1001
         assert (await store.get_message(message_id)).status == "interrupted"
+
+
+async def test_interrupt_cuts_the_reply_short_and_queued_messages_go_on(serve, llm):
+    """``WebSession.interrupt`` is what barge-in (voice) calls."""
+    llm.push(Step(["cut ", "short"]))
+    llm.push("next reply")
+    llm.gate = asyncio.Event()
+    async with serve() as web, web.ws() as socket:
+        await web.start_chat(socket)
+        await web.send(socket, "user_message", text="tell me a story")
+        message_id = (await web.recv_until(socket, "message_started"))[-1]["message_id"]
+        await web.send(socket, "user_message", text="stop, something else")
+        (session,) = web.runtime.adapters["web"].sockets
+        assert await session.interrupt() == message_id
+        assert await web.recv(socket) == {"type": "interrupted", "message_id": message_id}
+        stored = await store.get_message(message_id)
+        assert stored.status == "interrupted"
+        llm.gate.set()
+        frames = await web.recv_until(socket, "turn_complete")
+        assert [f["text"] for f in frames if f["type"] == "message_complete"] == ["next reply"]
+        assert await session.interrupt() is None  # nothing in progress
