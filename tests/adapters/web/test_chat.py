@@ -292,3 +292,17 @@ async def test_stream_multi_character_pieces_name_their_character(serve, llm):
         status, events = await _stream(web, {"content": "maya, your view?"})
         assert status == 200
         assert {e["character_id"] for e in events[:-1]} == {"maya"}
+
+
+async def test_stream_closed_by_the_client_stores_the_reply_as_interrupted(serve):
+    held = HeldLLM()
+    async with serve(provider=held) as web:
+        async with web.http.stream("POST", "/chat/stream", json={"content": "hi"}) as response:
+            first = await asyncio.wait_for(anext(_sse_events(response)), 5)
+        message_id = first["message_id"]
+        for _ in range(300):
+            message = await store.get_message(message_id)
+            if message.status != "pending":
+                break
+            await asyncio.sleep(0.01)
+        assert (message.status, message.content) == ("interrupted", "First ")
