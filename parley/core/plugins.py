@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("elevenlabs", "parley.plugins.elevenlabs.plugin"),
     ("mentions", "parley.plugins.mentions"),
     ("health", "parley.plugins.health"),
+    ("web", "parley.adapters.web.plugin"),
     ("whatsapp", "parley.adapters.whatsapp.plugin"),
     ("telegram", "parley.adapters.telegram.plugin"),
 )

@@ -12,6 +12,7 @@ from parley.core import store
 from parley.core.adapter import Adapter
 from parley.core.config import Settings, SettingsError
 from parley.core.engine import Engine
+from parley.core.loading import load_settings
 from parley.core.locks import LocalLocks, RedisLocks
 from parley.core.plugins import Hooks, make_plugin_manager
 from parley.core.providers import LLMProvider, ProviderRegistry, STTProvider, TTSProvider
@@ -159,6 +160,21 @@ class Runtime:
         if self.started:
             await store.close()
         self.started = False
+
+    def reload_settings(self) -> Settings:
+        """Reload the settings folder (personas, templates, languages...) without a restart.
+
+        The new settings replace ``runtime.settings`` and the engine's; providers, the database
+        and adapters keep what they were built with. Raises :class:`SettingsError` (and keeps the
+        current settings) when the folder is invalid or the settings were not loaded from one.
+        """
+        if self.settings.directory is None:
+            raise SettingsError("settings: not loaded from a settings folder; nothing to reload")
+        settings = load_settings(self.settings.directory)
+        self.settings = settings
+        if self._engine is not None:
+            self._engine.settings = settings
+        return settings
 
     def route_handlers(self) -> list[Any]:
         """Every route handler to mount: plugins' routes plus each adapter's."""
