@@ -6,6 +6,7 @@ the conversation's lock until it finishes, and an abandoned reply is stored as `
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from parley.core import store
+from parley.core import routing, store
 from parley.core.config import ModelSettings, Persona, Settings, Template
 from parley.core.context import build_messages, is_termination, user_content
 from parley.core.events import (
@@ -31,13 +32,17 @@ from parley.core.inbound import Inbound
 from parley.core.locks import LocalLocks
 from parley.core.plugins import Hooks
 from parley.core.providers import LLMProvider, ProviderError, STTProvider, TTSProvider
-from parley.core.reply import ReplyResult, stream_reply
+from parley.core.reply import ReplyResult, ReplyTools, stream_reply
 from parley.core.speech import SpeechOptions, speak
 from parley.core.store.records import ConversationRecord, MessageRecord
+from parley.core.tools import ToolRegistry
 
 __all__ = ["Engine", "EngineError", "Opened", "message_events"]
 
 log = logging.getLogger(__name__)
+
+MAX_HANDOFFS_PER_TURN = 2
+"""A hand-off lets the new agent answer in the same turn, at most this many times."""
 
 
 class EngineError(Exception):
@@ -86,6 +91,7 @@ class Engine:
         stt: STTProvider | None = None,
         tts: TTSProvider | None = None,
         locks: LocalLocks | None = None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.hooks = hooks
@@ -93,6 +99,10 @@ class Engine:
         self.stt = stt
         self.tts = tts
         self.locks = locks or LocalLocks()
+        if tools is None:
+            tools = ToolRegistry()
+            hooks.call_sync("register_tools", register=tools.register)
+        self.tools = tools
 
     # -- conversations ---------------------------------------------------------------------
 
@@ -178,7 +188,11 @@ class Engine:
         end_prompt = self.settings.language(conversation.language).prompts.end
         if not end_prompt:
             return None
-        persona = self.personas(self.template(conversation.template_id))[0]
+        template = self.template(conversation.template_id)
+        persona = self.personas(template)[0]
+        agent = (conversation.state.get(routing.STATE_KEY) or {}).get("persona")
+        if template.agents and agent in template.personas:
+            persona = self.settings.personas[agent]  # the agent the user talks to says goodbye
         return await self._say(conversation, persona, end_prompt)
 
     async def _say(
@@ -254,7 +268,10 @@ class Engine:
         if is_termination(text, language):
             ended_reason = "user_ended"
         else:
-            replies = self._replies(conversation, template, text, started_at, turn_messages, speech)
+            routed = dataclasses.replace(inbound, text=text)
+            replies = self._replies(
+                conversation, template, routed, started_at, turn_messages, speech
+            )
             async with aclosing(replies) as events:
                 async for event in events:
                     failed = failed or isinstance(event, ErrorEvent)
@@ -306,40 +323,72 @@ class Engine:
             platform_message_id=inbound.platform_message_id,
         )
 
+    async def _responders(
+        self, conversation: ConversationRecord, template: Template, inbound: Inbound
+    ) -> tuple[list[Persona], ConversationRecord]:
+        """Who answers: the routed agent, or the (selected) personas of a multi-character template."""
+        personas = self.personas(template)
+        if template.agents:
+            agent, conversation = await routing.choose_agent(
+                conversation,
+                template,
+                inbound,
+                hooks=self.hooks,
+                lock_ttl=self.settings.routing.lock_ttl,
+            )
+            return [self.settings.personas[agent]], conversation
+        if len(personas) == 1:
+            return personas, conversation
+        chosen = await self.hooks.first(
+            "select_responders",
+            conversation=conversation,
+            template=template,
+            text=inbound.text,
+            personas=personas,
+        )
+        if chosen:
+            by_id = {p.id: p for p in personas}
+            return [by_id[pid] for pid in chosen if pid in by_id] or personas, conversation
+        return personas, conversation
+
+    async def _handed_off(
+        self, conversation: ConversationRecord, template: Template, persona: Persona
+    ) -> Persona | None:
+        """The agent ``persona`` handed the conversation to during its reply, if any."""
+        if not template.agents:
+            return None
+        fresh = await store.get_conversation(conversation.id)
+        entry = (fresh.state if fresh else {}).get(routing.STATE_KEY) or {}
+        target = entry.get("persona")
+        if entry.get("by") == "handoff" and target != persona.id and target in template.personas:
+            return self.settings.personas[target]
+        return None
+
     async def _replies(
         self,
         conversation: ConversationRecord,
         template: Template,
-        text: str,
+        inbound: Inbound,
         started_at: float,
         turn_messages: list[MessageRecord],
         speech: SpeechOptions | None = None,
     ) -> AsyncIterator[Event]:
-        personas = self.personas(template)
-        responders = personas
-        if len(personas) > 1:
-            chosen = await self.hooks.first(
-                "select_responders",
-                conversation=conversation,
-                template=template,
-                text=text,
-                personas=personas,
-            )
-            if chosen:
-                by_id = {p.id: p for p in personas}
-                responders = [by_id[pid] for pid in chosen if pid in by_id] or personas
+        responders, conversation = await self._responders(conversation, template, inbound)
         window = template.history_window
         if window is None:
             window = self.settings.conversation.history_window
         user = await store.get_user(conversation.user_id)
-        for persona in responders:
+        multi_character = len(template.personas) > 1
+        handoffs = 0
+        while responders:
+            persona = responders.pop(0)
             history = await store.recent_messages(conversation.id, max(window, 1))
             messages = build_messages(
                 persona,
                 conversation.language,
                 history,
                 user=user,
-                multi_character=len(personas) > 1,
+                multi_character=multi_character,
             )
             edited = await self.hooks.call(
                 "before_llm", conversation=conversation, persona=persona, messages=messages
@@ -356,6 +405,7 @@ class Engine:
                 hooks=self.hooks,
                 result=result,
                 started_at=started_at,
+                tools=self._reply_tools(persona),
             )
             if speech is not None and self.tts is not None:
                 reply = speak(reply, tts=self.tts, voice=persona.voice, options=speech)
@@ -366,8 +416,25 @@ class Engine:
                 stored = await store.get_message(result.message_id)
                 if stored is not None:
                     turn_messages.append(stored)
+            turn_messages.extend(result.tool_messages)
             if result.status == "failed":
                 return
+            successor = await self._handed_off(conversation, template, persona)
+            if successor is not None and handoffs < MAX_HANDOFFS_PER_TURN:
+                handoffs += 1
+                responders = [successor]
+
+    def _reply_tools(self, persona: Persona) -> ReplyTools | None:
+        """The tools ``persona`` may call in a reply, or None."""
+        tools = self.tools.for_persona(persona)
+        if not tools:
+            return None
+        return ReplyTools(
+            tools=tools,
+            settings=self.settings,
+            max_steps=self.settings.llm.max_tool_steps,
+            timeout=self.settings.tools.timeout,
+        )
 
     def model_settings(
         self, conversation: ConversationRecord, template: Template, persona: Persona
