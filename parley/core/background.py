@@ -22,6 +22,10 @@ class BackgroundTasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    def running(self) -> list[asyncio.Task[Any]]:
+        """The tasks not finished yet."""
+        return list(self._tasks)
+
     def spawn(
         self, coro: Coroutine[Any, Any, Any], *, name: str | None = None
     ) -> asyncio.Task[Any]:

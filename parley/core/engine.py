@@ -14,7 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from parley.core import routing, store
+from parley.core import store
 from parley.core.config import ModelSettings, Persona, Settings, Template
 from parley.core.context import build_messages, is_termination, user_content
 from parley.core.events import (
@@ -33,6 +33,7 @@ from parley.core.locks import LocalLocks
 from parley.core.plugins import Hooks
 from parley.core.providers import LLMProvider, ProviderError, STTProvider, TTSProvider
 from parley.core.reply import ReplyResult, ReplyTools, stream_reply
+from parley.core.responders import choose_responders, handed_off, speaker
 from parley.core.speech import SpeechOptions, speak
 from parley.core.store.records import ConversationRecord, MessageRecord
 from parley.core.tools import ToolRegistry
@@ -188,11 +189,7 @@ class Engine:
         end_prompt = self.settings.language(conversation.language).prompts.end
         if not end_prompt:
             return None
-        template = self.template(conversation.template_id)
-        persona = self.personas(template)[0]
-        agent = (conversation.state.get(routing.STATE_KEY) or {}).get("persona")
-        if template.agents and agent in template.personas:
-            persona = self.settings.personas[agent]  # the agent the user talks to says goodbye
+        persona = speaker(self.settings, conversation, self.template(conversation.template_id))
         return await self._say(conversation, persona, end_prompt)
 
     async def _say(
@@ -323,47 +320,6 @@ class Engine:
             platform_message_id=inbound.platform_message_id,
         )
 
-    async def _responders(
-        self, conversation: ConversationRecord, template: Template, inbound: Inbound
-    ) -> tuple[list[Persona], ConversationRecord]:
-        """Who answers: the routed agent, or the (selected) personas of a multi-character template."""
-        personas = self.personas(template)
-        if template.agents:
-            agent, conversation = await routing.choose_agent(
-                conversation,
-                template,
-                inbound,
-                hooks=self.hooks,
-                lock_ttl=self.settings.routing.lock_ttl,
-            )
-            return [self.settings.personas[agent]], conversation
-        if len(personas) == 1:
-            return personas, conversation
-        chosen = await self.hooks.first(
-            "select_responders",
-            conversation=conversation,
-            template=template,
-            text=inbound.text,
-            personas=personas,
-        )
-        if chosen:
-            by_id = {p.id: p for p in personas}
-            return [by_id[pid] for pid in chosen if pid in by_id] or personas, conversation
-        return personas, conversation
-
-    async def _handed_off(
-        self, conversation: ConversationRecord, template: Template, persona: Persona
-    ) -> Persona | None:
-        """The agent ``persona`` handed the conversation to during its reply, if any."""
-        if not template.agents:
-            return None
-        fresh = await store.get_conversation(conversation.id)
-        entry = (fresh.state if fresh else {}).get(routing.STATE_KEY) or {}
-        target = entry.get("persona")
-        if entry.get("by") == "handoff" and target != persona.id and target in template.personas:
-            return self.settings.personas[target]
-        return None
-
     async def _replies(
         self,
         conversation: ConversationRecord,
@@ -373,7 +329,9 @@ class Engine:
         turn_messages: list[MessageRecord],
         speech: SpeechOptions | None = None,
     ) -> AsyncIterator[Event]:
-        responders, conversation = await self._responders(conversation, template, inbound)
+        responders, conversation = await choose_responders(
+            self.settings, self.hooks, conversation, template, inbound
+        )
         window = template.history_window
         if window is None:
             window = self.settings.conversation.history_window
@@ -419,7 +377,7 @@ class Engine:
             turn_messages.extend(result.tool_messages)
             if result.status == "failed":
                 return
-            successor = await self._handed_off(conversation, template, persona)
+            successor = await handed_off(self.settings, conversation, template, persona)
             if successor is not None and handoffs < MAX_HANDOFFS_PER_TURN:
                 handoffs += 1
                 responders = [successor]
