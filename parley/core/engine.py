@@ -140,7 +140,7 @@ class Engine:
         greeting = None
         start = self.settings.language(lang).prompts.start
         if start:
-            persona = self.personas(template)[0]
+            persona = speaker(self.settings, conversation, template)
             greeting = await self._say(conversation, persona, start)
         return Opened(conversation, greeting)
 

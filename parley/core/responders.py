@@ -60,8 +60,10 @@ async def handed_off(
 
 
 def speaker(settings: Settings, conversation: ConversationRecord, template: Template) -> Persona:
-    """Who says fixed prompts (the end prompt): the active agent, else the first persona."""
-    agent = (conversation.state.get(routing.STATE_KEY) or {}).get("persona")
-    if template.agents and agent in template.personas:
-        return settings.personas[agent]
+    """Who says fixed prompts (greeting, end prompt): the agent the user talks to (the first
+    agent before any routing), else the template's first persona."""
+    if template.agents:
+        agent = (conversation.state.get(routing.STATE_KEY) or {}).get("persona")
+        ids = [a.persona for a in template.agents]
+        return settings.personas[agent if agent in ids else ids[0]]
     return settings.personas[template.personas[0]]

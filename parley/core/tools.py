@@ -39,6 +39,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+CANCEL_GRACE = 1.0
+"""Seconds cancelled tool calls get to finish their cleanup when a reply is interrupted."""
+
 
 @dataclass(frozen=True, slots=True)
 class Tool:
@@ -228,7 +231,8 @@ class ToolBatch:
         except asyncio.CancelledError:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Let the tools run their cleanup; one that ignores cancellation is not waited for.
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE)
             raise
         return self.outcome()
 

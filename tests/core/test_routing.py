@@ -168,3 +168,19 @@ def test_shipped_medical_intake_template():
     assert intake.name == "Anna" and "handoff" in intake.tools
     assert "consent" in intake.prompt_for("en").lower()
     assert "handoff" in scheduling.tools and "current_time" in scheduling.tools
+
+
+async def test_fixed_prompts_come_from_the_agent_the_user_talks_to(make_engine):
+    agents = [{"persona": "leo", "intents": ["why"]}, {"persona": "maya", "intents": ["lab"]}]
+    engine = make_engine({"templates": {"desk": {"personas": ["maya", "leo"], "agents": agents}}})
+    opened = await _open_with_greeting(engine)
+    assert opened.greeting.character_id == "leo"  # the first agent greets
+    await collect(engine.turn(opened.conversation.id, Inbound(text="the lab")))
+    events = await collect(engine.turn(opened.conversation.id, Inbound(text="goodbye")))
+    farewell = next(e for e in events if isinstance(e, MessageCompleted))
+    assert (farewell.character_id, farewell.text) == ("maya", "Take care!")
+
+
+async def _open_with_greeting(engine):
+    user = await store.get_or_create_user("test", "greeted")
+    return await engine.open(user.id, "test", template_id="desk")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import fields
@@ -189,3 +190,14 @@ def test_docs_describe_every_memory_setting():
     section = docs.split("### `[memory]`", 1)[1].split("###", 1)[0]
     for field in fields(MemorySettings):
         assert f"| `{field.name}` |" in section, field.name
+
+
+def test_shipped_settings_spell_out_every_memory_default():
+    shipped = Path(__file__).resolve().parents[2] / "settings" / "settings.toml"
+    data = tomllib.loads(shipped.read_text())["memory"]
+    default = MemorySettings()
+    for field in fields(MemorySettings):
+        if field.name == "model":
+            assert field.name not in data  # shown commented out
+            continue
+        assert data[field.name] == getattr(default, field.name), field.name

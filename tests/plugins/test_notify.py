@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import tomllib
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -206,3 +207,14 @@ def test_docs_describe_every_notify_setting():
     section = docs.split("### `[notify]`", 1)[1].split("##", 1)[0]
     for field in fields(NotifySettings):
         assert f"| `{field.name}` |" in section, field.name
+
+
+def test_shipped_settings_spell_out_every_notify_default():
+    shipped = Path(__file__).resolve().parents[2] / "settings" / "settings.toml"
+    data = tomllib.loads(shipped.read_text())["notify"]
+    default = NotifySettings()
+    for field in fields(NotifySettings):
+        if field.name == "model":
+            assert field.name not in data  # shown commented out
+            continue
+        assert data[field.name] == getattr(default, field.name), field.name
