@@ -2,6 +2,7 @@
 
 from parley.core.store.api import (
     DuplicateMessage,
+    add_failed_delivery,
     add_message,
     claim_inbound,
     close,
@@ -15,6 +16,7 @@ from parley.core.store.api import (
     get_or_create_user,
     get_user,
     list_conversations,
+    list_failed_deliveries,
     list_messages,
     migrate,
     pending_messages,
@@ -25,13 +27,20 @@ from parley.core.store.api import (
     update_conversation,
     update_message,
 )
-from parley.core.store.records import ConversationRecord, MessageRecord, UserRecord
+from parley.core.store.records import (
+    ConversationRecord,
+    FailedDeliveryRecord,
+    MessageRecord,
+    UserRecord,
+)
 
 __all__ = [
     "ConversationRecord",
     "DuplicateMessage",
+    "FailedDeliveryRecord",
     "MessageRecord",
     "UserRecord",
+    "add_failed_delivery",
     "add_message",
     "claim_inbound",
     "close",
@@ -45,6 +54,7 @@ __all__ = [
     "get_or_create_user",
     "get_user",
     "list_conversations",
+    "list_failed_deliveries",
     "list_messages",
     "migrate",
     "pending_messages",

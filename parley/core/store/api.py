@@ -25,16 +25,23 @@ from tortoise.transactions import in_transaction
 
 from parley.core.store.models import (
     Conversation,
+    FailedDelivery,
     Identity,
     InboundKey,
     Message,
     User,
     tortoise_config,
 )
-from parley.core.store.records import ConversationRecord, MessageRecord, UserRecord
+from parley.core.store.records import (
+    ConversationRecord,
+    FailedDeliveryRecord,
+    MessageRecord,
+    UserRecord,
+)
 
 __all__ = [
     "DuplicateMessage",
+    "add_failed_delivery",
     "add_message",
     "claim_inbound",
     "close",
@@ -48,6 +55,7 @@ __all__ = [
     "get_or_create_user",
     "get_user",
     "list_conversations",
+    "list_failed_deliveries",
     "list_messages",
     "migrate",
     "pending_messages",
@@ -589,3 +597,47 @@ async def claim_inbound(channel: str, key: str) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+# --- outbound deliveries -----------------------------------------------------------------
+
+
+def _delivery_record(row: FailedDelivery) -> FailedDeliveryRecord:
+    return FailedDeliveryRecord(
+        id=str(row.id),
+        url=row.url,
+        event=row.event,
+        payload=dict(row.payload or {}),
+        attempts=row.attempts,
+        status_code=row.status_code,
+        error=row.error,
+        created_at=_utc(row.created_at),
+    )
+
+
+async def add_failed_delivery(
+    url: str,
+    event: str,
+    payload: dict[str, Any],
+    *,
+    attempts: int,
+    status_code: int | None = None,
+    error: str | None = None,
+) -> FailedDeliveryRecord:
+    """Keep a notification that failed after its retries."""
+    row = await FailedDelivery.create(
+        url=url,
+        event=event,
+        payload=dict(payload),
+        attempts=attempts,
+        status_code=status_code,
+        error=error,
+        created_at=_now(),
+    )
+    return _delivery_record(row)
+
+
+async def list_failed_deliveries(*, limit: int = 100) -> list[FailedDeliveryRecord]:
+    """Failed notifications, newest first."""
+    rows = await FailedDelivery.all().order_by("-created_at").limit(max(limit, 0))
+    return [_delivery_record(row) for row in rows]

@@ -17,6 +17,7 @@ from tortoise.models import Model
 __all__ = [
     "APP_LABEL",
     "Conversation",
+    "FailedDelivery",
     "Identity",
     "InboundKey",
     "Message",
@@ -149,3 +150,20 @@ class InboundKey(Model):
     class Meta:
         table = "parley_inbound_key"
         unique_together = (("channel", "key"),)
+
+
+class FailedDelivery(Model):
+    """An outbound notification that failed after every retry, kept for inspection."""
+
+    id = fields.UUIDField(primary_key=True)
+    url = fields.CharField(max_length=2048)
+    event = fields.CharField(max_length=64)
+    payload = fields.JSONField(default=dict)
+    attempts = fields.IntField(default=0, db_default=0)
+    status_code = fields.IntField(null=True)
+    error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True, db_default=Now())
+
+    class Meta:
+        table = "parley_failed_delivery"
+        indexes = [Index(fields=("created_at",))]
