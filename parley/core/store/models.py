@@ -1,4 +1,4 @@
-"""Tortoise models. Only ``parley.core.store.api`` queries them; everything else sees records.
+"""Tortoise models. Only the ``parley.core.store`` modules query them; everything else sees records.
 
 After changing a model, regenerate the migrations (see ``parley.core.store.migration_config``).
 The first docstring line of a model becomes its table comment: keep it short (it lands in the
