@@ -126,7 +126,7 @@ async def _telegram(runtime: Any, telegram_settings: Any) -> str | None:
 @main.command()
 @settings_option
 def plugins(settings_dir: str | None) -> None:
-    """List loaded plugins, the hooks they implement, and the providers and adapters they add."""
+    """List loaded plugins, the hooks they implement, and the providers, adapters and tools."""
     from parley.core.plugins import describe_plugins
     from parley.core.runtime import Runtime
 
@@ -140,6 +140,7 @@ def plugins(settings_dir: str | None) -> None:
     for kind in ("llm", "stt", "tts"):
         click.echo(f"{kind} providers: {', '.join(sorted(getattr(registry, kind))) or '-'}")
     click.echo(f"adapters: {', '.join(sorted(runtime.adapter_factories)) or '-'}")
+    click.echo(f"tools: {', '.join(runtime.tools.names()) or '-'}")
 
 
 @main.group()

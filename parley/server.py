@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERN
 from parley.core.config import Settings
 from parley.core.runtime import Runtime
 
-__all__ = ["ApiError", "create_app", "error_body"]
+__all__ = ["ApiError", "create_app", "error_body", "error_response"]
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,17 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {**extra, "error": {"code": code, "message": message}}
 
 
-def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def error_response(exc: Exception, **extra: Any) -> Response[Any]:
+    """The JSON error response for ``exc``: HTTP errors keep their status, anything else is a 500.
+
+    ``extra`` keys go into the body next to ``error`` (the session routes add ``success: false``).
+    """
+    if not isinstance(exc, HTTPException):
+        body = error_body("internal_error", "something went wrong on our side", **extra)
+        return Response(body, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
     status = exc.status_code
     if isinstance(exc, ApiError):
-        body = error_body(exc.code, exc.detail, **exc.extra)
+        body = error_body(exc.code, exc.detail, **{**extra, **exc.extra})
     elif isinstance(exc, ValidationException):
         status = HTTP_422_UNPROCESSABLE_ENTITY
         detail = "; ".join(
@@ -60,16 +67,19 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
             for e in (exc.extra if isinstance(exc.extra, list) else [])
             if isinstance(e, dict)
         )
-        body = error_body("validation_error", detail or exc.detail)
+        body = error_body("validation_error", detail or exc.detail, **extra)
     else:
-        body = error_body(_CODES.get(status, "error"), exc.detail)
+        body = error_body(_CODES.get(status, "error"), exc.detail, **extra)
     return Response(body, status_code=status, headers=getattr(exc, "headers", None))
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    return error_response(exc)
 
 
 def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    body = error_body("internal_error", "something went wrong on our side")
-    return Response(body, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
+    return error_response(exc)
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from parley.core.providers import (
     LLMChunk,
     LLMRequest,
     ProviderError,
+    ToolCallDelta,
     Transcription,
     Usage,
 )
@@ -26,18 +28,24 @@ __all__ = [
     "Step",
     "ToneTTS",
     "collect",
+    "openai_chunk",
+    "openai_sse",
+    "openai_text",
+    "openai_tool_calls",
     "running_server",
+    "tool_call",
 ]
 
 
 @dataclass
 class Step:
-    """One scripted LLM call: text pieces, then optionally an error (raised after the pieces)."""
+    """One scripted LLM call: text pieces, then tool calls, then optionally an error."""
 
     pieces: list[str] = field(default_factory=list)
     error: ProviderError | None = None
     delay: float = 0.0
     usage: Usage | None = None
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
 
 
 class ScriptedLLM:
@@ -73,10 +81,79 @@ class ScriptedLLM:
             if step.delay:
                 await asyncio.sleep(step.delay)
             yield LLMChunk(text=piece)
+        if step.tool_calls:
+            yield LLMChunk(tool_calls=tuple(step.tool_calls), finish_reason="tool_calls")
         if step.error is not None:
             raise step.error
         text = "".join(step.pieces)
         yield LLMChunk(usage=step.usage or Usage(len(request.messages), len(text.split())))
+
+
+def tool_call(
+    name: str, arguments: dict[str, Any] | str = "{}", *, index: int = 0
+) -> ToolCallDelta:
+    """A complete tool call as one fragment (for :class:`Step`)."""
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return ToolCallDelta(index=index, id=f"call_{name}_{index}", name=name, arguments=args)
+
+
+# -- OpenAI-compatible SSE bodies (for respx) --------------------------------------------------
+
+
+def openai_chunk(delta: dict[str, Any] | None = None, finish: str | None = None) -> dict[str, Any]:
+    """A ``chat.completion.chunk`` with one choice."""
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "test-model",
+        "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}],
+    }
+
+
+def openai_sse(
+    *chunks: dict[str, Any], prompt_tokens: int = 5, completion_tokens: int = 3
+) -> bytes:
+    """An SSE body: each chunk as ``data: {json}``, a usage chunk, then ``[DONE]``."""
+    usage = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "test-model",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+    lines = [f"data: {json.dumps(c)}\n\n" for c in (*chunks, usage)]
+    return ("".join(lines) + "data: [DONE]\n\n").encode()
+
+
+def openai_text(*pieces: str) -> bytes:
+    """A streamed text completion of ``pieces``."""
+    chunks = [openai_chunk({"role": "assistant", "content": ""})]
+    chunks += [openai_chunk({"content": piece}) for piece in pieces]
+    return openai_sse(*chunks, openai_chunk({}, "stop"))
+
+
+def openai_tool_calls(*calls: tuple[str, dict[str, Any]], text: str = "", split: int = 2) -> bytes:
+    """A streamed completion asking for ``calls`` ((name, arguments) pairs), after ``text``.
+
+    Each call's arguments arrive in ``split`` fragments, as OpenAI streams them.
+    """
+    chunks = [openai_chunk({"role": "assistant", "content": text or None})]
+    for index, (name, arguments) in enumerate(calls):
+        head = {"index": index, "id": f"call_{index}_{name}", "type": "function"}
+        head["function"] = {"name": name, "arguments": ""}
+        chunks.append(openai_chunk({"tool_calls": [head]}))
+        raw = json.dumps(arguments)
+        size = max(1, -(-len(raw) // split))
+        for start in range(0, len(raw), size):
+            part = {"index": index, "function": {"arguments": raw[start : start + size]}}
+            chunks.append(openai_chunk({"tool_calls": [part]}))
+    return openai_sse(*chunks, openai_chunk({}, "tool_calls"))
 
 
 async def collect(events: AsyncIterable[Any]) -> list[Any]:

@@ -119,6 +119,16 @@ def test_bad_voice_setting_exits_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_adapter_settings_error_exits_2(tmp_path):
+    folder = _settings(tmp_path)
+    env = {"PARLEY_WEB__REQUIRE_AUTH": "true"}
+    for command in ("serve", "plugins"):
+        result = run([command, "--settings", str(folder)], env=env)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("settings error: web.require_auth"), result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_help_describes_commands():
     result = run(["--help"])
     for command in ("serve", "chat", "plugins", "db"):

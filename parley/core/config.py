@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import msgspec
 
 __all__ = [
+    "Agent",
     "ConversationSettings",
     "DatabaseSettings",
     "LLMSettings",
@@ -19,10 +20,12 @@ __all__ = [
     "Persona",
     "PluginsSettings",
     "RedisSettings",
+    "RoutingSettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
     "Template",
+    "ToolsSettings",
     "parse_section",
 ]
 
@@ -205,6 +208,49 @@ class PluginsSettings:
 
 
 @dataclass(slots=True)
+class ToolsSettings:
+    """How tools run (see docs/tools.md)."""
+
+    timeout: float = 10.0
+    """Seconds a tool call may take before it is cancelled and an error result goes to the model."""
+
+    def __post_init__(self) -> None:
+        _check_range("timeout", self.timeout, 0.001, 3600)
+
+
+ROUTING_MODES = ("keyword", "llm")
+
+
+@dataclass(slots=True)
+class RoutingSettings:
+    """Intent routing for templates with ``agents``."""
+
+    mode: str = "keyword"
+    """``keyword``: an agent whose intents appear in the message; ``llm``: the LLM classifies."""
+    lock_ttl: float = 1800
+    """Seconds a chosen agent stays locked to the conversation (0: until hand-off or the end)."""
+    model: str | None = None
+    """Model for ``llm`` classification (default ``llm.model``)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ROUTING_MODES:
+            raise ValueError(f"mode must be one of {', '.join(ROUTING_MODES)}, got {self.mode!r}")
+        _check_range("lock_ttl", self.lock_ttl, 0, 10**9)
+
+
+@dataclass(slots=True)
+class Agent:
+    """One routed agent of a template: a persona and the intents that lead to it."""
+
+    persona: str = ""
+    """Persona id (one of the template's ``personas``)."""
+    intents: list[str] = field(default_factory=list)
+    """Keywords or short phrases; a message containing one is routed here (``keyword`` mode)."""
+    description: str = ""
+    """What the agent handles, for ``llm`` classification (default: its intents)."""
+
+
+@dataclass(slots=True)
 class Persona:
     """A character the agent plays."""
 
@@ -253,8 +299,9 @@ class Template:
     """Seconds of silence after the nudge before the timeout prompt ends the conversation."""
     barge_in: bool = True
     """Whether the user's speech interrupts a spoken reply."""
-    agents: list[dict[str, Any]] = field(default_factory=list)
-    """Intent routing: ``[{persona, intents}]``."""
+    agents: list[Agent] = field(default_factory=list)
+    """Intent routing: ``[{persona, intents, description}]``; the first agent greets and is the
+    default. A template with agents has one agent answer each turn (see docs/tools.md)."""
 
     def __post_init__(self) -> None:
         if not self.personas:
@@ -301,6 +348,8 @@ class Settings:
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     plugins: PluginsSettings = field(default_factory=PluginsSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
+    tools: ToolsSettings = field(default_factory=ToolsSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     personas: dict[str, Persona] = field(default_factory=dict)
     templates: dict[str, Template] = field(default_factory=dict)
     languages: dict[str, Language] = field(default_factory=dict)

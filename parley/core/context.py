@@ -1,4 +1,8 @@
-"""Builds the LLM messages for one responder: persona prompt + memory + history window."""
+"""Builds the LLM messages for one responder: persona prompt + memory + history window.
+
+Stored tool calls come back as OpenAI expects them: the assistant message with ``tool_calls``,
+then one ``tool`` message per call, then the reply's text.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 from parley.core.config import Language, Persona
 from parley.core.store.records import MessageRecord, UserRecord
+from parley.core.tools import error_content
 
 __all__ = ["build_messages", "is_termination", "user_content"]
 
@@ -41,6 +46,11 @@ def build_messages(
     if user is not None and user.memory:
         system += f"\n\nWhat you remember about the user from earlier conversations:\n{user.memory}"
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    results = {
+        (m.metadata.get("reply_id"), m.metadata.get("tool_call_id")): m.content
+        for m in history
+        if m.role == "tool"
+    }
     for message in history:
         if message.role == "user":
             if message.status in ("pending", "failed"):
@@ -48,15 +58,42 @@ def build_messages(
             images = message.metadata.get("images") or []
             messages.append({"role": "user", "content": user_content(message.content, images)})
         elif message.role == "assistant":
-            if message.status == "failed" or not message.content:
+            if message.status == "failed":
                 continue
             mine = message.character_id in (None, persona.id)
             if multi_character and not mine:
-                content = f"[{message.name or message.character_id}]: {message.content}"
-                messages.append({"role": "user", "content": content})
-            else:
+                if message.content:
+                    content = f"[{message.name or message.character_id}]: {message.content}"
+                    messages.append({"role": "user", "content": content})
+                continue
+            messages.extend(_tool_exchange(message, results))
+            if message.content:
                 messages.append({"role": "assistant", "content": message.content})
+        # ``tool`` messages go in right after the call that asked for them (_tool_exchange).
     return messages
+
+
+def _tool_exchange(
+    message: MessageRecord, results: dict[tuple[Any, Any], str]
+) -> list[dict[str, Any]]:
+    """The assistant tool calls of a reply, each followed by its stored result.
+
+    A call whose result is missing (cut off by a crash) gets an error result, so the messages
+    stay valid for OpenAI: every ``tool_calls`` entry must be answered. The round's text is left
+    out here; it is part of the reply's content that follows.
+    """
+    out: list[dict[str, Any]] = []
+    for step in message.metadata.get("tool_steps") or []:
+        calls = [c for c in step.get("calls") or [] if isinstance(c, dict) and c.get("id")]
+        if not calls:
+            continue
+        out.append({"role": "assistant", "content": None, "tool_calls": calls})
+        for call in calls:
+            content = results.get((message.id, call["id"]))
+            if content is None:
+                content = error_content("no result was recorded for this call")
+            out.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+    return out
 
 
 def _normalise(text: str) -> str:

@@ -6,6 +6,7 @@ the conversation's lock until it finishes, and an abandoned reply is stored as `
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -31,13 +32,18 @@ from parley.core.inbound import Inbound
 from parley.core.locks import LocalLocks, Locks
 from parley.core.plugins import Hooks
 from parley.core.providers import LLMProvider, ProviderError, STTProvider, TTSProvider
-from parley.core.reply import ReplyResult, stream_reply
+from parley.core.reply import ReplyResult, ReplyTools, stream_reply
+from parley.core.responders import choose_responders, handed_off, speaker
 from parley.core.speech import SpeechOptions, speak
 from parley.core.store.records import ConversationRecord, MessageRecord
+from parley.core.tools import ToolRegistry
 
 __all__ = ["Engine", "EngineError", "Opened", "message_events"]
 
 log = logging.getLogger(__name__)
+
+MAX_HANDOFFS_PER_TURN = 2
+"""A hand-off lets the new agent answer in the same turn, at most this many times."""
 
 
 class EngineError(Exception):
@@ -90,6 +96,7 @@ class Engine:
         stt: STTProvider | None = None,
         tts: TTSProvider | None = None,
         locks: Locks | None = None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.hooks = hooks
@@ -97,6 +104,10 @@ class Engine:
         self.stt = stt
         self.tts = tts
         self.locks: Locks = locks if locks is not None else LocalLocks()
+        if tools is None:
+            tools = ToolRegistry()
+            hooks.call_sync("register_tools", register=tools.register)
+        self.tools = tools
 
     # -- conversations ---------------------------------------------------------------------
 
@@ -133,7 +144,7 @@ class Engine:
         greeting = None
         start = self.settings.language(lang).prompts.start
         if start:
-            persona = self.personas(template)[0]
+            persona = speaker(self.settings, conversation, template)
             greeting = await self._say(conversation, persona, start)
         return Opened(conversation, greeting)
 
@@ -182,7 +193,7 @@ class Engine:
         end_prompt = self.settings.language(conversation.language).prompts.end
         if not end_prompt:
             return None
-        persona = self.personas(self.template(conversation.template_id))[0]
+        persona = speaker(self.settings, conversation, self.template(conversation.template_id))
         return await self._say(conversation, persona, end_prompt)
 
     async def _say(
@@ -269,8 +280,9 @@ class Engine:
         if is_termination(text, language):
             ended_reason = "user_ended"
         else:
+            routed = dataclasses.replace(inbound, text=text)
             replies = self._replies(
-                conversation, template, text, started_at, turn_messages, speech, timing
+                conversation, template, routed, started_at, turn_messages, speech, timing
             )
             async with aclosing(replies) as events:
                 async for event in events:
@@ -336,37 +348,30 @@ class Engine:
         self,
         conversation: ConversationRecord,
         template: Template,
-        text: str,
+        inbound: Inbound,
         started_at: float,
         turn_messages: list[MessageRecord],
         speech: SpeechOptions | None = None,
         timing: dict[str, int] | None = None,
     ) -> AsyncIterator[Event]:
-        personas = self.personas(template)
-        responders = personas
-        if len(personas) > 1:
-            chosen = await self.hooks.first(
-                "select_responders",
-                conversation=conversation,
-                template=template,
-                text=text,
-                personas=personas,
-            )
-            if chosen:
-                by_id = {p.id: p for p in personas}
-                responders = [by_id[pid] for pid in chosen if pid in by_id] or personas
+        responders, conversation = await choose_responders(
+            self.settings, self.hooks, conversation, template, inbound
+        )
         window = template.history_window
         if window is None:
             window = self.settings.conversation.history_window
         user = await store.get_user(conversation.user_id)
-        for persona in responders:
+        multi_character = len(template.personas) > 1
+        handoffs = 0
+        while responders:
+            persona = responders.pop(0)
             history = await store.recent_messages(conversation.id, max(window, 1))
             messages = build_messages(
                 persona,
                 conversation.language,
                 history,
                 user=user,
-                multi_character=len(personas) > 1,
+                multi_character=multi_character,
             )
             edited = await self.hooks.call(
                 "before_llm", conversation=conversation, persona=persona, messages=messages
@@ -383,6 +388,7 @@ class Engine:
                 hooks=self.hooks,
                 result=result,
                 started_at=started_at,
+                tools=self._reply_tools(persona),
             )
             if speech is not None and self.tts is not None:
                 reply = speak(
@@ -399,8 +405,25 @@ class Engine:
                 stored = await store.get_message(result.message_id)
                 if stored is not None:
                     turn_messages.append(stored)
+            turn_messages.extend(result.tool_messages)
             if result.status == "failed":
                 return
+            successor = await handed_off(self.settings, conversation, template, persona)
+            if successor is not None and handoffs < MAX_HANDOFFS_PER_TURN:
+                handoffs += 1
+                responders = [successor]
+
+    def _reply_tools(self, persona: Persona) -> ReplyTools | None:
+        """The tools ``persona`` may call in a reply, or None."""
+        tools = self.tools.for_persona(persona)
+        if not tools:
+            return None
+        return ReplyTools(
+            tools=tools,
+            settings=self.settings,
+            max_steps=self.settings.llm.max_tool_steps,
+            timeout=self.settings.tools.timeout,
+        )
 
     def model_settings(
         self, conversation: ConversationRecord, template: Template, persona: Persona

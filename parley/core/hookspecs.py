@@ -14,6 +14,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from parley.core.config import Persona, Template
+    from parley.core.inbound import Inbound
     from parley.core.runtime import Runtime
     from parley.core.store.records import ConversationRecord, MessageRecord
 
@@ -66,6 +67,15 @@ def register_routes(register: Callable[..., None]) -> None:
     """Contribute extra Litestar route handlers: ``register(handler)``, mounted by ``parley serve``."""
 
 
+@hookspec
+def register_tools(register: Callable[..., None]) -> None:
+    """Contribute tools the model may call: ``register(tool)`` with a :class:`parley.core.tools.Tool`.
+
+    A persona may call the tools named in ``personas.<id>.tools``. The first tool registered under
+    a name wins (third-party plugins run before the built-ins). Called once when the engine is built.
+    """
+
+
 # -- lifecycle -------------------------------------------------------------------------------
 
 
@@ -105,6 +115,18 @@ def select_responders(
 
     Stops at the first non-None result. The built-in rule: a mentioned character answers
     (``@Name`` or the name as a word), otherwise the template's default responders, or all.
+    """
+
+
+@hookspec(firstresult=True)
+def route(conversation: ConversationRecord, inbound: Inbound, template: Template) -> str | None:
+    """Pick the agent (a persona id of ``template.agents``) that answers this turn.
+
+    Called only for templates with ``agents`` and only while no agent is locked to the
+    conversation (``routing.lock_ttl``, hand-off). ``inbound.text`` includes the transcript of a
+    voice message. Stops at the first non-None result; None everywhere keeps the previous agent
+    (or the template's first). The built-in ``router`` plugin matches intents as keywords, or asks
+    the LLM when ``routing.mode = "llm"``.
     """
 
 

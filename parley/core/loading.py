@@ -24,10 +24,12 @@ from parley.core.config import (
     Persona,
     PluginsSettings,
     RedisSettings,
+    RoutingSettings,
     ServerSettings,
     Settings,
     SettingsError,
     Template,
+    ToolsSettings,
     parse_section,
 )
 
@@ -91,6 +93,12 @@ def settings_from_dict(raw: dict[str, Any], directory: Path | None = None) -> Se
             for pid in getattr(template, key):
                 if pid not in personas:
                     raise SettingsError(f"templates.{tid}.{key}: unknown persona {pid!r}")
+        for agent in template.agents:
+            if agent.persona not in template.personas:
+                raise SettingsError(
+                    f"templates.{tid}.agents: persona {agent.persona!r} is not one of the "
+                    "template's personas"
+                )
         templates[tid] = template
     languages = {}
     for code, data in table("languages").items():
@@ -104,6 +112,8 @@ def settings_from_dict(raw: dict[str, Any], directory: Path | None = None) -> Se
         conversation=parse_section("conversation", table("conversation"), ConversationSettings),
         plugins=parse_section("plugins", table("plugins"), PluginsSettings),
         redis=parse_section("redis", table("redis"), RedisSettings),
+        tools=parse_section("tools", table("tools"), ToolsSettings),
+        routing=parse_section("routing", table("routing"), RoutingSettings),
         personas=personas,
         templates=templates,
         languages=languages,

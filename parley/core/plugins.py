@@ -29,11 +29,26 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("elevenlabs", "parley.plugins.elevenlabs.plugin"),
     ("mentions", "parley.plugins.mentions"),
     ("health", "parley.plugins.health"),
+    ("clock", "parley.plugins.clock"),
+    ("router", "parley.plugins.router:RouterPlugin"),
+    ("memory", "parley.plugins.memory:MemoryPlugin"),
+    ("notify", "parley.plugins.notify:NotifyPlugin"),
+    ("web", "parley.adapters.web.plugin"),
     ("whatsapp", "parley.adapters.whatsapp.plugin"),
     ("telegram", "parley.adapters.telegram.plugin"),
     ("widget", "parley.adapters.widget.plugin"),
 )
-"""(name, module) of every built-in plugin, registered like any other."""
+"""(name, module) of every built-in plugin, registered like any other.
+
+``module:Class`` registers a new instance of ``Class`` per plugin manager: plugins that keep
+state (background tasks, clients) get it from their ``startup`` hook, never from a global.
+"""
+
+
+def _load_builtin(target: str) -> object:
+    module, _, attr = target.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attr)() if attr else loaded
 
 
 def make_plugin_manager(
@@ -53,7 +68,7 @@ def make_plugin_manager(
         pm.set_blocked(name)
     for name, module in DEFAULT_PLUGINS:
         if name not in disabled:
-            pm.register(importlib.import_module(module), name=name)
+            pm.register(_load_builtin(module), name=name)
     if entry_points:
         pm.load_setuptools_entrypoints(PROJECT)
     for name, plugin in extra:

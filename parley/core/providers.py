@@ -123,6 +123,9 @@ class LLMRequest:
     messages: list[dict[str, Any]]
     model: ModelSettings
     tools: list[dict[str, Any]] = field(default_factory=list)
+    """OpenAI-style tool specs the model may call (``{"type": "function", "function": {...}}``)."""
+    tool_choice: str | None = None
+    """``"none"`` forbids tool calls while still showing the tools (the last round of a reply)."""
 
 
 @dataclass(frozen=True, slots=True)

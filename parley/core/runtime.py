@@ -12,9 +12,11 @@ from parley.core import store
 from parley.core.adapter import Adapter
 from parley.core.config import Settings, SettingsError
 from parley.core.engine import Engine
+from parley.core.loading import load_settings
 from parley.core.locks import LocalLocks, RedisLocks
 from parley.core.plugins import Hooks, make_plugin_manager
 from parley.core.providers import LLMProvider, ProviderRegistry, STTProvider, TTSProvider
+from parley.core.tools import ToolRegistry
 
 __all__ = ["Runtime"]
 
@@ -29,6 +31,7 @@ class Runtime:
         self.pm = pm or make_plugin_manager(settings.plugins.disable)
         self.hooks = Hooks(self.pm)
         self.registry = ProviderRegistry()
+        self.tools = ToolRegistry()
         self.adapter_factories: dict[str, Callable[[Runtime], Adapter | None]] = {}
         self.adapters: dict[str, Adapter] = {}
         self.running: list[Adapter] = []
@@ -58,7 +61,7 @@ class Runtime:
         return register
 
     def collect(self) -> None:
-        """Call the contribution hooks (providers, adapters, routes) and build the adapters."""
+        """Call the contribution hooks (providers, adapters, routes, tools), build the adapters."""
         if self.collected:
             return
         self.collected = True
@@ -70,6 +73,14 @@ class Runtime:
 
         self.hooks.call_sync("register_adapters", register=register_adapter)
         self.hooks.call_sync("register_routes", register=self.routes.append)
+        self.hooks.call_sync("register_tools", register=self.tools.register)
+        for persona in self.settings.personas.values():
+            missing = [name for name in persona.tools if name not in self.tools]
+            if missing:
+                self.notices.append(
+                    f"personas.{persona.id}.tools: no tool named {', '.join(missing)} "
+                    f"(registered: {', '.join(self.tools.names()) or 'none'})"
+                )
         for name, factory in self.adapter_factories.items():
             adapter = factory(self)
             if adapter is not None:
@@ -126,7 +137,13 @@ class Runtime:
         redis = self.settings.redis
         self.locks = RedisLocks(redis.url, ttl=redis.lock_ttl) if redis.url else LocalLocks()
         self._engine = Engine(
-            self.settings, self.hooks, self.llm, stt=self.stt, tts=self.tts, locks=self.locks
+            self.settings,
+            self.hooks,
+            self.llm,
+            stt=self.stt,
+            tts=self.tts,
+            locks=self.locks,
+            tools=self.tools,
         )
         self.started = True
         for notice in self.notices:
@@ -159,6 +176,21 @@ class Runtime:
         if self.started:
             await store.close()
         self.started = False
+
+    def reload_settings(self) -> Settings:
+        """Reload the settings folder (personas, templates, languages...) without a restart.
+
+        The new settings replace ``runtime.settings`` and the engine's; providers, the database
+        and adapters keep what they were built with. Raises :class:`SettingsError` (and keeps the
+        current settings) when the folder is invalid or the settings were not loaded from one.
+        """
+        if self.settings.directory is None:
+            raise SettingsError("settings: not loaded from a settings folder; nothing to reload")
+        settings = load_settings(self.settings.directory)
+        self.settings = settings
+        if self._engine is not None:
+            self._engine.settings = settings
+        return settings
 
     def route_handlers(self) -> list[Any]:
         """Every route handler to mount: plugins' routes plus each adapter's."""

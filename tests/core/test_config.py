@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from parley.core.config import (
+    Agent,
     ConversationSettings,
     DatabaseSettings,
     Language,
@@ -19,9 +20,11 @@ from parley.core.config import (
     ModelSettings,
     Persona,
     PluginsSettings,
+    RoutingSettings,
     ServerSettings,
     SettingsError,
     Template,
+    ToolsSettings,
 )
 from parley.core.loading import load_settings
 
@@ -395,6 +398,25 @@ BAD_VALUES = [
         "languages.en.prompts.start: Expected `str | null`, got `int`",
     ),
     ({"settings": "server = 5\n"}, {}, "server: expected a table, got int"),
+    (
+        {"settings": '[routing]\nmode = "magic"\n'},
+        {},
+        "routing.mode: mode must be one of keyword, llm, got 'magic'",
+    ),
+    (
+        {"settings": "[tools]\ntimeout = 0\n"},
+        {},
+        "tools.timeout: timeout must be between 0.001 and 3600, got 0",
+    ),
+    (
+        {
+            "personas": PERSONAS,
+            "templates": '[templates.t]\npersonas = ["alex"]\n'
+            '[[templates.t.agents]]\npersona = "well-bot"\n',
+        },
+        {"PARLEY_CONVERSATION__DEFAULT_TEMPLATE": "t"},
+        "templates.t.agents: persona 'well-bot' is not one of the template's personas",
+    ),
 ]
 
 
@@ -501,7 +523,14 @@ def test_shipped_settings_load(shipped: Path) -> None:
     assert settings.conversation.language == "en"
     assert settings.plugins.disable == []
 
-    assert set(settings.templates) == {"friendly-assistant", "smalltalk", "roundtable"}
+    assert settings.tools.timeout == 10
+    assert (settings.routing.mode, settings.routing.lock_ttl) == ("keyword", 1800)
+    assert set(settings.templates) == {
+        "friendly-assistant",
+        "smalltalk",
+        "roundtable",
+        "medical-intake",
+    }
     assistant = settings.template("friendly-assistant")
     assert (assistant.name, assistant.personas) == ("Friendly assistant", ["alex"])
     smalltalk = settings.template("smalltalk")
@@ -562,12 +591,15 @@ CORE_SECTIONS = {
     "llm": LLMSettings,
     "conversation": ConversationSettings,
     "plugins": PluginsSettings,
+    "tools": ToolsSettings,
+    "routing": RoutingSettings,
 }
 
 
 def test_shipped_settings_toml_spells_out_every_default() -> None:
     data = tomllib.loads((SHIPPED / "settings.toml").read_text(encoding="utf-8"))
-    unset_by_default = {("llm", "temperature"), ("llm", "max_tokens")}  # shown commented out
+    # shown commented out
+    unset_by_default = {("llm", "temperature"), ("llm", "max_tokens"), ("routing", "model")}
 
     for section, cls in CORE_SECTIONS.items():
         default = cls()
@@ -584,7 +616,7 @@ def test_shipped_settings_toml_spells_out_every_default() -> None:
 def test_docs_describe_every_key() -> None:
     docs = (SHIPPED.parent / "docs" / "settings.md").read_text(encoding="utf-8")
     documented = [*CORE_SECTIONS.items(), ("personas", Persona), ("templates", Template)]
-    documented += [("model", ModelSettings), ("languages", Language)]
+    documented += [("model", ModelSettings), ("languages", Language), ("agents", Agent)]
 
     for section, cls in documented:
         assert f"`{section}" in docs or f"[{section}]" in docs, section

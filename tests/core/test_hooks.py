@@ -13,8 +13,9 @@ from parley.core.events import ErrorEvent, MessageCompleted, MessageStarted, Tra
 from parley.core.inbound import Inbound
 from parley.core.plugins import make_plugin_manager
 from parley.core.runtime import Runtime
+from parley.core.tools import Tool
 from parley.server import create_app
-from parley.testing import FakeSTT, ScriptedLLM, collect
+from parley.testing import FakeSTT, ScriptedLLM, Step, collect, tool_call
 from parley.testing import ToneTTS as FakeTTS
 
 
@@ -115,7 +116,7 @@ async def test_hook_register_adapters(make_settings):
         assert response.json() == {"adapter": "up"}
         assert events == ["start"]
     assert events == ["start", "stop"]
-    assert list(runtime.adapters) == ["fake"]
+    assert set(runtime.adapters) == {"fake", "web"}  # "web" is built in; "disabled" gave None
 
 
 async def test_hook_register_routes(make_settings):
@@ -296,3 +297,56 @@ async def test_failing_hook_does_not_break_the_turn(make_engine, llm, caplog):
     assert any(isinstance(e, MessageCompleted) and e.text == "still here" for e in events)
     failures = [r for r in caplog.records if "test-plugin-0" in r.getMessage()]
     assert {r.getMessage().split()[1] for r in failures} == {"before_llm", "turn_completed"}
+
+
+async def test_hook_register_tools(make_engine, llm):
+    async def shout(word: str, context) -> str:
+        return f"{word.upper()} (for {context.persona.name})"
+
+    class Plugin:
+        @hookimpl
+        def register_tools(self, register):
+            register(
+                Tool(
+                    name="shout",
+                    description="Shout a word",
+                    parameters={"type": "object", "properties": {"word": {"type": "string"}}},
+                    function=shout,
+                )
+            )
+
+    engine = make_engine({"personas": {"alex": {"tools": ["shout"]}}}, plugins=(Plugin(),))
+    assert {"shout", "current_time", "handoff"} <= set(engine.tools.names())
+    conv = await _conversation(engine)
+    llm.push(Step(tool_calls=[tool_call("shout", {"word": "hey"})]))
+    llm.push("Done shouting")
+    await collect(engine.turn(conv.id, Inbound(text="shout hey")))
+    assert [t["function"]["name"] for t in llm.requests[0].tools] == ["shout"]
+    assert llm.requests[1].messages[-1]["content"] == "HEY (for Alex)"
+    stored = await store.list_messages(conv.id)
+    assert [(m.role, m.content) for m in stored[-2:]] == [
+        ("assistant", "Done shouting"),
+        ("tool", "HEY (for Alex)"),
+    ]
+
+
+async def test_hook_route(make_engine, llm):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def route(self, conversation, inbound, template):
+            seen.calls.append((inbound.text, [a.persona for a in template.agents]))
+            return "leo" if "why" in inbound.text else None
+
+    agents = [{"persona": "maya", "intents": ["lab"]}, {"persona": "leo", "intents": ["idea"]}]
+    engine = make_engine(
+        {"templates": {"desk": {"personas": ["maya", "leo"], "agents": agents}}},
+        plugins=(Plugin(),),
+    )
+    conv = await _conversation(engine, "desk")
+    events = await collect(engine.turn(conv.id, Inbound(text="why is the sky blue?")))
+    assert [e.character_id for e in events if isinstance(e, MessageStarted)] == ["leo"]
+    assert seen.calls == [("why is the sky blue?", ["maya", "leo"])]
+    state = (await store.get_conversation(conv.id)).state["agent"]
+    assert (state["persona"], state["by"]) == ("leo", "route")

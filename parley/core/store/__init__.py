@@ -1,37 +1,48 @@
-"""Persistence: connect once, then call the functions of ``api``; they return ``records``."""
+"""Persistence: the only code that queries the ORM; every function returns plain records.
 
-from parley.core.store.api import (
-    DuplicateMessage,
-    add_message,
-    claim_inbound,
-    close,
-    connect,
-    count_messages,
+Lifecycle: ``await connect(db_url)`` once at start-up (applies pending migrations),
+``await close()`` at shutdown (aiosqlite otherwise keeps the process alive at exit).
+Functions that must act on a row that does not exist (``update_*``, ``end_conversation``,
+``set_user_memory``) raise :class:`LookupError`; getters return None instead.
+"""
+
+from parley.core.store._common import DuplicateMessage
+from parley.core.store.conversations import (
     delete_conversation,
     end_conversation,
     find_open_conversation,
     get_conversation,
-    get_message,
-    get_or_create_user,
-    get_user,
     list_conversations,
-    list_messages,
-    migrate,
-    pending_messages,
-    ping,
-    recent_messages,
-    set_user_memory,
     start_conversation,
     update_conversation,
+)
+from parley.core.store.db import close, connect, migrate, ping
+from parley.core.store.deliveries import add_failed_delivery, list_failed_deliveries
+from parley.core.store.messages import (
+    add_message,
+    claim_inbound,
+    count_messages,
+    get_message,
+    list_messages,
+    pending_messages,
+    recent_messages,
     update_message,
 )
-from parley.core.store.records import ConversationRecord, MessageRecord, UserRecord
+from parley.core.store.records import (
+    ConversationRecord,
+    FailedDeliveryRecord,
+    MessageRecord,
+    UserRecord,
+)
+from parley.core.store.users import get_or_create_user, get_user, set_user_memory
 
 __all__ = [
     "ConversationRecord",
     "DuplicateMessage",
+    "FailedDeliveryRecord",
     "MessageRecord",
     "UserRecord",
+    "add_failed_delivery",
     "add_message",
     "claim_inbound",
     "close",
@@ -45,6 +56,7 @@ __all__ = [
     "get_or_create_user",
     "get_user",
     "list_conversations",
+    "list_failed_deliveries",
     "list_messages",
     "migrate",
     "pending_messages",

@@ -1,4 +1,4 @@
-"""Tortoise models. Only ``parley.core.store.api`` queries them; everything else sees records.
+"""Tortoise models. Only the ``parley.core.store`` modules query them; everything else sees records.
 
 After changing a model, regenerate the migrations (see ``parley.core.store.migration_config``).
 The first docstring line of a model becomes its table comment: keep it short (it lands in the
@@ -17,6 +17,7 @@ from tortoise.models import Model
 __all__ = [
     "APP_LABEL",
     "Conversation",
+    "FailedDelivery",
     "Identity",
     "InboundKey",
     "Message",
@@ -149,3 +150,20 @@ class InboundKey(Model):
     class Meta:
         table = "parley_inbound_key"
         unique_together = (("channel", "key"),)
+
+
+class FailedDelivery(Model):
+    """An outbound notification that failed after every retry, kept for inspection."""
+
+    id = fields.UUIDField(primary_key=True)
+    url = fields.CharField(max_length=2048)
+    event = fields.CharField(max_length=64)
+    payload = fields.JSONField(default=dict)
+    attempts = fields.IntField(default=0, db_default=0)
+    status_code = fields.IntField(null=True)
+    error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True, db_default=Now())
+
+    class Meta:
+        table = "parley_failed_delivery"
+        indexes = [Index(fields=("created_at",))]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["ConversationRecord", "MessageRecord", "UserRecord"]
+__all__ = ["ConversationRecord", "FailedDeliveryRecord", "MessageRecord", "UserRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +62,17 @@ class MessageRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     channel: str | None = None
     platform_message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedDeliveryRecord:
+    """An outbound notification that still failed after its retries."""
+
+    id: str
+    url: str
+    event: str
+    payload: dict[str, Any]
+    attempts: int
+    status_code: int | None
+    error: str | None
+    created_at: datetime

@@ -98,6 +98,8 @@ class OpenAILLM:
             kwargs["extra_body"] = extra
         if request.tools:
             kwargs["tools"] = request.tools
+            if request.tool_choice:
+                kwargs["tool_choice"] = request.tool_choice
         return kwargs
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:

@@ -23,7 +23,9 @@ PARLEY_TABLES = {
     "parley_conversation",
     "parley_message",
     "parley_inbound_key",
+    "parley_failed_delivery",
 }
+MIGRATIONS = ["0001_initial", "0002_failed_delivery"]
 
 
 async def _tables() -> set[str]:
@@ -55,12 +57,12 @@ async def test_migrate_builds_fresh_database_once(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _no_generate_schemas(monkeypatch)
-    assert await store.migrate(db_url) == ["0001_initial"]
+    assert await store.migrate(db_url) == MIGRATIONS
     assert await store.migrate(db_url) == []
     await store.connect(db_url)
     try:
         assert PARLEY_TABLES <= await _tables()
-        assert await _recorded_migrations() == [(APP_LABEL, "0001_initial")]
+        assert await _recorded_migrations() == [(APP_LABEL, name) for name in MIGRATIONS]
         assert await store.migrate(db_url) == []
         user = await store.get_or_create_user("web", "u")
         assert await store.get_user(user.id) == user
@@ -80,7 +82,7 @@ async def test_connect_migrates_fresh_database(
         await store.close()
     await store.connect(db_url)  # reconnecting applies nothing and keeps the data
     try:
-        assert await _recorded_migrations() == [(APP_LABEL, "0001_initial")]
+        assert await _recorded_migrations() == [(APP_LABEL, name) for name in MIGRATIONS]
     finally:
         await store.close()
 
@@ -89,7 +91,7 @@ async def test_connect_without_migrating(db_url: str) -> None:
     await store.connect(db_url, migrate_first=False)
     try:
         assert not PARLEY_TABLES & await _tables()
-        assert await store.migrate(db_url) == ["0001_initial"]
+        assert await store.migrate(db_url) == MIGRATIONS
         assert PARLEY_TABLES <= await _tables()
     finally:
         await store.close()

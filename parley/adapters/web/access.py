@@ -1,0 +1,53 @@
+"""Checks shared by every route and the socket: ownership and the size and shape of input."""
+
+from __future__ import annotations
+
+import re
+
+from parley.adapters.web.identity import Caller
+from parley.adapters.web.settings import WebSettings
+from parley.core import store
+from parley.core.store.records import ConversationRecord
+from parley.server import ApiError
+
+__all__ = ["check_language", "check_text", "owned_conversation", "owned_message"]
+
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}")
+
+
+async def owned_conversation(
+    caller: Caller, conversation_id: str, *, what: str = "conversation"
+) -> ConversationRecord:
+    """The caller's conversation; 404 when it does not exist or belongs to someone else."""
+    conversation = await store.get_conversation(conversation_id)
+    if conversation is None or conversation.user_id != caller.user_id:
+        raise ApiError(404, "not_found", f"{what} not found")
+    return conversation
+
+
+async def owned_message(conversation: ConversationRecord, message_id: str) -> None:
+    """422 unless ``message_id`` is a message of ``conversation`` (a resume cursor)."""
+    message = await store.get_message(message_id)
+    if message is None or message.conversation_id != conversation.id:
+        raise ApiError(422, "unknown_message", "no message with this id in the conversation")
+
+
+def check_text(text: str, settings: WebSettings, *, name: str, allow_empty: bool = False) -> str:
+    """The stripped text; 422 when empty, 413 when longer than ``web.max_message_chars``."""
+    text = text.strip()
+    if not text and not allow_empty:
+        raise ApiError(422, "validation_error", f"{name}: must not be empty")
+    if len(text) > settings.max_message_chars:
+        raise ApiError(
+            413,
+            "message_too_long",
+            f"{name}: longer than {settings.max_message_chars} characters",
+        )
+    return text
+
+
+def check_language(language: str | None) -> str | None:
+    """A language code like ``en`` or ``pt-BR``; 422 otherwise."""
+    if language is not None and not _LANGUAGE.fullmatch(language):
+        raise ApiError(422, "validation_error", f"language: not a language code: {language!r}")
+    return language

@@ -1,0 +1,157 @@
+"""Device chat: ``POST /chat/`` (one JSON reply) and ``POST /chat/stream`` (Server-Sent Events).
+
+The device keeps one open conversation (channel ``web``, shared with ``/ws``) until it ends or
+idles past ``conversation.session_ttl``; the next request then starts a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+import msgspec
+from litestar import post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from litestar.response import ServerSentEvent
+
+from parley.adapters.web.access import check_text
+from parley.adapters.web.adapter import WebAdapter
+from parley.adapters.web.identity import CHANNEL, Caller
+from parley.adapters.web.shapes import timestamp
+from parley.adapters.web.turns import raise_turn_error, run_turn
+from parley.core.engine import Engine
+from parley.core.events import ErrorEvent, MessageStarted, TextDelta, TurnCompleted
+from parley.core.inbound import Inbound
+from parley.server import ApiError
+
+__all__ = ["HANDLERS", "ChatRequest", "sse_lines"]
+
+log = logging.getLogger(__name__)
+
+MAX_MEDIA_URLS = 10
+MAX_URL_CHARS = 4096
+
+
+class ChatRequest(msgspec.Struct):
+    """``POST /chat/`` and ``/chat/stream``."""
+
+    content: str = ""
+    """The user's message (may be empty when media_urls carries images)."""
+    media_urls: list[str] = msgspec.field(default_factory=list)
+    """Images for vision models: http(s) URLs or ``data:image/...`` URLs."""
+    audio_urls: list[str] = msgspec.field(default_factory=list)
+    """Voice messages to transcribe (not available yet: 422)."""
+
+
+def build_inbound(web: WebAdapter, body: ChatRequest) -> Inbound:
+    """Validate the request into an :class:`Inbound` (422 / 413 on bad input)."""
+    if body.audio_urls:
+        raise ApiError(
+            422,
+            "audio_not_supported",
+            "audio_urls: voice input is not available on this server yet; send text",
+        )
+    if len(body.media_urls) > MAX_MEDIA_URLS:
+        raise ApiError(422, "validation_error", f"media_urls: at most {MAX_MEDIA_URLS} URLs")
+    for url in body.media_urls:
+        is_data = url.startswith("data:image/")
+        if not (is_data or url.startswith(("https://", "http://"))):
+            raise ApiError(
+                422, "validation_error", "media_urls: each must be an http(s) or data:image/ URL"
+            )
+        if not is_data and len(url) > MAX_URL_CHARS:
+            raise ApiError(422, "validation_error", "media_urls: URL too long")
+    text = check_text(body.content, web.settings, name="content", allow_empty=True)
+    if not text and not body.media_urls:
+        raise ApiError(422, "validation_error", "content: must not be empty")
+    return Inbound(text=text, image_urls=list(body.media_urls))
+
+
+async def device_conversation(
+    web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+) -> str:
+    """The device's open conversation (a new one after it ended or expired)."""
+    opened = await web.engine.resume_or_open(caller.user_id, CHANNEL)
+    return opened.conversation.id
+
+
+@post("/chat/", status_code=200, summary="Chat (one JSON reply)")
+async def chat(
+    data: JSONBody[ChatRequest], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+) -> dict[str, Any]:
+    """Answer the device's message with the whole reply."""
+    inbound = build_inbound(web, data)
+    conversation_id = await device_conversation(web, caller)
+    outcome = await run_turn(web.engine, conversation_id, inbound)
+    if outcome.error is not None:
+        raise_turn_error(outcome.error)
+    return {
+        "content": outcome.content,
+        "conversation_id": conversation_id,
+        "turn_count": outcome.turn_count,
+        **outcome.reply_fields(),
+    }
+
+
+def _line(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False)
+
+
+async def sse_lines(engine: Engine, conversation_id: str, inbound: Inbound) -> AsyncIterator[str]:
+    """The turn as SSE data payloads: each piece as it arrives, then a final (or error) one."""
+    names: dict[str, str | None] = {}
+    final: dict[str, Any] = {"conversation_id": conversation_id}
+    failed = False
+    try:
+        async with aclosing(engine.turn(conversation_id, inbound)) as events:
+            async for event in events:
+                if failed:
+                    continue  # let the engine finish its bookkeeping; the stream is over
+                if isinstance(event, MessageStarted):
+                    names[event.message_id] = event.character_name
+                elif isinstance(event, TextDelta) and event.text:
+                    yield _line(
+                        {
+                            "content": event.text,
+                            "timestamp": timestamp(),
+                            "is_final": False,
+                            "message_id": event.message_id,
+                            "character_id": event.character_id,
+                            "character_name": names.get(event.message_id),
+                        }
+                    )
+                elif isinstance(event, ErrorEvent):
+                    failed = True
+                    error = {"code": event.code, "message": event.message}
+                    yield _line({"error": error, "is_final": True, "timestamp": timestamp()})
+                elif isinstance(event, TurnCompleted):
+                    final.update(
+                        turn_count=event.turn_count,
+                        conversation_ended=event.conversation_ended,
+                        reason=event.reason,
+                    )
+    except Exception:
+        log.exception("chat stream of conversation %s failed", conversation_id)
+        if not failed:
+            error = {"code": "internal_error", "message": "something went wrong on our side"}
+            yield _line({"error": error, "is_final": True, "timestamp": timestamp()})
+        return
+    if not failed:
+        yield _line({"content": "", "timestamp": timestamp(), "is_final": True, **final})
+
+
+@post("/chat/stream", status_code=200, summary="Chat (Server-Sent Events)")
+async def chat_stream(
+    data: JSONBody[ChatRequest], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+) -> ServerSentEvent:
+    """Stream the reply: one ``data: {...}`` line per piece, then a final line."""
+    inbound = build_inbound(web, data)
+    conversation_id = await device_conversation(web, caller)
+    return ServerSentEvent(sse_lines(web.engine, conversation_id, inbound))
+
+
+HANDLERS = [chat, chat_stream]

@@ -1,0 +1,123 @@
+"""Session API: ``/api/v1/chatbot/session`` create, message, end (every body has ``success``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import delete, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from parley.adapters.web.access import check_language, check_text, owned_conversation
+from parley.adapters.web.adapter import WebAdapter
+from parley.adapters.web.identity import Caller
+from parley.adapters.web.shapes import characters
+from parley.adapters.web.turns import raise_turn_error, run_turn
+from parley.core import store
+from parley.core.engine import EngineError
+from parley.core.inbound import Inbound
+from parley.core.store.records import ConversationRecord
+from parley.server import ApiError
+
+__all__ = ["HANDLERS", "SESSION_CHANNEL"]
+
+SESSION_CHANNEL = "web-session"
+"""Conversation channel of sessions: kept apart from the device's ``web`` conversation."""
+
+
+class SessionCreate(msgspec.Struct):
+    """``POST /api/v1/chatbot/session``."""
+
+    user_id: str
+    """The host site's user id (with a token, it must be the token's ``sub``)."""
+    template_id: str | None = None
+    """Template of the conversation (default ``conversation.default_template``)."""
+    language: str | None = None
+    """Language code (default ``conversation.language``)."""
+
+
+class SessionMessage(msgspec.Struct):
+    """``POST /api/v1/chatbot/session/{session_id}/message``."""
+
+    message: str
+
+
+async def _open_session(caller: Caller, session_id: str) -> ConversationRecord:
+    conversation = await owned_conversation(caller, session_id, what="session")
+    if not conversation.is_open:
+        raise ApiError(409, "session_ended", "the session has ended")
+    return conversation
+
+
+@post("/", status_code=200, summary="Start a session")
+async def create_session(
+    data: JSONBody[SessionCreate], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+) -> dict[str, Any]:
+    """Start a conversation; the greeting (if the language has one) is stored and returned."""
+    if caller.authenticated and data.user_id != caller.subject:
+        raise ApiError(403, "user_mismatch", "user_id does not match the token")
+    language = check_language(data.language)
+    try:
+        opened = await web.engine.open(
+            caller.user_id, SESSION_CHANNEL, template_id=data.template_id, language=language
+        )
+    except EngineError as exc:
+        raise ApiError(404, "unknown_template", exc.message) from None
+    conversation = opened.conversation
+    await store.update_conversation(
+        conversation.id, state={**conversation.state, "web_user_id": data.user_id}
+    )
+    return {
+        "success": True,
+        "session_id": conversation.id,
+        "message": "Session created successfully",
+        "template_id": conversation.template_id,
+        "characters": characters(web.engine, conversation.template_id),
+        "greeting": opened.greeting.content if opened.greeting else None,
+    }
+
+
+@post("/{session_id:str}/message", status_code=200, summary="Send a message to a session")
+async def session_message(
+    session_id: FromPath[str],
+    data: JSONBody[SessionMessage],
+    web: NamedDependency[WebAdapter],
+    caller: NamedDependency[Caller],
+) -> dict[str, Any]:
+    """Run one exchange; ``message_count`` counts the exchanges so far."""
+    text = check_text(data.message, web.settings, name="message")
+    conversation = await _open_session(caller, session_id)
+    outcome = await run_turn(web.engine, conversation.id, Inbound(text=text))
+    if outcome.error is not None:
+        if outcome.error.code == "conversation_ended":
+            raise ApiError(409, "session_ended", outcome.error.message)
+        raise_turn_error(outcome.error)
+    return {
+        "success": True,
+        "response": outcome.content,
+        "session_id": conversation.id,
+        "message_count": outcome.turn_count or 0,
+        **outcome.reply_fields(),
+    }
+
+
+@delete("/{session_id:str}", status_code=200, summary="End a session")
+async def end_session(
+    session_id: FromPath[str], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+) -> dict[str, Any]:
+    """End the conversation with reason ``user_ended``."""
+    conversation = await _open_session(caller, session_id)
+    ended = await web.engine.end(conversation.id, "user_ended", farewell=False)
+    finished = ended.ended_at or ended.last_activity_at
+    return {
+        "success": True,
+        "message": "Session ended successfully",
+        "stats": {
+            "duration_seconds": round((finished - ended.started_at).total_seconds(), 3),
+            "total_messages": await store.count_messages(conversation.id),
+        },
+    }
+
+
+HANDLERS = [create_session, session_message, end_session]

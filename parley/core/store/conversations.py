@@ -1,0 +1,167 @@
+"""Conversations: start, find, list, update, end, delete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tortoise.functions import Count
+from tortoise.transactions import in_transaction
+
+from parley.core.store._common import (
+    _check_fields,
+    _conversation_record,
+    _now,
+    _utc,
+    _uuid,
+)
+from parley.core.store.models import (
+    Conversation,
+    Message,
+)
+from parley.core.store.records import (
+    ConversationRecord,
+)
+
+__all__ = [
+    "delete_conversation",
+    "end_conversation",
+    "find_open_conversation",
+    "get_conversation",
+    "list_conversations",
+    "start_conversation",
+    "update_conversation",
+]
+
+_CONVERSATION_FIELDS = frozenset(
+    {
+        "channel",
+        "template_id",
+        "language",
+        "status",
+        "ended_at",
+        "reason_ended",
+        "last_activity_at",
+        "turn_count",
+        "state",
+        "expires_at",
+    }
+)
+
+
+async def start_conversation(
+    user_id: str,
+    channel: str,
+    template_id: str,
+    language: str,
+    *,
+    expires_at: datetime | None = None,
+    state: dict[str, Any] | None = None,
+) -> ConversationRecord:
+    """Create an open conversation."""
+    uid = _uuid(user_id)
+    if uid is None:
+        raise LookupError(f"no user {user_id!r}")
+    now = _now()
+    conv = await Conversation.create(
+        user_id=uid,
+        channel=channel,
+        template_id=template_id,
+        language=language,
+        status="open",
+        started_at=now,
+        last_activity_at=now,
+        turn_count=0,
+        state=dict(state or {}),
+        expires_at=_utc(expires_at),
+    )
+    return _conversation_record(conv)
+
+
+async def _get_conversation(conversation_id: str) -> Conversation | None:
+    cid = _uuid(conversation_id)
+    return await Conversation.get_or_none(id=cid) if cid else None
+
+
+async def get_conversation(conversation_id: str) -> ConversationRecord | None:
+    """The conversation, or None (also for a malformed id)."""
+    conv = await _get_conversation(conversation_id)
+    return _conversation_record(conv) if conv else None
+
+
+async def find_open_conversation(user_id: str, channel: str) -> ConversationRecord | None:
+    """The user's most recent open conversation on ``channel``, or None."""
+    uid = _uuid(user_id)
+    if uid is None:
+        return None
+    conv = (
+        await Conversation.filter(user_id=uid, channel=channel, status="open")
+        .order_by("-started_at", "-id")
+        .first()
+    )
+    return _conversation_record(conv) if conv else None
+
+
+async def list_conversations(
+    user_id: str, *, limit: int = 20, before: datetime | None = None
+) -> list[tuple[ConversationRecord, int]]:
+    """The user's conversations newest first, each with its message count."""
+    uid = _uuid(user_id)
+    if uid is None or limit <= 0:
+        return []
+    query = Conversation.filter(user_id=uid)
+    if before is not None:
+        query = query.filter(started_at__lt=_utc(before))
+    convs = await query.order_by("-started_at", "-id").limit(limit)
+    if not convs:
+        return []
+    rows = (
+        await Message.filter(conversation_id__in=[c.id for c in convs])
+        .annotate(n=Count("id"))
+        .group_by("conversation_id")
+        .values_list("conversation_id", "n")
+    )
+    counts = {str(cid): n for cid, n in rows}
+    return [(_conversation_record(c), counts.get(str(c.id), 0)) for c in convs]
+
+
+async def update_conversation(conversation_id: str, **fields: Any) -> ConversationRecord:
+    """Set fields (state, turn_count, last_activity_at, expires_at, template_id, language...)."""
+    _check_fields(fields, _CONVERSATION_FIELDS, "conversation")
+    conv = await _get_conversation(conversation_id)
+    if conv is None:
+        raise LookupError(f"no conversation {conversation_id!r}")
+    if not fields:
+        return _conversation_record(conv)
+    for key, value in fields.items():
+        if isinstance(value, datetime):
+            value = _utc(value)
+        elif key == "state":
+            value = dict(value or {})
+        setattr(conv, key, value)
+    await conv.save(update_fields=list(fields))
+    return _conversation_record(conv)
+
+
+async def end_conversation(conversation_id: str, reason: str) -> ConversationRecord:
+    """Mark ended now with ``reason``; ending an ended conversation changes nothing."""
+    cid = _uuid(conversation_id)
+    if cid is not None:
+        # Conditional update: concurrent calls end it once, the first reason wins.
+        await Conversation.filter(id=cid, status="open").update(
+            status="ended", ended_at=_now(), reason_ended=reason
+        )
+    conv = await _get_conversation(conversation_id)
+    if conv is None:
+        raise LookupError(f"no conversation {conversation_id!r}")
+    return _conversation_record(conv)
+
+
+async def delete_conversation(conversation_id: str) -> None:
+    """Erase the conversation and its messages."""
+    cid = _uuid(conversation_id)
+    if cid is None:
+        return
+    async with in_transaction() as conn:
+        await Message.filter(conversation_id=cid).using_db(conn).delete()
+        await Conversation.filter(id=cid).using_db(conn).delete()

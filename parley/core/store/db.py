@@ -1,0 +1,99 @@
+"""Connecting, migrating and closing the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.context import TortoiseContext, get_current_context
+from tortoise.migrations.executor import MigrationExecutor
+
+from parley.core.store.models import (
+    tortoise_config,
+)
+
+__all__ = ["close", "connect", "migrate", "ping"]
+
+_ctx: TortoiseContext | None = None
+_db_url: str | None = None
+
+
+def _prepare_sqlite_dir(db_url: str) -> None:
+    """Create the parent directory of a file-backed SQLite database."""
+    if not db_url.startswith("sqlite://"):
+        return
+    path = db_url.removeprefix("sqlite://").split("?", 1)[0]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+async def _apply_migrations(ctx: TortoiseContext) -> list[str]:
+    """Apply the pending migrations on the context's connection; return their names."""
+    applied: list[str] = []
+
+    def progress(event: str, _app_label: str, name: str) -> None:
+        if event == "apply_done":
+            applied.append(name)
+
+    executor = MigrationExecutor(ctx.db("default"), tortoise_config("")["apps"])
+    if get_current_context() is ctx:
+        await executor.migrate(progress=progress)
+    else:
+        with ctx:  # in_transaction() inside the executor must resolve to this context
+            await executor.migrate(progress=progress)
+    return applied
+
+
+async def connect(db_url: str, *, migrate_first: bool = True) -> None:
+    """Open the database (``sqlite://path``, ``sqlite://:memory:``, ``postgres://...``).
+
+    With ``migrate_first`` pending migrations are applied before returning.
+    """
+    global _ctx, _db_url
+    await close()
+    # Tortoise caches INSERT/DELETE SQL per (connection name, table), whatever the dialect:
+    # drop it so a new connection (SQLite after PostgreSQL, say) never reuses the old SQL.
+    EXECUTOR_CACHE.clear()
+    _prepare_sqlite_dir(db_url)
+    ctx = TortoiseContext()
+    # The global fallback makes the connection visible to every task of the process (e.g.
+    # request handlers outside the task that called connect()), in any thread, provided it
+    # runs on the event loop that connected: asyncpg and aiosqlite connections are loop-bound.
+    with ctx:  # init resolves connections through the current context
+        await ctx.init(config=tortoise_config(db_url), _enable_global_fallback=True)
+    _ctx, _db_url = ctx, db_url
+    if migrate_first:
+        try:
+            await _apply_migrations(ctx)
+        except BaseException:
+            await close()
+            raise
+
+
+async def migrate(db_url: str) -> list[str]:
+    """Apply pending migrations; return the names of those applied."""
+    if _ctx is not None and db_url == _db_url:
+        return await _apply_migrations(_ctx)
+    _prepare_sqlite_dir(db_url)
+    ctx = TortoiseContext()
+    try:
+        with ctx:  # lazy connection: only the migration executor uses it
+            await ctx.init(config=tortoise_config(db_url), init_connections=False)
+        return await _apply_migrations(ctx)
+    finally:
+        await ctx.close_connections()
+
+
+async def ping() -> None:
+    """Run a trivial query; raises when the store is not connected or the database is down."""
+    if _ctx is None:
+        raise RuntimeError("the store is not connected: call connect() first")
+    await _ctx.db("default").execute_query("SELECT 1")
+
+
+async def close() -> None:
+    """Close every connection."""
+    global _ctx, _db_url
+    ctx, _ctx, _db_url = _ctx, None, None
+    if ctx is not None:
+        await ctx.close_connections()

@@ -1,0 +1,200 @@
+"""Messages, and inbound delivery keys for de-duplication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+
+from parley.core.store._common import (
+    DuplicateMessage,
+    _check_fields,
+    _is_duplicate,
+    _message_record,
+    _next_seq,
+    _now,
+    _uuid,
+)
+from parley.core.store.models import (
+    Conversation,
+    InboundKey,
+    Message,
+)
+from parley.core.store.records import (
+    MessageRecord,
+)
+
+__all__ = [
+    "add_message",
+    "claim_inbound",
+    "count_messages",
+    "get_message",
+    "list_messages",
+    "pending_messages",
+    "recent_messages",
+    "update_message",
+]
+
+_MESSAGE_FIELDS = frozenset(
+    {
+        "role",
+        "name",
+        "character_id",
+        "content",
+        "status",
+        "tokens_in",
+        "tokens_out",
+        "intent",
+        "lang",
+        "metadata",
+        "channel",
+        "platform_message_id",
+    }
+)
+
+
+async def add_message(
+    conversation_id: str,
+    role: str,
+    content: str,
+    *,
+    status: str = "complete",
+    name: str | None = None,
+    character_id: str | None = None,
+    tokens_in: int | None = None,
+    tokens_out: int | None = None,
+    intent: str | None = None,
+    lang: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    channel: str | None = None,
+    platform_message_id: str | None = None,
+) -> MessageRecord:
+    """Store a message. Raises :class:`DuplicateMessage` when (channel, platform_message_id) exists."""
+    cid = _uuid(conversation_id)
+    if cid is None:
+        raise LookupError(f"no conversation {conversation_id!r}")
+    try:
+        msg = await Message.create(
+            conversation_id=cid,
+            seq=_next_seq(),
+            role=role,
+            content=content,
+            status=status,
+            name=name,
+            character_id=character_id,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            intent=intent,
+            lang=lang,
+            metadata=dict(metadata or {}),
+            channel=channel,
+            platform_message_id=platform_message_id,
+            created_at=_now(),
+        )
+    except IntegrityError as exc:
+        if await _is_duplicate(channel, platform_message_id):
+            raise DuplicateMessage(f"{channel}:{platform_message_id}") from exc
+        if not await Conversation.exists(id=cid):
+            raise LookupError(f"no conversation {conversation_id!r}") from exc
+        raise
+    return _message_record(msg)
+
+
+async def update_message(
+    message_id: str, *, move_to_end: bool = False, **fields: Any
+) -> MessageRecord:
+    """Set fields of a message (content, status, tokens_in, tokens_out, metadata...).
+
+    ``move_to_end`` orders the message after every message stored so far (an adapter stored it
+    ahead of its turn; the turn places it where it is answered).
+    """
+    _check_fields(fields, _MESSAGE_FIELDS, "message")
+    mid = _uuid(message_id)
+    msg = await Message.get_or_none(id=mid) if mid else None
+    if msg is None:
+        raise LookupError(f"no message {message_id!r}")
+    if not fields and not move_to_end:
+        return _message_record(msg)
+    for key, value in fields.items():
+        setattr(msg, key, dict(value or {}) if key == "metadata" else value)
+    update_fields = list(fields)
+    if move_to_end:
+        msg.seq = _next_seq()
+        update_fields.append("seq")
+    try:
+        await msg.save(update_fields=update_fields)
+    except IntegrityError as exc:
+        raise DuplicateMessage(f"{msg.channel}:{msg.platform_message_id}") from exc
+    return _message_record(msg)
+
+
+async def get_message(message_id: str) -> MessageRecord | None:
+    """The message, or None."""
+    mid = _uuid(message_id)
+    msg = await Message.get_or_none(id=mid) if mid else None
+    return _message_record(msg) if msg else None
+
+
+async def recent_messages(conversation_id: str, limit: int) -> list[MessageRecord]:
+    """The last ``limit`` messages, oldest first (the LLM history window)."""
+    cid = _uuid(conversation_id)
+    if cid is None or limit <= 0:
+        return []
+    msgs = await Message.filter(conversation_id=cid).order_by("-seq").limit(limit)
+    return [_message_record(m) for m in reversed(msgs)]
+
+
+async def list_messages(
+    conversation_id: str, *, limit: int = 100, after: str | None = None
+) -> list[MessageRecord]:
+    """Messages oldest first; ``after`` (a message id) returns only those stored after it.
+
+    An ``after`` id that is not a message of this conversation gives [].
+    """
+    cid = _uuid(conversation_id)
+    if cid is None or limit <= 0:
+        return []
+    query = Message.filter(conversation_id=cid)
+    if after is not None:
+        aid = _uuid(after)
+        rows = (
+            await Message.filter(id=aid, conversation_id=cid).values_list("seq", flat=True)
+            if aid
+            else []
+        )
+        if not rows:
+            return []
+        query = query.filter(seq__gt=rows[0])
+    msgs = await query.order_by("seq").limit(limit)
+    return [_message_record(m) for m in msgs]
+
+
+async def count_messages(conversation_id: str, *, role: str | None = None) -> int:
+    """How many messages (of ``role``) the conversation has."""
+    cid = _uuid(conversation_id)
+    if cid is None:
+        return 0
+    query = Message.filter(conversation_id=cid)
+    if role is not None:
+        query = query.filter(role=role)
+    return await query.count()
+
+
+async def pending_messages(channel: str) -> list[MessageRecord]:
+    """User messages on ``channel`` with status ``pending`` (stored, not yet answered), oldest first."""
+    msgs = (
+        await Message.filter(role="user", status="pending")
+        .filter(Q(channel=channel) | Q(channel__isnull=True, conversation__channel=channel))
+        .order_by("seq")
+    )
+    return [_message_record(m) for m in msgs]
+
+
+async def claim_inbound(channel: str, key: str) -> bool:
+    """Record an inbound delivery key (e.g. a Telegram update_id) once: True the first time only."""
+    try:
+        await InboundKey.create(channel=channel, key=str(key))
+    except IntegrityError:
+        return False
+    return True

@@ -1,0 +1,200 @@
+"""Built-in plugin ``memory`` (off by default): what the agent learned about a user, kept.
+
+With ``memory.enabled``, when a conversation ends (and every ``memory.every_turns`` turns) the LLM
+updates a short summary of what it learned about the user, in the background; it is stored on the
+user (``store.set_user_memory``) and the context adds it to the system prompt of that user's later
+conversations. :func:`erase_memory` forgets it; ``DELETE /api/v1/users/{user_id}/memory`` calls it
+for a trusted caller holding ``memory.erase_token``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from litestar import delete
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
+from litestar.params import FromPath, HeaderParameter
+
+from parley.core import store
+from parley.core.background import BackgroundTasks
+from parley.core.config import ModelSettings, SettingsError
+from parley.core.hookspecs import hookimpl
+from parley.core.locks import LocalLocks
+from parley.core.providers import LLMProvider, LLMRequest, ProviderError
+from parley.core.store.records import ConversationRecord, MessageRecord
+
+if TYPE_CHECKING:
+    from parley.core.runtime import Runtime
+
+__all__ = ["MemoryPlugin", "MemorySettings", "erase_memory", "erase_memory_route", "transcript"]
+
+log = logging.getLogger(__name__)
+
+SUMMARY_PROMPT = """\
+You keep a short memory about a user for an assistant's future conversations with them.
+Update the memory with what this conversation taught you about the user: name, preferences,
+circumstances, goals, things to follow up on. Keep what is still true, drop what the user
+corrected, leave out small talk and anything about the assistant itself. Write plain
+sentences, at most {max_words} words. Answer with the memory only, or NONE if there is nothing
+worth remembering."""
+
+NOTHING = "NONE"
+
+
+@dataclass(slots=True)
+class MemorySettings:
+    """``[memory]``: the user memory plugin."""
+
+    enabled: bool = False
+    """Summarise conversations into the user's memory."""
+    every_turns: int = 0
+    """Also summarise every N turns (0: only when the conversation ends)."""
+    max_words: int = 120
+    """Upper bound on the memory's length asked of the LLM."""
+    history: int = 100
+    """How many of the conversation's latest messages the summary reads."""
+    model: str | None = None
+    """Model for the summaries (default ``llm.model``)."""
+    erase_token: str = ""
+    """Bearer token for ``DELETE /api/v1/users/{user_id}/memory``; empty: the route is off."""
+    shutdown_grace: float = 10.0
+    """Seconds a summary still running at shutdown may take before it is cancelled."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("every_turns", 0), ("max_words", 10), ("history", 2)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        if self.shutdown_grace < 0:
+            raise ValueError(f"shutdown_grace must be at least 0, got {self.shutdown_grace}")
+
+
+async def erase_memory(user_id: str) -> bool:
+    """Forget what is remembered about the user; False when there is no such user."""
+    try:
+        await store.set_user_memory(user_id, None)
+    except LookupError:
+        return False
+    return True
+
+
+@delete("/api/v1/users/{user_id:str}/memory", status_code=204, tags=["memory"])
+async def erase_memory_route(
+    user_id: FromPath[str],
+    state: State,
+    authorization: Annotated[str | None, HeaderParameter(name="Authorization")] = None,
+) -> None:
+    """Erase a user's memory. For a trusted backend: ``Authorization: Bearer <memory.erase_token>``."""
+    token = state.runtime.settings.section("memory", MemorySettings).erase_token
+    if not token:
+        raise PermissionDeniedException("erasing memory over HTTP is off: set memory.erase_token")
+    if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode()):
+        raise NotAuthorizedException("a valid Authorization: Bearer token is required")
+    if not await erase_memory(user_id):
+        raise NotFoundException("no such user")
+
+
+def transcript(messages: list[MessageRecord]) -> str:
+    """The user's and the assistant's words, one line each."""
+    lines = []
+    for message in messages:
+        if not message.content or message.status == "failed":
+            continue
+        if message.role == "user":
+            lines.append(f"User: {message.content}")
+        elif message.role == "assistant":
+            lines.append(f"{message.name or 'Assistant'}: {message.content}")
+    return "\n".join(lines)
+
+
+class MemoryPlugin:
+    """One instance per plugin manager; inert until ``startup`` finds ``memory.enabled``."""
+
+    def __init__(self) -> None:
+        self.settings: MemorySettings | None = None
+        self.llm: LLMProvider | None = None
+        self.tasks = BackgroundTasks("memory")
+        self._locks = LocalLocks()
+
+    @hookimpl
+    def register_routes(self, register: Callable[..., None]) -> None:
+        """Mount the erase route (it works whether or not summaries are on)."""
+        register(erase_memory_route)
+
+    @hookimpl
+    def startup(self, runtime: Runtime) -> None:
+        """Read ``[memory]``; keep the LLM when enabled."""
+        try:
+            settings = runtime.settings.section("memory", MemorySettings)
+        except SettingsError as exc:
+            log.error("settings error: %s; user memory is off", exc)
+            return
+        if settings.enabled:
+            self.settings, self.llm = settings, runtime.llm
+
+    @hookimpl
+    async def shutdown(self) -> None:
+        """Let running summaries finish (up to ``memory.shutdown_grace``), then cancel them."""
+        await self.tasks.drain(self.settings.shutdown_grace if self.settings else 0)
+
+    @hookimpl
+    def turn_completed(self, conversation: ConversationRecord) -> None:
+        """Every ``memory.every_turns`` turns of an open conversation, summarise it."""
+        every = self.settings.every_turns if self.settings else 0
+        if every and conversation.is_open and conversation.turn_count % every == 0:
+            self._schedule(conversation)
+
+    @hookimpl
+    def conversation_ended(self, conversation: ConversationRecord) -> None:
+        """Summarise the conversation that just ended."""
+        if self.settings is not None:
+            self._schedule(conversation)
+
+    def _schedule(self, conversation: ConversationRecord) -> None:
+        self.tasks.spawn(
+            self.summarise(conversation.id, conversation.user_id),
+            name=f"memory:{conversation.id}",
+        )
+
+    async def summarise(self, conversation_id: str, user_id: str) -> str | None:
+        """Update the user's memory from the conversation; return it (None when unchanged)."""
+        if self.settings is None or self.llm is None:
+            return None
+        async with self._locks.hold(user_id):  # one at a time per user: the later sees the earlier
+            try:
+                return await self._summarise(self.settings, self.llm, conversation_id, user_id)
+            except ProviderError as exc:
+                log.warning("memory: summary of %s failed: %s", conversation_id, exc.message)
+                return None
+
+    async def _summarise(
+        self, settings: MemorySettings, llm: LLMProvider, conversation_id: str, user_id: str
+    ) -> str | None:
+        user = await store.get_user(user_id)
+        messages = await store.recent_messages(conversation_id, settings.history)
+        if user is None or not any(m.role == "user" and m.content for m in messages):
+            return None
+        known = user.memory or "(nothing yet)"
+        request = LLMRequest(
+            messages=[
+                {"role": "system", "content": SUMMARY_PROMPT.format(max_words=settings.max_words)},
+                {
+                    "role": "user",
+                    "content": f"Current memory:\n{known}\n\nConversation:\n{transcript(messages)}",
+                },
+            ],
+            model=ModelSettings(model=settings.model, temperature=0.2, max_tokens=400),
+        )
+        chunks = llm.stream(request)
+        async with aclosing(chunks):  # type: ignore[type-var]
+            summary = "".join([chunk.text async for chunk in chunks]).strip()
+        if not summary or summary.strip(" .").upper() == NOTHING:
+            return None
+        await store.set_user_memory(user_id, summary)
+        log.info("memory: updated for user %s from conversation %s", user_id, conversation_id)
+        return summary

@@ -1,0 +1,170 @@
+"""A real Parley server on loopback (uvicorn) with a scripted LLM, plus HTTP and WebSocket helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import jwt
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from parley import hookimpl
+from parley.core.config import Settings
+from parley.core.plugins import make_plugin_manager
+from parley.core.runtime import Runtime
+from parley.server import create_app
+from parley.testing import ScriptedLLM, running_server
+
+SECRET = "a-test-secret-of-at-least-32-bytes-for-hs256"
+DEVICE = "device-a"
+OTHER = "device-b"
+
+WEB_DEFAULTS: dict[str, Any] = {
+    "llm": {"provider": "scripted"},
+    "web": {"rate_limit": 0},
+}
+
+
+def token(sub: str = "alice", *, secret: str = SECRET, ttl: float = 300) -> str:
+    """An HS256 token for ``sub`` expiring in ``ttl`` seconds (negative: already expired)."""
+    return jwt.encode({"sub": sub, "exp": int(time.time() + ttl)}, secret, algorithm="HS256")
+
+
+async def recv(socket: ClientConnection, wait: float = 5) -> dict[str, Any]:
+    """The next frame, decoded."""
+    raw = await asyncio.wait_for(socket.recv(), wait)
+    assert isinstance(raw, str), raw
+    return json.loads(raw)
+
+
+async def recv_until(socket: ClientConnection, kind: str, wait: float = 5) -> list[dict[str, Any]]:
+    """Frames up to and including the first of type ``kind``."""
+    frames = []
+    while True:
+        frame = await recv(socket, wait)
+        frames.append(frame)
+        if frame["type"] == kind:
+            return frames
+
+
+async def send(socket: ClientConnection, kind: str, **data: Any) -> None:
+    """Send a client frame ``{"type": kind, "data": data}``."""
+    await socket.send(json.dumps({"type": kind, "data": data}))
+
+
+class LLMPlugin:
+    """Registers the test's scripted LLM as provider ``scripted``."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+
+    @hookimpl
+    def register_llm_providers(self, register: Callable[..., None]) -> None:
+        register("scripted", lambda settings: self.llm)
+
+
+@dataclass
+class Web:
+    """A running server: its base URL, an HTTP client (device ``device-a``), the runtime.
+
+    Test modules reach the shared helpers through it (conftest modules are not importable).
+    """
+
+    SECRET = SECRET
+    DEVICE = DEVICE
+    OTHER = OTHER
+    recv = staticmethod(recv)
+    recv_until = staticmethod(recv_until)
+    send = staticmethod(send)
+    token = staticmethod(token)
+
+    base: str
+    http: httpx.AsyncClient
+    runtime: Runtime
+    llm: Any
+
+    def device(self, device_id: str = DEVICE) -> dict[str, str]:
+        """Headers of an anonymous device."""
+        return {"X-Device-ID": device_id}
+
+    def bearer(self, value: str) -> dict[str, str]:
+        """Headers carrying a token."""
+        return {"Authorization": f"Bearer {value}"}
+
+    def ws_url(self, **query: str) -> str:
+        """The socket's URL with ``query`` (device ``device-a`` unless given or ``device_id=""``)."""
+        query = {"device_id": DEVICE, **query}
+        query = {k: v for k, v in query.items() if v != ""}
+        return self.base.replace("http://", "ws://") + "/ws?" + urlencode(query)
+
+    @asynccontextmanager
+    async def ws(
+        self, *, headers: dict[str, str] | None = None, origin: str | None = None, **query: str
+    ) -> AsyncIterator[ClientConnection]:
+        """A connected socket (``query``: see :meth:`ws_url`)."""
+        url = self.ws_url(**query)
+        async with connect(
+            url,
+            max_size=None,
+            additional_headers=headers,
+            origin=origin,  # type: ignore[arg-type]
+        ) as socket:
+            yield socket
+
+    async def start_chat(
+        self, socket: ClientConnection, *, greeting: bool = True
+    ) -> list[dict[str, Any]]:
+        """The frames a connection opens with: conversation_started (+ the greeting message)."""
+        frames = [await recv(socket)]
+        assert frames[0]["type"] == "conversation_started", frames
+        if greeting:
+            frames += await recv_until(socket, "message_complete")
+        return frames
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` merged into a copy of ``base``, table by table."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def serve(make_settings: Callable[..., Settings], llm: ScriptedLLM) -> Callable[..., Any]:
+    """``async with serve(extra) as web``: a real server over the test settings (``extra`` merged).
+
+    ``settings`` replaces the built settings (e.g. loaded from a folder); ``provider`` replaces the
+    scripted LLM.
+    """
+
+    @asynccontextmanager
+    async def start(
+        extra: dict[str, Any] | None = None,
+        *,
+        settings: Settings | None = None,
+        provider: Any = None,
+    ) -> AsyncIterator[Web]:
+        settings = settings or make_settings(deep_merge(WEB_DEFAULTS, extra or {}))
+        provider = provider or llm
+        pm = make_plugin_manager((), entry_points=False, extra=[("test-llm", LLMPlugin(provider))])
+        runtime = Runtime(settings, pm)
+        app = create_app(settings, runtime)
+        async with (
+            running_server(app) as base,
+            httpx.AsyncClient(base_url=base, headers={"X-Device-ID": DEVICE}) as http,
+        ):
+            yield Web(base, http, runtime, provider)
+
+    return start
