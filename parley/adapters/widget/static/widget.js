@@ -1115,6 +1115,12 @@ form .icon-button[hidden] { display: none; }
 
     on_error(f) {
       const code = String(f.code || "");
+      if (code === "unknown_message" && this.awaitingHistory && this.resumeFrom >= 0) {
+        // The cursor message is gone (the history was erased): ask for all of it instead.
+        this.resumeFrom = -1;
+        this.link.send({ type: "resume", data: { conversation_id: this.conversationId } });
+        return;
+      }
       if (this.awaitingHistory) {
         // A failed resume: go on without history rather than waiting.
         this.on_history({ messages: [] });
