@@ -20,6 +20,7 @@ from litestar.datastructures import State
 from litestar.params import FromQuery
 
 from parley.core.hookspecs import hookimpl
+from parley.core.providers import LiveSTTProvider
 
 __all__ = ["demo_page", "register_routes", "widget_js"]
 
@@ -124,7 +125,8 @@ async def demo_page(
 ) -> Response[str]:
     """The demo page: the widget embedded, with a template picker."""
     runtime = state.runtime
-    voice = runtime.stt is not None and runtime.tts is not None
+    # The microphone streams to a live STT session; replies are spoken by the TTS provider.
+    voice = isinstance(runtime.stt, LiveSTTProvider) and runtime.tts is not None
     base_url = str(request.base_url).rstrip("/")
     body = render_demo(
         runtime.settings, base_url=base_url, template=template, lang=lang, voice=voice
