@@ -249,24 +249,42 @@ class Engine:
         if isinstance(inbound.metadata.get("stt_ms"), int):
             timing["stt_ms"] = inbound.metadata["stt_ms"]  # transcribed live by the adapter
         if inbound.audio is not None:
+            # The user's message is stored before any provider is called: a recording that cannot
+            # be transcribed stays on record as a failed user message, and no turn runs.
+            inbound = await self._store_audio_message(conversation, inbound)
+            error: ErrorEvent | None = None
+            transcription = None
             if self.stt is None:
-                yield ErrorEvent("stt_unavailable", "no speech-to-text provider is configured")
-                return
-            try:
-                transcription = await self.stt.transcribe(
-                    inbound.audio, mime_type=inbound.audio_mime, language=conversation.language
+                error = ErrorEvent("stt_unavailable", "no speech-to-text provider is configured")
+            else:
+                try:
+                    transcription = await self.stt.transcribe(
+                        inbound.audio, mime_type=inbound.audio_mime, language=conversation.language
+                    )
+                except ProviderError as exc:
+                    error = ErrorEvent("stt_failed", exc.message, exc.retryable)
+                except Exception as exc:
+                    log.exception("speech-to-text failed")
+                    error = ErrorEvent("stt_failed", f"speech recognition failed: {exc}")
+            if (
+                error is None
+                and transcription is not None
+                and not (transcription.text + text).strip()
+            ):
+                error = ErrorEvent("stt_empty", "no speech was recognised in the audio")
+            if error is not None or transcription is None:
+                assert error is not None and inbound.user_message_id is not None
+                await store.update_message(
+                    inbound.user_message_id,
+                    status="failed",
+                    metadata={
+                        **inbound.metadata,
+                        "error": {"code": error.code, "message": error.message},
+                    },
                 )
-            except ProviderError as exc:
-                yield ErrorEvent("stt_failed", exc.message, exc.retryable)
-                return
-            except Exception as exc:
-                log.exception("speech-to-text failed")
-                yield ErrorEvent("stt_failed", f"speech recognition failed: {exc}")
+                yield error
                 return
             timing["stt_ms"] = round((time.perf_counter() - started_at) * 1000)
-            if not transcription.text.strip() and not text.strip():
-                yield ErrorEvent("stt_empty", "no speech was recognised in the audio")
-                return
             text = " ".join(part for part in (text, transcription.text) if part)
             yield Transcript(transcription.text, final=True)
             await self.hooks.call("transcribed", conversation=conversation, text=transcription.text)
@@ -316,6 +334,28 @@ class Engine:
             yield ConversationEnded(conversation.id, ended_reason)
         await self.hooks.call("turn_completed", conversation=conversation, messages=turn_messages)
         yield TurnCompleted(conversation.id, turn_count, bool(ended_reason), ended_reason)
+
+    async def _store_audio_message(
+        self, conversation: ConversationRecord, inbound: Inbound
+    ) -> Inbound:
+        """Store a spoken message as ``pending`` before transcription (unless already stored)."""
+        audio = {"mime": inbound.audio_mime, "bytes": len(inbound.audio or b"")}
+        metadata = {**inbound.metadata, "audio": {**audio, **inbound.metadata.get("audio", {})}}
+        if inbound.user_message_id is not None:
+            return dataclasses.replace(inbound, metadata=metadata)
+        stored = await store.add_message(
+            conversation.id,
+            "user",
+            inbound.text,
+            status="pending",
+            lang=conversation.language,
+            metadata=metadata,
+            channel=conversation.channel,
+            platform_message_id=inbound.platform_message_id,
+        )
+        return dataclasses.replace(
+            inbound, metadata=metadata, user_message_id=stored.id, platform_message_id=None
+        )
 
     async def _store_user_message(
         self, conversation: ConversationRecord, inbound: Inbound, text: str, timing: dict[str, int]

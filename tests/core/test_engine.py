@@ -330,3 +330,27 @@ async def test_turn_on_a_message_stored_ahead(make_engine, llm):
     ]
     assert messages[0].metadata == {"kept": True}
     assert await store.pending_messages("test") == []
+
+
+async def test_spoken_message_is_stored_once_with_its_transcript(make_engine, llm):
+    from parley.testing import FakeSTT
+
+    engine = make_engine()
+    engine.stt = FakeSTT("hello from a recording")
+    conv = (await _open(engine)).conversation
+    llm.gate = asyncio.Event()
+    task = asyncio.create_task(
+        collect(engine.turn(conv.id, Inbound(audio=b"RIFF0000", audio_mime="audio/wav")))
+    )
+    for _ in range(500):  # stored before the LLM is called
+        if llm.requests:
+            break
+        await asyncio.sleep(0.01)
+    users = [m for m in await store.list_messages(conv.id) if m.role == "user"]
+    assert [(m.content, m.status) for m in users] == [("hello from a recording", "complete")]
+    llm.gate.set()
+    await task
+    users = [m for m in await store.list_messages(conv.id) if m.role == "user"]
+    assert len(users) == 1
+    assert users[0].metadata["audio"] == {"mime": "audio/wav", "bytes": 8}
+    assert "stt_ms" in users[0].metadata

@@ -263,7 +263,12 @@ async def test_stt_failure_is_an_error_and_no_turn(make_engine, llm):
     assert [(type(e), e.code) for e in events] == [(ErrorEvent, "stt_failed")]
     assert events[0].message == "Deepgram is down" and events[0].retryable
     assert not llm.requests
-    assert await store.count_messages(conv.id) == before
+    # The user's message is on record (stored before STT was called), marked failed.
+    assert await store.count_messages(conv.id) == before + 1
+    heard = (await store.list_messages(conv.id))[-1]
+    assert (heard.role, heard.status) == ("user", "failed")
+    assert heard.metadata["error"] == {"code": "stt_failed", "message": "Deepgram is down"}
+    assert heard.metadata["audio"] == {"mime": "audio/ogg", "bytes": 4}
     assert (await store.get_conversation(conv.id)).turn_count == 0
 
 
@@ -275,6 +280,7 @@ async def test_silence_is_no_turn(make_engine, llm):
     assert [e.code for e in events if isinstance(e, ErrorEvent)] == ["stt_empty"]
     assert not any(isinstance(e, TurnStarted) for e in events)
     assert not llm.requests
+    assert [m.status for m in await store.list_messages(conv.id) if m.role == "user"] == ["failed"]
 
 
 async def test_markdown_and_emojis_are_not_spoken(make_engine, llm):
