@@ -764,8 +764,9 @@ form .icon-button[hidden] { display: none; }
       }
       if (item.bubble.textContent !== item.text) item.bubble.textContent = item.text;
       item.el.classList.toggle("streaming", !item.complete);
-      // A reply that failed before its first word: the error note says it all.
-      item.el.hidden = item.role === "assistant" && item.complete && !item.text && item.status === "failed";
+      // Nothing to show: a reply that failed before its first word (the error note says it all),
+      // a spoken message nothing was heard in.
+      item.el.hidden = item.complete && !item.text.trim();
       item.el.dataset.status = item.status || "";
       const meta = item.meta;
       meta.replaceChildren();
