@@ -308,6 +308,10 @@
       return this.live.size > 0;
     }
 
+    playingIds() {
+      return [...new Set([...this.live].map((source) => source.messageId))];
+    }
+
     /** A binary frame: 16 bytes message id, u16 sentence, u16 chunk (big-endian), audio. */
     frame(buffer, format) {
       if (!(buffer instanceof ArrayBuffer) || buffer.byteLength < 20) return;
@@ -595,6 +599,7 @@ form .icon-button[hidden] { display: none; }
         sentAudioFrames: 0, connects: 0, frames: [],
       };
       this.player = new Player(this.stats, () => this.refreshControls());
+      this.audioDone = new Set(); // message ids whose audio the server has finished sending
       this.mic = null;
       this.build();
       this.link = new Link(
@@ -841,7 +846,7 @@ form .icon-button[hidden] { display: none; }
 
     sendText(text) {
       if (this.o.voice) this.player.unlock();
-      if (this.audioOn && this.player.playing) this.player.stopAll(); // the server interrupts too
+      this.cutIn(); // the server interrupts a reply it is still sending; the rest is ours
       const item = this.newItem({ role: "user", text, state: "queued" });
       this.add(item);
       if (this.ended) this.startNew();
@@ -1137,7 +1142,7 @@ form .icon-button[hidden] { display: none; }
           this.render(item);
         }
       }
-      if (/not_supported|not_listening|voice|stt_unavailable/.test(code) && (this.listening || this.mic)) {
+      if (/not_supported|not_listening|stt_unavailable|tts_unavailable/.test(code) && (this.listening || this.mic)) {
         // Voice is not available on this server: stop the microphone, say so once.
         this.stopMic(false);
         this.say(this.s.errors.voiceUnavailable, code);
@@ -1164,9 +1169,23 @@ form .icon-button[hidden] { display: none; }
 
     // -- voice
 
+    on_speech_started() {
+      this.cutIn();
+    }
+
     on_transcription_update(f) {
-      if (this.player.playing) this.player.stopAll(); // barge-in: stop talking at once
+      this.cutIn();
       this.interimText(f.text || "");
+    }
+
+    /**
+     * Barge-in. The server interrupts a reply it is still sending (``interrupted``, when the
+     * template allows it); audio it has finished sending plays from our buffer, so that tail is
+     * silenced here.
+     */
+    cutIn() {
+      const ids = this.player.playingIds();
+      if (ids.length && ids.every((id) => this.audioDone.has(id))) this.player.stopAll();
     }
 
     on_transcription_finished(f) {
@@ -1178,12 +1197,20 @@ form .icon-button[hidden] { display: none; }
       this.add(item);
     }
 
-    on_audio_complete() {
+    on_audio_complete(f) {
+      this.audioDone.add(normId(f.message_id));
       this.refreshControls();
     }
 
-    on_audio_settings(f) {
-      if (f && f.output_format) this.audioFormat = f.output_format;
+    /** The server says whether replies are spoken, and in which format. */
+    on_audio_format(f) {
+      if (f.output_format) this.audioFormat = f.output_format;
+      if (typeof f.enabled === "boolean") this.audioOn = f.enabled;
+    }
+
+    on_listening_stopped(f) {
+      // The server ended it (the provider closed, an error): show the microphone as off.
+      if (this.listening && f.reason !== "stopped") this.stopMic(false);
     }
 
     interimText(text) {
