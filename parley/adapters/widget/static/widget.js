@@ -358,6 +358,7 @@
         if (!source.stopped) {
           this.stats.playedChunks += 1;
           this.stats.played.push([id, sentence, chunk]);
+          if (this.stats.played.length > 2000) this.stats.played.splice(0, 1000);
         }
         this.onChange();
       };
@@ -902,6 +903,10 @@ form .icon-button[hidden] { display: none; }
       this.stats.connects += 1;
       this.setState("online");
       this.ready = false;
+      if (this.audioOn) {
+        // A new socket starts text-only: spoken replies stay on as the visitor had them.
+        this.link.send({ type: "audio_settings", data: { enabled: true, output_format: REPLY_FORMAT } });
+      }
     }
 
     onClose(event) {
@@ -926,7 +931,9 @@ form .icon-button[hidden] { display: none; }
     }
 
     onFrame(f) {
-      this.stats.frames.push(f.type);
+      const frames = this.stats.frames;
+      frames.push(f.type);
+      if (frames.length > 2000) frames.splice(0, 1000); // a test hook, not a leak
       const handler = this[`on_${f.type}`];
       if (typeof handler === "function") handler.call(this, f);
     }
@@ -1222,6 +1229,7 @@ form .icon-button[hidden] { display: none; }
       if (this.listening) return this.stopMic(true);
       this.player.unlock();
       if (!Mic.supported()) return this.note(this.s.errors.voiceUnsupported, { error: true });
+      if (!this.link.open) return this.say(this.s.offline, "offline");
       this.mic = new Mic((buffer) => {
         if (this.listening && this.link.sendBinary(buffer)) this.stats.sentAudioFrames += 1;
       });
