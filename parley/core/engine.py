@@ -159,7 +159,15 @@ class Engine:
         """The user's open conversation on ``channel``, or a new one.
 
         An open conversation idle past ``conversation.session_ttl`` is ended (``expired``) first.
+        Concurrent calls for one user and channel (several tabs, simultaneous requests) get the
+        same conversation: they are serialised by a lock on (user, channel).
         """
+        async with self.locks.hold(f"user:{user_id}:{channel}"):
+            return await self._resume_or_open(user_id, channel, template_id, language)
+
+    async def _resume_or_open(
+        self, user_id: str, channel: str, template_id: str | None, language: str | None
+    ) -> Opened:
         ended = []
         current = await store.find_open_conversation(user_id, channel)
         if current is not None and self.is_expired(current):
