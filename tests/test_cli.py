@@ -231,3 +231,10 @@ def test_serve_health_and_clean_exit(tmp_path):
     assert process.returncode == 0, err
     assert "llm.api_key" in err and "echo" in err  # says which setting to fill
     assert (tmp_path / "cli.sqlite3").exists()  # migrations applied at start
+
+
+def test_bad_plugin_setting_exits_2(tmp_path):
+    folder = _settings(tmp_path)
+    result = run(["chat", "--settings", str(folder)], env={"PARLEY_MEMORY__EVERY_TURNS": "-3"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("settings error: memory.every_turns"), result.stderr
