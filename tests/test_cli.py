@@ -222,13 +222,17 @@ def test_serve_health_and_clean_exit(tmp_path):
         }
         schema = httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", timeout=5)
         assert schema.status_code == 200 and "/health" in schema.json()["paths"]
+        secret = httpx.get(f"http://127.0.0.1:{port}/health?token=SECRET-ABC123", timeout=5)
+        assert secret.status_code == 200
         missing = httpx.get(f"http://127.0.0.1:{port}/nope", timeout=5)
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
     finally:
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=20)  # hangs here if a connection stays open
+        out, err = process.communicate(timeout=20)  # hangs here if a connection stays open
     assert process.returncode == 0, err
+    assert "/health?token=***" in out + err  # the access log keeps the line...
+    assert "SECRET-ABC123" not in out + err  # ...without the secret
     assert "llm.api_key" in err and "echo" in err  # says which setting to fill
     assert (tmp_path / "cli.sqlite3").exists()  # migrations applied at start
 
