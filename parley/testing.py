@@ -28,6 +28,7 @@ __all__ = [
     "Step",
     "ToneTTS",
     "collect",
+    "install_distribution",
     "openai_chunk",
     "openai_sse",
     "openai_text",
@@ -355,3 +356,25 @@ class ToneTTS:
         for _ in text.split():
             await asyncio.sleep(0)
             yield tone
+
+
+def install_distribution(source: Any, target: Any) -> None:
+    """Install the distribution at ``source`` into the folder ``target`` (for ``PYTHONPATH``).
+
+    It is built from a copy, so the build leaves nothing (``build/``, ``*.egg-info``) in the
+    source tree. Entry points of the installed distribution are then found through ``target``.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / Path(source).name
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+             "--target", str(target), str(copy)],
+            check=True, capture_output=True, timeout=180,
+        )  # fmt: skip

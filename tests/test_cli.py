@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from parley.testing import install_distribution
+
 ROOT = Path(__file__).resolve().parents[1]
 PARLEY = [sys.executable, "-m", "parley.cli"]
 
@@ -148,11 +150,7 @@ def test_db_upgrade(tmp_path):
 def hello_plugin(tmp_path_factory) -> Path:
     """The parley-hello distribution installed into a folder on the test's PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT / "tests" / "fixtures" / "parley-hello")],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    install_distribution(ROOT / "tests" / "fixtures" / "parley-hello", target)
     return target
 
 
