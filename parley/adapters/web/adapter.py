@@ -80,7 +80,7 @@ class WebAdapter:
 
     def route_handlers(self) -> list[Any]:
         """One router holding every web route, with the adapter and the caller as dependencies."""
-        from parley.adapters.web import chat, history, sessions, ws
+        from parley.adapters.web import chat, history, sessions, users, ws
 
         middleware = []
         if self.settings.rate_limit:
@@ -99,6 +99,7 @@ class WebAdapter:
             route_handlers=[
                 *chat.HANDLERS,
                 *history.HANDLERS,
+                *users.HANDLERS,
                 ws.websocket_handler,
                 session_routes,
             ],
