@@ -200,8 +200,9 @@ class WebSession(ChatFrames):
         job, message_id = self.current_job, self.streaming
         if job is None or job.done() or not self.replying:
             return None
-        self._cut = job
-        job.cancel()
+        if self._cut is not job:  # cancel once: a second cancel would cut the clean-up short
+            self._cut = job
+            job.cancel()
         await asyncio.wait({job})
         return message_id
 

@@ -45,6 +45,9 @@ SAMPLE_RATES = (8000, 48000)
 STOP_TIMEOUT = 10.0
 """Seconds ``stop_listening`` waits for the provider's last results."""
 
+CANCEL_TIMEOUT = 1.0
+"""Seconds a closing socket gives the provider's session to close."""
+
 
 class Listening:
     """One live STT session of a socket, and the task reading its results."""
@@ -179,13 +182,13 @@ class Listening:
             await self.cancel()
 
     async def cancel(self) -> None:
-        """Drop the session at once (the socket closed)."""
+        """Drop the session at once (the socket closed): nobody waits for its last results."""
         self.stopping = True
         self.task.cancel()
         with suppress(asyncio.CancelledError):
             await self.task
         with suppress(Exception):
-            await self.live.close()
+            await asyncio.wait_for(self.live.close(), CANCEL_TIMEOUT)
 
 
 class Voice:
@@ -225,10 +228,14 @@ class Voice:
         """Open a live STT session for the microphone audio that follows."""
         if self.listening is not None:
             raise FrameError("already_listening", "already listening; send stop_listening first")
-        audio_format = data.get("format", "pcm16")
+        audio_format = data.get("format")
+        if audio_format is None:
+            audio_format = "pcm16"
         if audio_format not in INPUT_FORMATS:
             raise FrameError("invalid_frame", "data.format must be pcm16 or webm")
-        sample_rate = data.get("sample_rate", 16000)
+        sample_rate = data.get("sample_rate")
+        if sample_rate is None:
+            sample_rate = 16000
         low, high = SAMPLE_RATES
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
             raise FrameError("invalid_frame", "data.sample_rate must be an integer")
