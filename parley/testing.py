@@ -253,6 +253,17 @@ class FakeLiveSession:
             for result in self.script:
                 self._queue.put_nowait(result)
 
+    def push(self, *results: LiveResult) -> None:
+        """Deliver ``results`` now, as if the provider had just sent them."""
+        for result in results:
+            self._queue.put_nowait(result)
+
+    def drop(self, error: ProviderError) -> None:
+        """Lose the connection: the iterator raises ``error`` after the results delivered so far."""
+        self.fail = error
+        self.closed = True
+        self._queue.put_nowait(None)
+
     async def finalize(self) -> None:
         """Count the call."""
         self.finalized += 1

@@ -309,8 +309,8 @@ class Template:
             raise ValueError("personas must list at least one persona id")
         _check_range("max_turns", self.max_turns, 0, 1_000_000)
         _check_range("history_window", self.history_window, 0, 10_000)
-        _check_range("nudge_after", self.nudge_after, 1, 86400)
-        _check_range("timeout_after", self.timeout_after, 1, 86400)
+        _check_range("nudge_after", self.nudge_after, 0.1, 86400)
+        _check_range("timeout_after", self.timeout_after, 0.1, 86400)
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from parley.core import store
+from parley.core import saying, store
 from parley.core.config import ModelSettings, Persona, Settings, Template
 from parley.core.context import build_messages, is_termination, user_content
 from parley.core.events import (
@@ -216,6 +216,25 @@ class Engine:
             lang=conversation.language,
             channel=conversation.channel,
         )
+
+    def say(
+        self,
+        conversation_id: str,
+        text: str | None,
+        *,
+        speech: SpeechOptions | None = None,
+        end_reason: str | None = None,
+    ) -> AsyncIterator[Event]:
+        """Say ``text`` outside a turn (a nudge, the timeout prompt): stored as the speaker's
+        message and yielded like a reply, spoken with ``speech``; then, with ``end_reason``, the
+        conversation ends (ConversationEnded). Nothing when the conversation is not open."""
+        return saying.say(self, conversation_id, text, speech=speech, end_reason=end_reason)
+
+    def replay(
+        self, message: MessageRecord, *, speech: SpeechOptions | None = None
+    ) -> AsyncIterator[Event]:
+        """A stored message (a greeting) as a reply's events, spoken with ``speech``."""
+        return saying.replay(self, message, speech=speech)
 
     # -- turns -----------------------------------------------------------------------------
 
