@@ -14,6 +14,7 @@ import click
 
 from parley.core.config import Settings, SettingsError
 from parley.core.loading import load_settings
+from parley.logs import RedactSecrets
 
 __all__ = ["main"]
 
@@ -77,7 +78,13 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     host = host or settings.server.host
     port = port or settings.server.port
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
-    uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on", ws="websockets-sansio")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info", lifespan="on", ws="websockets-sansio"
+    )  # configures uvicorn's loggers: add the filter after it
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(RedactSecrets())
+    with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
+        uvicorn.Server(config).run()
 
 
 @main.command()

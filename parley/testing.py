@@ -28,6 +28,7 @@ __all__ = [
     "Step",
     "ToneTTS",
     "collect",
+    "install_distribution",
     "openai_chunk",
     "openai_sse",
     "openai_text",
@@ -256,6 +257,17 @@ class FakeLiveSession:
             for result in self.script:
                 self._queue.put_nowait(result)
 
+    def push(self, *results: LiveResult) -> None:
+        """Deliver ``results`` now, as if the provider had just sent them."""
+        for result in results:
+            self._queue.put_nowait(result)
+
+    def drop(self, error: ProviderError) -> None:
+        """Lose the connection: the iterator raises ``error`` after the results delivered so far."""
+        self.fail = error
+        self.closed = True
+        self._queue.put_nowait(None)
+
     async def finalize(self) -> None:
         """Count the call."""
         self.finalized += 1
@@ -359,3 +371,25 @@ class ToneTTS:
         for _ in text.split():
             await asyncio.sleep(0)
             yield tone
+
+
+def install_distribution(source: Any, target: Any) -> None:
+    """Install the distribution at ``source`` into the folder ``target`` (for ``PYTHONPATH``).
+
+    It is built from a copy, so the build leaves nothing (``build/``, ``*.egg-info``) in the
+    source tree. Entry points of the installed distribution are then found through ``target``.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / Path(source).name
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+             "--target", str(target), str(copy)],
+            check=True, capture_output=True, timeout=180,
+        )  # fmt: skip

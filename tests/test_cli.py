@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from parley.testing import install_distribution
+
 ROOT = Path(__file__).resolve().parents[1]
 PARLEY = [sys.executable, "-m", "parley.cli"]
 
@@ -148,11 +150,7 @@ def test_db_upgrade(tmp_path):
 def hello_plugin(tmp_path_factory) -> Path:
     """The parley-hello distribution installed into a folder on the test's PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT / "tests" / "fixtures" / "parley-hello")],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    install_distribution(ROOT / "tests" / "fixtures" / "parley-hello", target)
     return target
 
 
@@ -222,12 +220,23 @@ def test_serve_health_and_clean_exit(tmp_path):
         }
         schema = httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", timeout=5)
         assert schema.status_code == 200 and "/health" in schema.json()["paths"]
+        secret = httpx.get(f"http://127.0.0.1:{port}/health?token=SECRET-ABC123", timeout=5)
+        assert secret.status_code == 200
         missing = httpx.get(f"http://127.0.0.1:{port}/nope", timeout=5)
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
     finally:
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=20)  # hangs here if a connection stays open
+        out, err = process.communicate(timeout=20)  # hangs here if a connection stays open
     assert process.returncode == 0, err
+    assert "/health?token=***" in out + err  # the access log keeps the line...
+    assert "SECRET-ABC123" not in out + err  # ...without the secret
     assert "llm.api_key" in err and "echo" in err  # says which setting to fill
     assert (tmp_path / "cli.sqlite3").exists()  # migrations applied at start
+
+
+def test_bad_plugin_setting_exits_2(tmp_path):
+    folder = _settings(tmp_path)
+    result = run(["chat", "--settings", str(folder)], env={"PARLEY_MEMORY__EVERY_TURNS": "-3"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("settings error: memory.every_turns"), result.stderr

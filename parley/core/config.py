@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 
@@ -308,8 +309,8 @@ class Template:
             raise ValueError("personas must list at least one persona id")
         _check_range("max_turns", self.max_turns, 0, 1_000_000)
         _check_range("history_window", self.history_window, 0, 10_000)
-        _check_range("nudge_after", self.nudge_after, 1, 86400)
-        _check_range("timeout_after", self.timeout_after, 1, 86400)
+        _check_range("nudge_after", self.nudge_after, 0.1, 86400)
+        _check_range("timeout_after", self.timeout_after, 0.1, 86400)
 
 
 @dataclass(slots=True)
@@ -380,10 +381,36 @@ _CHECK_MESSAGE = re.compile(r"([a-z_]+) must ")
 """A ``__post_init__`` message (``port must be between...``) starts with its field's name."""
 
 
+def _wants_str(hint: Any) -> bool:
+    options = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    return str in options and not {int, float, bool} & set(options)
+
+
+def _numbers_as_strings(data: Any, cls: Any) -> Any:
+    """Numbers given for ``str`` fields become strings: an environment variable's ``123`` (a phone
+    number id, a numeric voice id) is parsed as TOML, so it arrives as an integer."""
+    if not (is_dataclass(cls) and isinstance(data, dict)):
+        return data
+    try:
+        hints = get_type_hints(cls)
+    except Exception:  # a class whose annotations cannot be resolved: validate as given
+        return data
+    out = dict(data)
+    for f in fields(cls):
+        if f.name not in out:
+            continue
+        value, hint = out[f.name], hints.get(f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and _wants_str(hint):
+            out[f.name] = str(value)
+        elif is_dataclass(hint):
+            out[f.name] = _numbers_as_strings(value, hint)
+    return out
+
+
 def parse_section(name: str, data: Any, cls: type[T]) -> T:
     """Validate ``data`` into ``cls``; a failure raises SettingsError naming the key."""
     try:
-        return msgspec.convert(data, cls, strict=False)
+        return msgspec.convert(_numbers_as_strings(data, cls), cls, strict=False)
     except msgspec.ValidationError as exc:
         message = str(exc)
         detail, _, where = message.rpartition(" - at `$")

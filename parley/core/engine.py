@@ -14,7 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from parley.core import store
+from parley.core import saying, store
 from parley.core.config import ModelSettings, Persona, Settings, Template
 from parley.core.context import build_messages, is_termination, user_content
 from parley.core.events import (
@@ -28,10 +28,11 @@ from parley.core.events import (
     TurnCompleted,
     TurnStarted,
 )
+from parley.core.hearing import store_audio_message, store_user_message, transcribe
 from parley.core.inbound import Inbound
 from parley.core.locks import LocalLocks, Locks
 from parley.core.plugins import Hooks
-from parley.core.providers import LLMProvider, ProviderError, STTProvider, TTSProvider
+from parley.core.providers import LLMProvider, STTProvider, TTSProvider
 from parley.core.reply import ReplyResult, ReplyTools, stream_reply
 from parley.core.responders import choose_responders, handed_off, speaker
 from parley.core.speech import SpeechOptions, speak
@@ -159,7 +160,15 @@ class Engine:
         """The user's open conversation on ``channel``, or a new one.
 
         An open conversation idle past ``conversation.session_ttl`` is ended (``expired``) first.
+        Concurrent calls for one user and channel (several tabs, simultaneous requests) get the
+        same conversation: they are serialised by a lock on (user, channel).
         """
+        async with self.locks.hold(f"user:{user_id}:{channel}"):
+            return await self._resume_or_open(user_id, channel, template_id, language)
+
+    async def _resume_or_open(
+        self, user_id: str, channel: str, template_id: str | None, language: str | None
+    ) -> Opened:
         ended = []
         current = await store.find_open_conversation(user_id, channel)
         if current is not None and self.is_expired(current):
@@ -209,6 +218,25 @@ class Engine:
             channel=conversation.channel,
         )
 
+    def say(
+        self,
+        conversation_id: str,
+        text: str | None,
+        *,
+        speech: SpeechOptions | None = None,
+        end_reason: str | None = None,
+    ) -> AsyncIterator[Event]:
+        """Say ``text`` outside a turn (a nudge, the timeout prompt): stored as the speaker's
+        message and yielded like a reply, spoken with ``speech``; then, with ``end_reason``, the
+        conversation ends (ConversationEnded). Nothing when the conversation is not open."""
+        return saying.say(self, conversation_id, text, speech=speech, end_reason=end_reason)
+
+    def replay(
+        self, message: MessageRecord, *, speech: SpeechOptions | None = None
+    ) -> AsyncIterator[Event]:
+        """A stored message (a greeting) as a reply's events, spoken with ``speech``."""
+        return saying.replay(self, message, speech=speech)
+
     # -- turns -----------------------------------------------------------------------------
 
     async def turn(
@@ -251,44 +279,17 @@ class Engine:
         if inbound.audio is not None:
             # The user's message is stored before any provider is called: a recording that cannot
             # be transcribed stays on record as a failed user message, and no turn runs.
-            inbound = await self._store_audio_message(conversation, inbound)
-            error: ErrorEvent | None = None
-            transcription = None
-            if self.stt is None:
-                error = ErrorEvent("stt_unavailable", "no speech-to-text provider is configured")
-            else:
-                try:
-                    transcription = await self.stt.transcribe(
-                        inbound.audio, mime_type=inbound.audio_mime, language=conversation.language
-                    )
-                except ProviderError as exc:
-                    error = ErrorEvent("stt_failed", exc.message, exc.retryable)
-                except Exception as exc:
-                    log.exception("speech-to-text failed")
-                    error = ErrorEvent("stt_failed", f"speech recognition failed: {exc}")
-            if (
-                error is None
-                and transcription is not None
-                and not (transcription.text + text).strip()
-            ):
-                error = ErrorEvent("stt_empty", "no speech was recognised in the audio")
+            inbound = await store_audio_message(conversation, inbound)
+            transcription, error = await transcribe(self.stt, conversation, inbound, text)
             if error is not None or transcription is None:
-                assert error is not None and inbound.user_message_id is not None
-                await store.update_message(
-                    inbound.user_message_id,
-                    status="failed",
-                    metadata={
-                        **inbound.metadata,
-                        "error": {"code": error.code, "message": error.message},
-                    },
-                )
+                assert error is not None
                 yield error
                 return
             timing["stt_ms"] = round((time.perf_counter() - started_at) * 1000)
             text = " ".join(part for part in (text, transcription.text) if part)
             yield Transcript(transcription.text, final=True)
             await self.hooks.call("transcribed", conversation=conversation, text=transcription.text)
-        user_message = await self._store_user_message(conversation, inbound, text, timing)
+        user_message = await store_user_message(conversation, inbound, text, timing)
         yield TurnStarted(conversation.id, user_message.id)
         turn_messages = [user_message]
         template = self.template(conversation.template_id)
@@ -334,55 +335,6 @@ class Engine:
             yield ConversationEnded(conversation.id, ended_reason)
         await self.hooks.call("turn_completed", conversation=conversation, messages=turn_messages)
         yield TurnCompleted(conversation.id, turn_count, bool(ended_reason), ended_reason)
-
-    async def _store_audio_message(
-        self, conversation: ConversationRecord, inbound: Inbound
-    ) -> Inbound:
-        """Store a spoken message as ``pending`` before transcription (unless already stored)."""
-        audio = {"mime": inbound.audio_mime, "bytes": len(inbound.audio or b"")}
-        metadata = {**inbound.metadata, "audio": {**audio, **inbound.metadata.get("audio", {})}}
-        if inbound.user_message_id is not None:
-            return dataclasses.replace(inbound, metadata=metadata)
-        stored = await store.add_message(
-            conversation.id,
-            "user",
-            inbound.text,
-            status="pending",
-            lang=conversation.language,
-            metadata=metadata,
-            channel=conversation.channel,
-            platform_message_id=inbound.platform_message_id,
-        )
-        return dataclasses.replace(
-            inbound, metadata=metadata, user_message_id=stored.id, platform_message_id=None
-        )
-
-    async def _store_user_message(
-        self, conversation: ConversationRecord, inbound: Inbound, text: str, timing: dict[str, int]
-    ) -> MessageRecord:
-        metadata = dict(inbound.metadata)
-        if inbound.image_urls:
-            metadata["images"] = list(inbound.image_urls)
-        metadata.update(timing)
-        if inbound.user_message_id:
-            # Stored ahead of its turn (e.g. by the WhatsApp adapter): answered now, so it
-            # moves after the messages stored meanwhile.
-            return await store.update_message(
-                inbound.user_message_id,
-                content=text,
-                status="complete",
-                metadata=metadata,
-                move_to_end=True,
-            )
-        return await store.add_message(
-            conversation.id,
-            "user",
-            text,
-            lang=conversation.language,
-            metadata=metadata,
-            channel=conversation.channel,
-            platform_message_id=inbound.platform_message_id,
-        )
 
     async def _replies(
         self,

@@ -63,6 +63,16 @@ def register_adapters(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_settings(register: Callable[..., None]) -> None:
+    """Declare a plugin's own settings section: ``register(section, SettingsClass)``.
+
+    Every registered section is validated into its class when the runtime collects plugins,
+    before anything starts: a bad value stops start-up with the key's name (exit code 2),
+    exactly like the core settings. Read it later with ``runtime.settings.section(...)``.
+    """
+
+
+@hookspec
 def register_routes(register: Callable[..., None]) -> None:
     """Contribute extra Litestar route handlers: ``register(handler)``, mounted by ``parley serve``."""
 

@@ -36,6 +36,7 @@ class Runtime:
         self.adapters: dict[str, Adapter] = {}
         self.running: list[Adapter] = []
         self.routes: list[Any] = []
+        self.plugin_settings: dict[str, Any] = {}
         self.notices: list[str] = []
         self.llm: LLMProvider | None = None
         self.stt: STTProvider | None = None
@@ -73,6 +74,12 @@ class Runtime:
 
         self.hooks.call_sync("register_adapters", register=register_adapter)
         self.hooks.call_sync("register_routes", register=self.routes.append)
+        sections: list[tuple[str, type]] = []
+        self.hooks.call_sync(
+            "register_settings", register=lambda name, cls: sections.append((name, cls))
+        )
+        for name, cls in sections:  # a SettingsError here stops start-up, naming the key
+            self.plugin_settings[name] = self.settings.section(name, cls)
         self.hooks.call_sync("register_tools", register=self.tools.register)
         for persona in self.settings.personas.values():
             missing = [name for name in persona.tools if name not in self.tools]

@@ -23,7 +23,7 @@ from litestar.params import FromPath, HeaderParameter
 
 from parley.core import store
 from parley.core.background import BackgroundTasks
-from parley.core.config import ModelSettings, SettingsError
+from parley.core.config import ModelSettings
 from parley.core.hookspecs import hookimpl
 from parley.core.locks import LocalLocks
 from parley.core.providers import LLMProvider, LLMRequest, ProviderError
@@ -127,13 +127,14 @@ class MemoryPlugin:
         register(erase_memory_route)
 
     @hookimpl
+    def register_settings(self, register: Callable[..., None]) -> None:
+        """Declare ``[memory]`` so a bad value stops start-up."""
+        register("memory", MemorySettings)
+
+    @hookimpl
     def startup(self, runtime: Runtime) -> None:
         """Read ``[memory]``; keep the LLM when enabled."""
-        try:
-            settings = runtime.settings.section("memory", MemorySettings)
-        except SettingsError as exc:
-            log.error("settings error: %s; user memory is off", exc)
-            return
+        settings = runtime.settings.section("memory", MemorySettings)  # validated at collect time
         if settings.enabled:
             self.settings, self.llm = settings, runtime.llm
 

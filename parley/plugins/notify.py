@@ -16,13 +16,13 @@ import hmac
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from parley.core import store
 from parley.core.background import BackgroundTasks
-from parley.core.config import SettingsError
 from parley.core.hookspecs import hookimpl
 from parley.core.store.records import ConversationRecord, MessageRecord
 
@@ -129,13 +129,14 @@ class NotifyPlugin:
         self.tasks = BackgroundTasks("notify")
 
     @hookimpl
+    def register_settings(self, register: Callable[..., None]) -> None:
+        """Declare ``[notify]`` so a bad value stops start-up."""
+        register("notify", NotifySettings)
+
+    @hookimpl
     def startup(self, runtime: Runtime) -> None:
         """Read ``[notify]`` and open the HTTP client when there are URLs."""
-        try:
-            settings = runtime.settings.section("notify", NotifySettings)
-        except SettingsError as exc:
-            log.error("settings error: %s; notifications are off", exc)
-            return
+        settings = runtime.settings.section("notify", NotifySettings)  # validated at collect time
         if not settings.urls:
             return
         import httpx

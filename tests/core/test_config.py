@@ -325,9 +325,9 @@ BAD_VALUES = [
         "personas.alex.top_p: top_p must be between 0 and 1, got 2",
     ),
     (
-        {"personas": "[personas.alex]\nname = 5\n"},
+        {"personas": "[personas.alex]\nname = [5]\n"},
         {},
-        "personas.alex.name: Expected `str`, got `int`",
+        "personas.alex.name: Expected `str`, got `array`",
     ),
     (
         {"personas": PERSONAS, "templates": '[templates.t]\npersonas = ["alex", "maya"]\n'},
@@ -393,9 +393,9 @@ BAD_VALUES = [
         "plugins.disable: Expected `array`, got `str`",
     ),
     (
-        {"languages": "[languages.en.prompts]\nstart = 3\n"},
+        {"languages": "[languages.en.prompts]\nstart = {a = 1}\n"},
         {},
-        "languages.en.prompts.start: Expected `str | null`, got `int`",
+        "languages.en.prompts.start: Expected `str | null`, got `object`",
     ),
     ({"settings": "server = 5\n"}, {}, "server: expected a table, got int"),
     (
@@ -630,3 +630,12 @@ def test_docs_describe_every_key() -> None:
         assert variable in docs
     assert "PARLEY_SETTINGS_DIR" in docs and "--settings DIR" in docs
     assert "settings error: server.port: port must be between 1 and 65535, got 0" in docs
+
+
+def test_numeric_environment_values_for_string_settings(tmp_path, monkeypatch):
+    (tmp_path / "settings.toml").write_text('[llm]\nmodel = "m"\n')
+    monkeypatch.setenv("PARLEY_LLM__API_KEY", "12345")
+    monkeypatch.setenv("PARLEY_LLM__MAX_RETRIES", "4")
+    settings = load_settings(tmp_path)
+    assert settings.llm.api_key == "12345"  # a str field: the number is kept as text
+    assert settings.llm.max_retries == 4  # an int field stays an int

@@ -354,3 +354,12 @@ async def test_spoken_message_is_stored_once_with_its_transcript(make_engine, ll
     assert len(users) == 1
     assert users[0].metadata["audio"] == {"mime": "audio/wav", "bytes": 8}
     assert "stt_ms" in users[0].metadata
+
+
+async def test_concurrent_resume_or_open_gives_one_conversation(make_engine):
+    engine = make_engine()
+    user = await store.get_or_create_user("test", "many-tabs")
+    opened = await asyncio.gather(*(engine.resume_or_open(user.id, "test") for _ in range(8)))
+    assert len({o.conversation.id for o in opened}) == 1
+    assert sum(not o.resumed for o in opened) == 1
+    assert len(engine.locks) == 0

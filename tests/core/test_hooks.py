@@ -350,3 +350,31 @@ async def test_hook_route(make_engine, llm):
     assert seen.calls == [("why is the sky blue?", ["maya", "leo"])]
     state = (await store.get_conversation(conv.id)).state["agent"]
     assert (state["persona"], state["by"]) == ("leo", "route")
+
+
+async def test_hook_register_settings(make_settings):
+    from dataclasses import dataclass
+
+    import pytest
+
+    from parley.core.config import SettingsError
+
+    @dataclass
+    class GreeterSettings:
+        times: int = 1
+
+        def __post_init__(self) -> None:
+            if self.times < 1:
+                raise ValueError(f"times must be at least 1, got {self.times}")
+
+    class Plugin:
+        @hookimpl
+        def register_settings(self, register):
+            register("greeter", GreeterSettings)
+
+    runtime = _runtime(make_settings, Plugin(), extra={"greeter": {"times": 3}})
+    runtime.collect()
+    assert runtime.plugin_settings["greeter"] == GreeterSettings(times=3)
+    bad = _runtime(make_settings, Plugin(), extra={"greeter": {"times": 0}})
+    with pytest.raises(SettingsError, match=r"^greeter\.times: times must be at least 1"):
+        bad.collect()

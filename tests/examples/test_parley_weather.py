@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from parley.core import store
+from parley.testing import install_distribution
 
 ROOT = Path(__file__).resolve().parents[2]
 PARLEY = [sys.executable, "-m", "parley.cli"]
@@ -36,11 +37,7 @@ personas = ["alex"]
 def weather_plugin(tmp_path_factory) -> Path:
     """parley-weather installed into a folder that goes on the subprocesses' PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT / "examples" / "parley-weather")],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    install_distribution(ROOT / "examples" / "parley-weather", target)
     return target
 
 

@@ -14,9 +14,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from parley.core import store
+from parley.core.config import SettingsError
 from parley.core.events import TurnCompleted
 from parley.core.inbound import Inbound
 from parley.core.plugins import make_plugin_manager
@@ -184,13 +186,16 @@ async def test_a_timed_out_attempt_is_a_failure(make_settings):
             assert failed.attempts == 1 and failed.error.startswith("ReadTimeout")
 
 
-async def test_off_without_urls_and_with_bad_settings(make_settings, caplog):
+async def test_off_without_urls(make_settings):
     async with started(make_settings, {}) as runtime:
         await _turn(runtime)
         assert plugin(runtime).settings is None and len(plugin(runtime).tasks) == 0
-    async with started(make_settings, {"urls": ["ftp://x"]}) as runtime:
-        assert plugin(runtime).settings is None
-    assert "settings error: notify.urls: urls must be http:// or https:// URLs" in caplog.text
+
+
+async def test_bad_settings_stop_start_up(make_settings):
+    with pytest.raises(SettingsError, match=r"notify\.urls: urls must be http:// or https://"):
+        async with started(make_settings, {"urls": ["ftp://x"]}):
+            pass
 
 
 def test_sign_and_verify():

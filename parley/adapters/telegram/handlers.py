@@ -14,6 +14,7 @@ from parley.adapters.telegram.render import SPEECH_FORMAT, TurnRenderer
 from parley.adapters.telegram.replies import ChatAction, Replier
 from parley.adapters.telegram.settings import TelegramSettings
 from parley.adapters.telegram.transport import MAX_DOWNLOAD, DownloadError, download, log
+from parley.core import store
 from parley.core.engine import Engine, Opened
 from parley.core.inbound import Inbound
 from parley.core.speech import SpeechOptions
@@ -147,10 +148,15 @@ class Handlers:
         voice = message.voice
         assert voice is not None
         if voice.file_size and voice.file_size > MAX_DOWNLOAD:
-            await self.replier.apologise(message.chat.id, "too_large")
+            await self._unreadable(message, "voice", "too_large", f"{voice.file_size} bytes")
             return
-        async with ChatAction(self.replier.bot, message.chat.id, "record_voice"):
-            audio = await download(self.replier.bot, voice.file_id)
+        try:
+            async with ChatAction(self.replier.bot, message.chat.id, "record_voice"):
+                audio = await download(self.replier.bot, voice.file_id)
+        except Exception as exc:  # DownloadError, or the Bot API's/aiohttp's own errors
+            log.warning("voice note in chat %s not downloaded: %s", message.chat.id, exc)
+            await self._unreadable(message, "voice", "download_failed", str(exc))
+            return
         inbound = Inbound(
             text=message.caption or "",
             audio=audio,
@@ -167,13 +173,13 @@ class Handlers:
         """
         sizes = [p for p in message.photo or [] if not p.file_size or p.file_size <= MAX_PHOTO]
         if not sizes:
-            await self.replier.apologise(message.chat.id, "too_large")
+            await self._unreadable(message, "photo", "too_large", "every size is over the cap")
             return
         try:
             data = await download(self.replier.bot, sizes[-1].file_id, limit=MAX_PHOTO)
         except DownloadError as exc:
             log.warning("photo in chat %s not downloaded: %s", message.chat.id, exc)
-            await self.replier.apologise(message.chat.id, "too_large")
+            await self._unreadable(message, "photo", "too_large", str(exc))
             return
         url = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
         inbound = Inbound(text=message.caption or "", image_urls=[url])
@@ -182,6 +188,38 @@ class Handlers:
     async def unsupported(self, message: Message) -> None:
         """Stickers, documents, locations...: say what the bot understands."""
         await self.replier.send_text(message.chat.id, UNSUPPORTED)
+
+    async def _unreadable(self, message: Message, kind: str, code: str, detail: str) -> None:
+        """A voice note or photo Parley could not fetch: keep the user's message on record as
+        ``failed`` (nothing a user sends is lost), then apologise."""
+        try:
+            who = await self.chats.participants(message)
+            conversation = (await self.chats.ensure(who)).conversation
+            await store.add_message(
+                conversation.id,
+                "user",
+                message.caption or "",
+                status="failed",
+                lang=conversation.language,
+                metadata={
+                    **self._sender_metadata(who),
+                    "telegram_kind": kind,
+                    "error": {"code": code, "message": self._without_token(detail)},
+                },
+                channel=conversation.channel,
+                platform_message_id=f"{who.chat_id}:{message.message_id}",
+            )
+        except store.DuplicateMessage:
+            pass
+        except Exception:
+            log.exception("could not record an unreadable %s in chat %s", kind, message.chat.id)
+        await self.replier.apologise(
+            message.chat.id, "too_large" if code == "too_large" else "default"
+        )
+
+    def _without_token(self, text: str) -> str:
+        token = self.replier.bot.token
+        return text.replace(token, "<token>") if token else text
 
     async def _turn(self, message: Message, inbound: Inbound, *, voice_in: bool) -> None:
         who = await self.chats.participants(message)

@@ -17,6 +17,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import HeaderParameter
 
+from parley.adapters.web.audio_urls import AudioFetcher
 from parley.adapters.web.identity import (
     Caller,
     IdentityError,
@@ -70,6 +71,7 @@ class WebAdapter:
         self.settings = settings
         self.sockets: set[WebSession] = set()
         self.limiter = Limiter(settings.rate_limit)
+        self.audio = AudioFetcher(settings)
 
     @property
     def engine(self) -> Engine:
@@ -78,7 +80,7 @@ class WebAdapter:
 
     def route_handlers(self) -> list[Any]:
         """One router holding every web route, with the adapter and the caller as dependencies."""
-        from parley.adapters.web import chat, history, sessions, ws
+        from parley.adapters.web import chat, history, sessions, users, ws
 
         middleware = []
         if self.settings.rate_limit:
@@ -97,6 +99,7 @@ class WebAdapter:
             route_handlers=[
                 *chat.HANDLERS,
                 *history.HANDLERS,
+                *users.HANDLERS,
                 ws.websocket_handler,
                 session_routes,
             ],
@@ -143,6 +146,7 @@ class WebAdapter:
             _, late = await asyncio.wait(waits, timeout=5)
             for wait in late:
                 wait.cancel()
+        await self.audio.aclose()
 
 
 # Litestar deep-copies routers when it registers them: what they hold must not reach the runtime.

@@ -20,11 +20,12 @@ from litestar.response import ServerSentEvent
 
 from parley.adapters.web.access import check_text
 from parley.adapters.web.adapter import WebAdapter
+from parley.adapters.web.audio_urls import check_url
 from parley.adapters.web.identity import CHANNEL, Caller
 from parley.adapters.web.shapes import timestamp
 from parley.adapters.web.turns import raise_turn_error, run_turn
 from parley.core.engine import Engine
-from parley.core.events import ErrorEvent, MessageStarted, TextDelta, TurnCompleted
+from parley.core.events import ErrorEvent, MessageStarted, TextDelta, Transcript, TurnCompleted
 from parley.core.inbound import Inbound
 from parley.server import ApiError
 
@@ -33,6 +34,8 @@ __all__ = ["HANDLERS", "ChatRequest", "sse_lines"]
 log = logging.getLogger(__name__)
 
 MAX_MEDIA_URLS = 10
+MAX_AUDIO_URLS = 1
+"""The engine transcribes one recording per turn."""
 MAX_URL_CHARS = 4096
 
 
@@ -44,17 +47,12 @@ class ChatRequest(msgspec.Struct):
     media_urls: list[str] = msgspec.field(default_factory=list)
     """Images for vision models: http(s) URLs or ``data:image/...`` URLs."""
     audio_urls: list[str] = msgspec.field(default_factory=list)
-    """Voice messages to transcribe (not available yet: 422)."""
+    """Voice messages (at most one) fetched and transcribed before the turn; the transcript
+    follows ``content``."""
 
 
-def build_inbound(web: WebAdapter, body: ChatRequest) -> Inbound:
-    """Validate the request into an :class:`Inbound` (422 / 413 on bad input)."""
-    if body.audio_urls:
-        raise ApiError(
-            422,
-            "audio_not_supported",
-            "audio_urls: voice input is not available on this server yet; send text",
-        )
+async def build_inbound(web: WebAdapter, body: ChatRequest) -> Inbound:
+    """Validate the request into an :class:`Inbound`, fetching its audio (422 / 413 when bad)."""
     if len(body.media_urls) > MAX_MEDIA_URLS:
         raise ApiError(422, "validation_error", f"media_urls: at most {MAX_MEDIA_URLS} URLs")
     for url in body.media_urls:
@@ -65,10 +63,28 @@ def build_inbound(web: WebAdapter, body: ChatRequest) -> Inbound:
             )
         if not is_data and len(url) > MAX_URL_CHARS:
             raise ApiError(422, "validation_error", "media_urls: URL too long")
+    if len(body.audio_urls) > MAX_AUDIO_URLS:
+        raise ApiError(
+            422, "validation_error", f"audio_urls: at most {MAX_AUDIO_URLS} URL per request"
+        )
+    for url in body.audio_urls:
+        check_url(url)
+    if body.audio_urls and web.engine.stt is None:
+        raise ApiError(
+            422,
+            "audio_not_supported",
+            "audio_urls: voice input is not available on this server (no speech-to-text "
+            "provider); send text",
+        )
     text = check_text(body.content, web.settings, name="content", allow_empty=True)
-    if not text and not body.media_urls:
+    if not text and not body.media_urls and not body.audio_urls:
         raise ApiError(422, "validation_error", "content: must not be empty")
-    return Inbound(text=text, image_urls=list(body.media_urls))
+    inbound = Inbound(text=text, image_urls=list(body.media_urls))
+    for url in body.audio_urls:
+        audio = await web.audio.fetch(url)
+        inbound.audio, inbound.audio_mime = audio.data, audio.mime_type
+        inbound.metadata["audio"] = audio.metadata()
+    return inbound
 
 
 async def device_conversation(
@@ -84,17 +100,20 @@ async def chat(
     data: JSONBody[ChatRequest], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
 ) -> dict[str, Any]:
     """Answer the device's message with the whole reply."""
-    inbound = build_inbound(web, data)
+    inbound = await build_inbound(web, data)
     conversation_id = await device_conversation(web, caller)
     outcome = await run_turn(web.engine, conversation_id, inbound)
     if outcome.error is not None:
         raise_turn_error(outcome.error)
-    return {
+    body = {
         "content": outcome.content,
         "conversation_id": conversation_id,
         "turn_count": outcome.turn_count,
         **outcome.reply_fields(),
     }
+    if outcome.transcript is not None:
+        body["transcript"] = outcome.transcript
+    return body
 
 
 def _line(payload: dict[str, Any]) -> str:
@@ -113,6 +132,8 @@ async def sse_lines(engine: Engine, conversation_id: str, inbound: Inbound) -> A
                     continue  # let the engine finish its bookkeeping; the stream is over
                 if isinstance(event, MessageStarted):
                     names[event.message_id] = event.character_name
+                elif isinstance(event, Transcript) and event.final:
+                    final["transcript"] = event.text
                 elif isinstance(event, TextDelta) and event.text:
                     yield _line(
                         {
@@ -149,7 +170,7 @@ async def chat_stream(
     data: JSONBody[ChatRequest], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
 ) -> ServerSentEvent:
     """Stream the reply: one ``data: {...}`` line per piece, then a final line."""
-    inbound = build_inbound(web, data)
+    inbound = await build_inbound(web, data)
     conversation_id = await device_conversation(web, caller)
     return ServerSentEvent(sse_lines(web.engine, conversation_id, inbound))
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import struct
+import uuid
 from typing import Any
 
 import msgspec
 
 from parley.core.config import ModelSettings, SettingsError, parse_section
 from parley.core.events import (
+    AudioChunk,
+    AudioCompleted,
+    ConversationEnded,
     ErrorEvent,
     Event,
     Interrupted,
@@ -19,11 +24,16 @@ from parley.core.events import (
 )
 
 __all__ = [
+    "AUDIO_HEADER",
     "MODEL_SETTINGS_KEYS",
+    "OUTPUT_FORMATS",
     "FrameError",
+    "audio_frame",
     "error_frame",
     "merge_model_settings",
     "optional_str",
+    "output_format_json",
+    "parse_audio_frame",
     "parse_frame",
     "render",
     "required_str",
@@ -42,6 +52,19 @@ MODEL_SETTINGS_KEYS = frozenset(
     }
 )
 """What a ``model_settings`` frame may set."""
+
+
+AUDIO_HEADER = struct.Struct(">16sHH")
+"""A binary server frame's 20-byte header: the message id (UUID bytes), the sentence index and
+the chunk index (unsigned 16-bit big-endian); the audio follows."""
+
+OUTPUT_FORMATS: dict[str, dict[str, Any]] = {
+    "pcm_16000": {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1},
+    "pcm_24000": {"encoding": "pcm_s16le", "sample_rate": 24000, "channels": 1},
+    "mp3_44100_128": {"encoding": "mp3", "sample_rate": 44100, "channels": 1, "bit_rate": 128000},
+    "opus_48000_64": {"encoding": "opus", "sample_rate": 48000, "channels": 1, "bit_rate": 64000},
+}
+"""Audio reply formats a client may ask for, and how to play them."""
 
 
 class FrameError(Exception):
@@ -108,8 +131,31 @@ def merge_model_settings(current: dict[str, Any], data: dict[str, Any]) -> dict[
         raise FrameError("invalid_model_settings", str(exc)) from None
 
 
+def output_format_json(output_format: str) -> dict[str, Any]:
+    """``{"output_format", "encoding", "sample_rate", "channels", "bit_rate"?}``."""
+    return {"output_format": output_format, **OUTPUT_FORMATS.get(output_format, {})}
+
+
+def audio_frame(chunk: AudioChunk) -> bytes:
+    """The binary frame of an audio chunk: the 20-byte header, then the audio.
+
+    Indexes above 65535 wrap around (a sentence is cut at 250 characters long before).
+    """
+    header = AUDIO_HEADER.pack(
+        uuid.UUID(chunk.message_id).bytes, chunk.sentence_index & 0xFFFF, chunk.chunk_index & 0xFFFF
+    )
+    return header + chunk.data
+
+
+def parse_audio_frame(frame: bytes) -> tuple[str, int, int, bytes]:
+    """(message id, sentence index, chunk index, audio) of a binary server frame."""
+    raw_id, sentence, chunk = AUDIO_HEADER.unpack_from(frame)
+    return str(uuid.UUID(bytes=raw_id)), sentence, chunk, frame[AUDIO_HEADER.size :]
+
+
 def render(event: Event, conversation_id: str) -> dict[str, Any] | None:
-    """The server frame for an engine event (None for events the socket does not show)."""
+    """The JSON server frame for an engine event (None for events the socket does not show;
+    audio chunks are binary frames: :func:`audio_frame`)."""
     if isinstance(event, TurnStarted):
         return {
             "type": "turn_started",
@@ -152,6 +198,18 @@ def render(event: Event, conversation_id: str) -> dict[str, Any] | None:
         if event.reason:
             frame["reason"] = event.reason
         return frame
+    if isinstance(event, AudioCompleted):
+        return {
+            "type": "audio_complete",
+            "message_id": event.message_id,
+            "character_id": event.character_id,
+        }
+    if isinstance(event, ConversationEnded):
+        return {
+            "type": "conversation_ended",
+            "conversation_id": event.conversation_id,
+            "reason": event.reason,
+        }
     if isinstance(event, Interrupted):
         return {"type": "interrupted", "message_id": event.message_id}
     if isinstance(event, ErrorEvent):

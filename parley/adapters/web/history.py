@@ -17,7 +17,10 @@ from parley.core import store
 from parley.core.store.records import ConversationRecord, MessageRecord
 from parley.server import ApiError
 
-__all__ = ["HANDLERS", "STALE_PENDING", "readable_messages"]
+__all__ = ["HANDLERS", "HIDDEN_ROLES", "STALE_PENDING", "readable_messages"]
+
+HIDDEN_ROLES = frozenset({"tool"})
+"""Stored messages never shown to clients (tool calls and their results)."""
 
 STALE_PENDING = 600.0
 """Seconds after which a message still ``pending`` is taken as abandoned (a crash mid-reply)."""
@@ -26,23 +29,34 @@ STALE_PENDING = 600.0
 async def readable_messages(
     conversation: ConversationRecord, *, after: str | None, limit: int
 ) -> tuple[list[MessageRecord], bool]:
-    """Messages oldest first after ``after``, and whether more follow.
+    """Messages clients see, oldest first after ``after``, and whether more follow.
 
-    A message still being written (``pending``, younger than :data:`STALE_PENDING` seconds) ends
-    the page: neither it nor anything after it is returned, so a client resuming from the last id
-    it saw never skips a reply. (An older pending message was left by a crash and is shown as is.)
+    ``tool`` messages (a reply's tool calls and results) are internal and left out. A message
+    still being written (``pending``, younger than :data:`STALE_PENDING` seconds) ends the page:
+    neither it nor anything after it is returned, so a client resuming from the last id it saw
+    never skips a reply. (An older pending message was left by a crash and is shown as is.)
     """
     if after is not None:
         await owned_message(conversation, after)
-    rows = await store.list_messages(conversation.id, limit=limit + 1, after=after)
     now = datetime.now(UTC)
-    for index, message in enumerate(rows):
-        if (
-            message.status == "pending"
-            and (now - message.created_at).total_seconds() < STALE_PENDING
-        ):
-            return rows[:index], True
-    return rows[:limit], len(rows) > limit
+    shown: list[MessageRecord] = []
+    cursor = after
+    while True:
+        rows = await store.list_messages(conversation.id, limit=limit + 1, after=cursor)
+        for message in rows:
+            if message.role in HIDDEN_ROLES:
+                continue
+            if (
+                message.status == "pending"
+                and (now - message.created_at).total_seconds() < STALE_PENDING
+            ):
+                return shown, True
+            shown.append(message)
+            if len(shown) > limit:
+                return shown[:limit], True
+        if len(rows) <= limit:
+            return shown, False
+        cursor = rows[-1].id
 
 
 async def _before(caller: Caller, before: str | None) -> datetime | None:

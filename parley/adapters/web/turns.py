@@ -12,6 +12,7 @@ from parley.core.events import (
     MessageCompleted,
     MessageStarted,
     TextDelta,
+    Transcript,
     TurnCompleted,
     TurnStarted,
 )
@@ -52,6 +53,8 @@ class TurnOutcome:
     ended: bool = False
     reason: str | None = None
     error: ErrorEvent | None = None
+    transcript: str | None = None
+    """What the STT provider heard in the request's audio."""
 
     @property
     def content(self) -> str:
@@ -88,6 +91,8 @@ async def run_turn(engine: Engine, conversation_id: str, inbound: Inbound) -> Tu
             elif isinstance(event, MessageCompleted) and event.message_id in replies:
                 replies[event.message_id].text = event.text
                 replies[event.message_id].status = event.status
+            elif isinstance(event, Transcript) and event.final:
+                outcome.transcript = event.text
             elif isinstance(event, ErrorEvent):
                 outcome.error = outcome.error or event
             elif isinstance(event, TurnCompleted):
@@ -101,11 +106,14 @@ _STATUS = {
     "not_found": 404,
     "conversation_ended": 409,
     "provider_timeout": 504,
+    "stt_empty": 422,
+    "stt_unavailable": 422,
 }
 
 
 def error_status(code: str) -> int:
-    """HTTP status for an engine error code (provider failures are 502 Bad Gateway)."""
+    """HTTP status for an engine error code (provider failures, ``stt_failed`` included, are
+    502 Bad Gateway)."""
     return _STATUS.get(code, 502)
 
 

@@ -157,7 +157,15 @@ class TurnRunner:
         speech = None
         if self._wants_voice(bool(metadata.get("voice"))):
             speech = SpeechOptions(output_format=self.settings.voice_format)
-        await self._turn(current, wa_id, inbound, speech, moved)
+        progress = {"sent": False}
+        try:
+            await self._turn(current, wa_id, inbound, speech, moved, progress)
+        except asyncio.CancelledError:
+            if not progress["sent"]:
+                # Stopped (shutdown past drain_timeout) before anything reached the user: put the
+                # message back so the next start answers it; the cut reply stays `interrupted`.
+                await asyncio.shield(store.update_message(current.id, status="pending"))
+            raise
 
     def _wants_voice(self, voice_note: bool) -> bool:
         mode = self.settings.reply_voice
@@ -172,6 +180,7 @@ class TurnRunner:
         inbound: Inbound,
         speech: SpeechOptions | None,
         moved: bool,
+        progress: dict[str, bool],
     ) -> None:
         started = False
         errors: list[ErrorEvent] = []
@@ -185,7 +194,9 @@ class TurnRunner:
                     started = True
                 elif isinstance(event, MessageCompleted):
                     if event.status != "failed" and event.text.strip():
-                        if not await self._send_text(wa_id, event.message_id, event.text):
+                        if await self._send_text(wa_id, event.message_id, event.text):
+                            progress["sent"] = True
+                        else:
                             failed_text.add(event.message_id)
                 elif isinstance(event, AudioChunk):
                     audio.setdefault(event.message_id, bytearray()).extend(event.data)

@@ -88,10 +88,18 @@ async def test_failed_download_is_logged_without_the_token(tg, api, caplog):
     async with tg.running():
         tg.push(tg.voice("gone"))
         [sorry] = await api.wait_sent("sendMessage")
+        user = await store.get_or_create_user("telegram", str(CHAT))
+        conversation = await store.find_open_conversation(user.id, "telegram")
+        stored = await store.list_messages(conversation.id)
     assert sorry.params["text"].startswith("Sorry, something went wrong")
     assert "404" in caplog.text and "<token>" in caplog.text
     assert TOKEN not in caplog.text
     assert tg.stt.calls == []
+    # What the user sent stays on record, marked failed.
+    users = [m for m in stored if m.role == "user"]
+    assert [(m.status, m.metadata["telegram_kind"]) for m in users] == [("failed", "voice")]
+    assert users[0].metadata["error"]["code"] == "download_failed"
+    assert TOKEN not in users[0].metadata["error"]["message"]
 
 
 async def test_local_bot_api_server_paths_are_read_from_disk(tg, api, tmp_path):

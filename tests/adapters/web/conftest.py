@@ -55,20 +55,49 @@ async def recv_until(socket: ClientConnection, kind: str, wait: float = 5) -> li
             return frames
 
 
+async def recv_mixed(
+    socket: ClientConnection, kind: str, wait: float = 5
+) -> list[dict[str, Any] | bytes]:
+    """Text frames (decoded) and binary frames (bytes) up to and including the first ``kind``."""
+    frames: list[dict[str, Any] | bytes] = []
+    while True:
+        raw = await asyncio.wait_for(socket.recv(), wait)
+        if isinstance(raw, bytes):
+            frames.append(raw)
+            continue
+        frame = json.loads(raw)
+        frames.append(frame)
+        if frame["type"] == kind:
+            return frames
+
+
 async def send(socket: ClientConnection, kind: str, **data: Any) -> None:
     """Send a client frame ``{"type": kind, "data": data}``."""
     await socket.send(json.dumps({"type": kind, "data": data}))
 
 
 class LLMPlugin:
-    """Registers the test's scripted LLM as provider ``scripted``."""
+    """Registers the test's scripted LLM as provider ``scripted`` (and fake STT and TTS
+    providers as ``test-stt`` and ``test-tts`` when given)."""
 
-    def __init__(self, llm: Any) -> None:
+    def __init__(self, llm: Any, stt: Any = None, tts: Any = None) -> None:
         self.llm = llm
+        self.stt = stt
+        self.tts = tts
 
     @hookimpl
     def register_llm_providers(self, register: Callable[..., None]) -> None:
         register("scripted", lambda settings: self.llm)
+
+    @hookimpl
+    def register_stt_providers(self, register: Callable[..., None]) -> None:
+        if self.stt is not None:
+            register("test-stt", lambda settings: self.stt)
+
+    @hookimpl
+    def register_tts_providers(self, register: Callable[..., None]) -> None:
+        if self.tts is not None:
+            register("test-tts", lambda settings: self.tts)
 
 
 @dataclass
@@ -83,6 +112,7 @@ class Web:
     OTHER = OTHER
     recv = staticmethod(recv)
     recv_until = staticmethod(recv_until)
+    recv_mixed = staticmethod(recv_mixed)
     send = staticmethod(send)
     token = staticmethod(token)
 
@@ -90,6 +120,8 @@ class Web:
     http: httpx.AsyncClient
     runtime: Runtime
     llm: Any
+    stt: Any = None
+    tts: Any = None
 
     def device(self, device_id: str = DEVICE) -> dict[str, str]:
         """Headers of an anonymous device."""
@@ -146,7 +178,7 @@ def serve(make_settings: Callable[..., Settings], llm: ScriptedLLM) -> Callable[
     """``async with serve(extra) as web``: a real server over the test settings (``extra`` merged).
 
     ``settings`` replaces the built settings (e.g. loaded from a folder); ``provider`` replaces the
-    scripted LLM.
+    scripted LLM; ``stt`` and ``tts`` are speech providers (e.g. FakeLiveSTT, ToneTTS).
     """
 
     @asynccontextmanager
@@ -155,16 +187,25 @@ def serve(make_settings: Callable[..., Settings], llm: ScriptedLLM) -> Callable[
         *,
         settings: Settings | None = None,
         provider: Any = None,
+        stt: Any = None,
+        tts: Any = None,
     ) -> AsyncIterator[Web]:
-        settings = settings or make_settings(deep_merge(WEB_DEFAULTS, extra or {}))
+        voice: dict[str, Any] = {}
+        if stt is not None:
+            voice["stt"] = {"provider": "test-stt"}
+        if tts is not None:
+            voice["tts"] = {"provider": "test-tts"}
+        merged = deep_merge(deep_merge(WEB_DEFAULTS, voice), extra or {})
+        settings = settings or make_settings(merged)
         provider = provider or llm
-        pm = make_plugin_manager((), entry_points=False, extra=[("test-llm", LLMPlugin(provider))])
+        plugin = LLMPlugin(provider, stt, tts)
+        pm = make_plugin_manager((), entry_points=False, extra=[("test-llm", plugin)])
         runtime = Runtime(settings, pm)
         app = create_app(settings, runtime)
         async with (
             running_server(app) as base,
             httpx.AsyncClient(base_url=base, headers={"X-Device-ID": DEVICE}) as http,
         ):
-            yield Web(base, http, runtime, provider)
+            yield Web(base, http, runtime, provider, stt, tts)
 
     return start

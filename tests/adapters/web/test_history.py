@@ -159,3 +159,67 @@ async def test_another_device_gets_404_everywhere(serve):
         for path in (CONVERSATIONS, f"{url}/messages"):
             response = await web.http.get(path, headers={"X-Device-ID": ""})
             assert response.status_code == 400
+
+
+async def test_tool_messages_are_never_shown(serve):
+    async with serve() as web:
+        conversation_id = (await _chat(web, "what time is it?"))["conversation_id"]
+        stored = await store.list_messages(conversation_id)
+        reply = stored[-1]
+        # A reply's tool calls are stored as role "tool" messages; add some around a cursor.
+        for i in range(3):
+            await store.add_message(
+                conversation_id,
+                "tool",
+                f"result {i}",
+                name="clock",
+                metadata={"reply_id": reply.id},
+            )
+        await _chat(web, "thanks")
+        for i in range(2):
+            await store.add_message(conversation_id, "tool", f"late {i}", name="clock")
+        url = f"{CONVERSATIONS}/{conversation_id}/messages"
+        shown = (await web.http.get(url)).json()
+        roles = [m["role"] for m in shown["messages"]]
+        assert roles == ["assistant", "user", "assistant", "user", "assistant"]
+        assert shown["messages"][0]["content"] == "Hi there!" and shown["has_more"] is False
+        # Paging one by one skips them too, without losing a message.
+        seen, after = [], None
+        while True:
+            params = {"limit": 1, **({"after": after} if after else {})}
+            page = (await web.http.get(url, params=params)).json()
+            seen += [m["id"] for m in page["messages"]]
+            if not page["has_more"]:
+                break
+            after = page["messages"][-1]["id"]
+        assert seen == [m["id"] for m in shown["messages"]]
+        # The socket's resume shows the same.
+        async with web.ws() as socket:
+            await web.recv(socket)  # conversation_started (resumed)
+            await web.send(socket, "resume", conversation_id=conversation_id)
+            history = await web.recv(socket)
+        assert history["type"] == "history"
+        assert [m["id"] for m in history["messages"]] == seen
+
+
+async def test_the_caller_erases_only_its_own_memory(serve):
+    async with serve() as web:
+        mine = (await _chat(web, "hi"))["conversation_id"]
+        theirs = (await _chat(web, "hi", headers=web.device(web.OTHER)))["conversation_id"]
+        me = (await store.get_conversation(mine)).user_id
+        other = (await store.get_conversation(theirs)).user_id
+        await store.set_user_memory(me, "Likes tea.")
+        await store.set_user_memory(other, "Likes coffee.")
+        route = "/api/v1/users/me/memory"
+        response = await web.http.delete(route, headers=web.device(web.OTHER))
+        assert (response.status_code, response.json()) == (200, {"erased": True})
+        assert (await store.get_user(me)).memory == "Likes tea."
+        assert (await store.get_user(other)).memory is None
+        response = await web.http.delete(route)
+        assert response.status_code == 200
+        assert (await store.get_user(me)).memory is None
+        # Identified like every route; the memory plugin's admin route is still there.
+        anonymous = await web.http.delete(route, headers={"X-Device-ID": ""})
+        assert anonymous.status_code == 400
+        admin = await web.http.delete(f"/api/v1/users/{me}/memory")
+        assert admin.status_code == 403  # memory.erase_token is not set

@@ -296,9 +296,18 @@ BAD_FRAMES = [
     ('{"type": "resume", "data": {}}', "invalid_frame"),
     ('{"type": "resume", "data": {"conversation_id": "nope"}}', "not_found"),
     ('{"type": "new_conversation", "data": {"template_id": 3}}', "invalid_frame"),
-    ('{"type": "start_listening", "data": {"format": "pcm16"}}', "not_supported"),
-    ('{"type": "stop_listening"}', "not_supported"),
-    ('{"type": "audio_settings", "data": {"enabled": true}}', "not_supported"),
+    # Voice frames on a server without STT and TTS providers.
+    ('{"type": "start_listening", "data": {"format": "pcm16"}}', "stt_unavailable"),
+    ('{"type": "start_listening", "data": {"format": "mp3"}}', "invalid_frame"),
+    ('{"type": "start_listening", "data": {"sample_rate": "16k"}}', "invalid_frame"),
+    ('{"type": "start_listening", "data": {"sample_rate": 100}}', "invalid_frame"),
+    ('{"type": "stop_listening"}', "not_listening"),
+    ('{"type": "audio_settings", "data": {}}', "invalid_frame"),
+    (
+        '{"type": "audio_settings", "data": {"enabled": true, "output_format": "wav"}}',
+        "invalid_audio_settings",
+    ),
+    ('{"type": "audio_settings", "data": {"enabled": true}}', "tts_unavailable"),
 ]
 
 

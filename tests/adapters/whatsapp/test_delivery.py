@@ -176,3 +176,30 @@ async def test_network_errors_are_retried(logs):
     assert failure.value.status is None and "network error" in failure.value.message
     assert len(logs.matching("retry")) == 2
     assert "secret-token-value" not in logs.text
+
+
+async def test_turn_cut_by_shutdown_is_answered_after_restart(serve, meta, graph, providers):
+    # The first run stops while the LLM is still writing: nothing reached the user.
+    providers.llm.gate = asyncio.Event()
+    providers.llm.push("never sent")
+    payload = meta.text_delivery("wamid.RS2", "hello?")
+    async with serve(NO_GREETING, drain_timeout=0.1) as served:
+        assert (await served.deliver(payload)).json()["stored"] == 1
+        for _ in range(500):
+            if providers.llm.requests:
+                break
+            await asyncio.sleep(0.01)
+        assert providers.llm.requests
+    assert graph.of("text") == []
+    providers.llm.gate.set()
+    providers.llm.push("Hello again.")
+    async with serve(NO_GREETING) as served:  # same database
+        await served.idle()
+        assert graph.texts() == ["Hello again."]
+        messages = await _messages(meta.ANN)
+        assert [(m.role, m.status) for m in messages] == [
+            ("assistant", "interrupted"),
+            ("user", "complete"),
+            ("assistant", "complete"),
+        ]
+        assert await store.pending_messages("whatsapp") == []

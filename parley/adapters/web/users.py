@@ -1,0 +1,24 @@
+"""The caller's own data: ``DELETE /api/v1/users/me/memory`` forgets what the agent remembers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import delete
+from litestar.di import NamedDependency
+
+from parley.adapters.web.identity import Caller
+
+__all__ = ["HANDLERS", "erase_my_memory"]
+
+
+@delete("/api/v1/users/me/memory", status_code=200, summary="Erase my memory")
+async def erase_my_memory(caller: NamedDependency[Caller]) -> dict[str, Any]:
+    """Forget what the agent remembers about the caller (the ``memory`` plugin's summary)."""
+    from parley.plugins.memory import erase_memory
+
+    await erase_memory(caller.user_id)
+    return {"erased": True}
+
+
+HANDLERS = [erase_my_memory]

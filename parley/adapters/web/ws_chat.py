@@ -1,0 +1,235 @@
+"""The socket's conversation: text-chat frames, the jobs they queue, and which conversation is current.
+
+:class:`ChatFrames` is the part of :class:`~parley.adapters.web.ws.WebSession` that speaks the
+web issue's protocol: ``user_message``, ``new_conversation``, ``resume``, ``model_settings``,
+``refresh_characters``, and the ``conversation_started`` announcement with its greeting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from parley.adapters.web.access import check_language, check_text, owned_conversation
+from parley.adapters.web.frames import FrameError, merge_model_settings, optional_str, required_str
+from parley.adapters.web.history import readable_messages
+from parley.adapters.web.identity import CHANNEL, Caller
+from parley.adapters.web.shapes import characters, message_json
+from parley.core import store
+from parley.core.config import SettingsError
+from parley.core.engine import Engine, Opened
+from parley.core.events import Event
+from parley.core.inbound import Inbound
+from parley.core.speech import SpeechOptions
+from parley.core.store.records import ConversationRecord
+
+if TYPE_CHECKING:
+    from parley.adapters.web.adapter import WebAdapter
+    from parley.adapters.web.nudges import Nudges
+    from parley.adapters.web.outbox import Outbox
+
+__all__ = ["HISTORY_LIMIT", "MAX_QUEUED", "ChatFrames", "Job"]
+
+Job = Callable[[], Awaitable[None]]
+
+MAX_QUEUED = 32
+"""User messages waiting behind the current reply; more get a ``queue_full`` error frame."""
+
+HISTORY_LIMIT = 500
+"""Messages per ``history`` frame (``has_more`` tells when a client should page over HTTP)."""
+
+
+class ChatFrames:
+    """Conversation frames and jobs of a socket (mixed into ``WebSession``)."""
+
+    web: WebAdapter
+    outbox: Outbox
+    caller: Caller | None
+    conversation: ConversationRecord | None
+    conversation_open: bool
+    model_overrides: dict[str, Any]
+    jobs: asyncio.Queue[tuple[Job, bool]]
+    nudges: Nudges
+
+    @property
+    def engine(self) -> Engine:
+        """The runtime's engine."""
+        return self.web.engine
+
+    @property
+    def user_id(self) -> str:
+        """The identified caller's user id."""
+        return self.caller.user_id if self.caller else ""
+
+    if TYPE_CHECKING:  # provided by WebSession
+
+        def speech(self) -> SpeechOptions | None: ...
+
+        async def barge_in(self) -> None: ...
+
+        async def stream(
+            self, events: AsyncIterator[Event], conversation_id: str, *, spoken: bool = False
+        ) -> None: ...
+
+    # -- frames ----------------------------------------------------------------------------------
+
+    async def queue_message(self, text: str, metadata: dict[str, Any] | None = None) -> None:
+        """Queue a turn for ``text``: answered after the replies before it, or, when barge-in
+        applies, right after the reply in flight is cut short. FrameError when over the rate
+        limit or when the queue is full."""
+        if not self.web.limiter.allow(self.caller.external_id if self.caller else ""):
+            raise FrameError("rate_limited", "too many messages; wait a moment")
+        if self.jobs.qsize() >= MAX_QUEUED:
+            raise FrameError("queue_full", "too many messages waiting for an answer")
+        self.nudges.touch()
+        await self.barge_in()
+        self.jobs.put_nowait((partial(self.turn, text, metadata), True))
+
+    async def on_user_message(self, data: dict[str, Any]) -> None:
+        """Queue a turn."""
+        text = check_text(required_str(data, "text"), self.web.settings, name="data.text")
+        await self.queue_message(text)
+
+    async def on_new_conversation(self, data: dict[str, Any]) -> None:
+        """Queue the start of a new conversation (the open one ends, reason new_conversation)."""
+        template_id = optional_str(data, "template_id")
+        language = check_language(optional_str(data, "language"))
+        self.engine.template(template_id)  # unknown_template now, not after the queue
+        self.jobs.put_nowait((partial(self.new_conversation, template_id, language), False))
+
+    async def on_resume(self, data: dict[str, Any]) -> None:
+        """Send the history at once; switch to the conversation in order with queued messages."""
+        conversation_id = required_str(data, "conversation_id")
+        after = optional_str(data, "after_message_id")
+        assert self.caller is not None
+        conversation = await owned_conversation(self.caller, conversation_id)
+        messages, has_more = await readable_messages(conversation, after=after, limit=HISTORY_LIMIT)
+        await self.outbox.send(
+            {
+                "type": "history",
+                "conversation_id": conversation.id,
+                "messages": [message_json(m) for m in messages],
+                "has_more": has_more,
+                "status": conversation.status,
+                "template_id": conversation.template_id,
+                "characters": characters(self.engine, conversation.template_id),
+            }
+        )
+        self.jobs.put_nowait((partial(self.switch_to, conversation.id), False))
+
+    async def on_model_settings(self, data: dict[str, Any]) -> None:
+        """Validate and store sampling overrides on the conversation (used from the next reply)."""
+        self.model_overrides = merge_model_settings(self.model_overrides, data)
+        if self.conversation is not None:
+            await self.store_overrides(self.conversation.id)
+        await self.outbox.send(
+            {"type": "model_settings_updated", "model_settings": self.model_overrides}
+        )
+
+    async def on_refresh_characters(self, data: dict[str, Any]) -> None:
+        """Reload personas and templates from the settings folder; send the characters."""
+        try:
+            self.web.runtime.reload_settings()
+        except SettingsError as exc:
+            raise FrameError("reload_failed", str(exc)) from None
+        template_id = self.conversation.template_id if self.conversation else None
+        await self.outbox.send(
+            {
+                "type": "characters",
+                "characters": characters(self.engine, template_id) if template_id else [],
+                "template_id": template_id,
+            }
+        )
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    async def turn(self, text: str, metadata: dict[str, Any] | None = None) -> None:
+        """Answer one user message (typed, or a finished spoken utterance with its metadata)."""
+        conversation = await self.current_conversation()
+        if metadata is not None and "audio" in metadata:
+            await self.engine.hooks.call("transcribed", conversation=conversation, text=text)
+        inbound = Inbound(text=text, metadata=dict(metadata or {}))
+        speech = self.speech()
+        events = self.engine.turn(conversation.id, inbound, speech=speech)
+        await self.stream(events, conversation.id, spoken=speech is not None)
+
+    async def new_conversation(self, template_id: str | None, language: str | None) -> None:
+        """End the socket's open conversation and start another."""
+        current = await self.refreshed()
+        if current is not None and current.is_open and current.channel == CHANNEL:
+            await self.engine.end(current.id, "new_conversation", farewell=False)
+        opened = await self.engine.open(
+            self.user_id, CHANNEL, template_id=template_id, language=language
+        )
+        await self.announce(opened, carry_overrides=True)
+
+    async def switch_to(self, conversation_id: str) -> None:
+        """Make the resumed conversation the socket's conversation."""
+        assert self.caller is not None
+        self.use(await owned_conversation(self.caller, conversation_id))
+
+    # -- conversation ----------------------------------------------------------------------------
+
+    def use(self, conversation: ConversationRecord) -> None:
+        """Make ``conversation`` current, with its stored model settings."""
+        self.conversation = conversation
+        self.conversation_open = conversation.is_open
+        self.model_overrides = dict(conversation.state.get("model_settings") or {})
+        self.nudges.reset()
+
+    async def refreshed(self) -> ConversationRecord | None:
+        """The current conversation as stored now (None when there is none or it was erased)."""
+        if self.conversation is None:
+            return None
+        return await store.get_conversation(self.conversation.id)
+
+    async def current_conversation(self) -> ConversationRecord:
+        """The current conversation if still open; otherwise the device's open one or a new one."""
+        current = await self.refreshed()
+        if current is not None and current.is_open and not self.engine.is_expired(current):
+            self.conversation = current
+            return current
+        template_id = language = None
+        if current is not None:
+            language = current.language
+            if current.template_id in self.engine.settings.templates:
+                template_id = current.template_id
+        opened = await self.engine.resume_or_open(
+            self.user_id, CHANNEL, template_id=template_id, language=language
+        )
+        await self.announce(opened, carry_overrides=not opened.resumed)
+        return opened.conversation
+
+    async def announce(self, opened: Opened, *, carry_overrides: bool = False) -> None:
+        """Make the opened conversation current; send ``conversation_started`` and the greeting
+        (spoken when audio replies are on)."""
+        overrides = self.model_overrides
+        self.use(opened.conversation)
+        if carry_overrides and overrides:
+            self.model_overrides = overrides
+            await self.store_overrides(opened.conversation.id)
+        conversation = opened.conversation
+        await self.outbox.send(
+            {
+                "type": "conversation_started",
+                "conversation_id": conversation.id,
+                "template_id": conversation.template_id,
+                "characters": characters(self.engine, conversation.template_id),
+                "language": conversation.language,
+                "resumed": opened.resumed,
+            }
+        )
+        if opened.greeting is not None:
+            speech = self.speech()
+            events = self.engine.replay(opened.greeting, speech=speech)
+            await self.stream(events, conversation.id, spoken=speech is not None)
+
+    async def store_overrides(self, conversation_id: str) -> None:
+        """Write the socket's model settings into the conversation's state."""
+        conversation = await store.get_conversation(conversation_id)
+        if conversation is None:
+            return
+        state = {**conversation.state, "model_settings": dict(self.model_overrides)}
+        self.conversation = await store.update_conversation(conversation_id, state=state)

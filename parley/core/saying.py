@@ -1,0 +1,83 @@
+"""Fixed things the assistant says outside a turn (a nudge, the timeout prompt, a replayed
+greeting), as the same events a streamed reply produces, spoken when asked.
+
+:meth:`Engine.say <parley.core.engine.Engine.say>` and :meth:`Engine.replay
+<parley.core.engine.Engine.replay>` are the entry points; adapters never call this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING
+
+from parley.core import store
+from parley.core.events import ConversationEnded, Event, MessageCompleted, MessageStarted, TextDelta
+from parley.core.responders import speaker
+from parley.core.speech import SpeechOptions, speak
+from parley.core.store.records import MessageRecord
+
+if TYPE_CHECKING:
+    from parley.core.engine import Engine
+
+__all__ = ["replay", "say"]
+
+
+async def _stored(message: MessageRecord) -> AsyncIterator[Event]:
+    yield MessageStarted(message.id, message.character_id, message.name)
+    yield TextDelta(message.id, message.content, message.character_id)
+    yield MessageCompleted(
+        message.id, message.content, message.status, message.character_id, message.name
+    )
+
+
+def replay(
+    engine: Engine, message: MessageRecord, *, speech: SpeechOptions | None = None
+) -> AsyncIterator[Event]:
+    """A stored message as MessageStarted, TextDelta, MessageCompleted; with ``speech`` (and a TTS
+    provider) also spoken in its persona's voice (Sentence, AudioChunk, AudioCompleted)."""
+    events = _stored(message)
+    if speech is None or engine.tts is None:
+        return events
+    persona = engine.settings.personas.get(message.character_id or "")
+    return speak(events, tts=engine.tts, voice=persona.voice if persona else None, options=speech)
+
+
+async def say(
+    engine: Engine,
+    conversation_id: str,
+    text: str | None,
+    *,
+    speech: SpeechOptions | None = None,
+    end_reason: str | None = None,
+) -> AsyncIterator[Event]:
+    """Store ``text`` as a message of the conversation's speaker and yield it (see :func:`replay`);
+    then, with ``end_reason``, end the conversation (no end prompt) and yield ConversationEnded.
+
+    Runs under the conversation's lock, after any running turn. Yields nothing when the
+    conversation does not exist, is no longer open, or has expired.
+    """
+    async with engine.locks.hold(conversation_id):
+        conversation = await store.get_conversation(conversation_id)
+        if conversation is None or not conversation.is_open or engine.is_expired(conversation):
+            return
+        if text:
+            persona = speaker(
+                engine.settings, conversation, engine.template(conversation.template_id)
+            )
+            message = await store.add_message(
+                conversation.id,
+                "assistant",
+                text,
+                name=persona.name,
+                character_id=persona.id,
+                lang=conversation.language,
+                channel=conversation.channel,
+            )
+            async with aclosing(replay(engine, message, speech=speech)) as events:
+                async for event in events:
+                    yield event
+        if end_reason:
+            ended = await store.end_conversation(conversation.id, end_reason)
+            await engine.hooks.call("conversation_ended", conversation=ended, reason=end_reason)
+            yield ConversationEnded(conversation.id, end_reason)
