@@ -1,0 +1,90 @@
+"""Voice in the browser: Chromium's fake microphone -> transcript -> reply audio played in order."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from parley.core.providers import LiveTranscript, SpeechStarted
+
+from .conftest import HEARD, artifact
+from .test_browser import LOG, WIDGET, open_demo, pieces
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_fake_microphone_gives_a_transcript_and_a_spoken_reply(page, fakes):
+    reply = "Here is a spoken answer. It has a second sentence, spoken after the first."
+    fakes.llm.push(pieces(reply, 0.02))
+    await open_demo(page)
+    await page.get_by_role("button", name="Start voice input").click()
+    mic = page.get_by_role("button", name="Stop voice input")
+    await expect(mic).to_have_attribute("aria-pressed", "true")
+
+    await expect(page.locator(LOG)).to_contain_text(HEARD, timeout=15_000)
+    await expect(page.locator(LOG)).to_contain_text(reply)
+    await page.wait_for_function("Parley.__test.playedChunks >= 5", timeout=15_000)
+    await page.screenshot(path=artifact("widget-voice.png"))
+    await mic.click()
+    await expect(page.get_by_role("button", name="Start voice input")).to_have_attribute(
+        "aria-pressed", "false"
+    )
+
+    stats = await page.evaluate("Parley.__test.stats")
+    assert stats["sentAudioFrames"] > 0  # PCM16 from the AudioWorklet went out
+    assert "transcription_finished" in stats["frames"]
+    assert "audio_complete" in stats["frames"]
+    played = [tuple(p) for p in stats["played"]]
+    reply_id = played[0][0]
+    assert [p for p in played if p[0] == reply_id] == sorted(p for p in played if p[0] == reply_id)
+    assert {p[1] for p in played} >= {0, 1}  # both sentences were spoken
+    messages = await page.evaluate("Parley.__test.messages()")
+    assert [m["text"] for m in messages if m["role"] == "user"] == [HEARD]
+
+
+async def test_stop_button_silences_the_reply(page, fakes):
+    words = " ".join(f"word{i}" for i in range(60))
+    fakes.llm.push(pieces(f"A long spoken reply. {words}.", 0.01))
+    await open_demo(page)
+    await page.get_by_role("button", name="Start voice input").click()
+    await expect(page.locator(LOG)).to_contain_text(HEARD, timeout=15_000)
+    await page.get_by_role("button", name="Stop voice input").click()
+
+    await page.wait_for_function("Parley.__test.playedChunks >= 2", timeout=15_000)
+    stop = page.locator(f"{WIDGET} .stop")
+    await expect(stop).to_be_visible()
+    await stop.click()
+    await expect(stop).to_be_hidden()
+    stats = await page.evaluate("Parley.__test.stats")
+    assert stats["stoppedChunks"] > 0
+    played = stats["playedChunks"]
+    await page.wait_for_timeout(600)
+    assert await page.evaluate("Parley.__test.playedChunks") == played  # nothing more plays
+
+
+async def test_speaking_over_a_reply_interrupts_it(page, fakes):
+    sentences = " ".join(f"Sentence {i} is spoken here." for i in range(12))
+    fakes.llm.push(pieces(f"A slow spoken reply. {sentences}", 0.1))
+    await open_demo(page)
+    await page.get_by_role("button", name="Start voice input").click()
+    await expect(page.locator(LOG)).to_contain_text(HEARD, timeout=15_000)
+    await page.wait_for_function("Parley.__test.playedChunks >= 2", timeout=15_000)
+
+    # The visitor talks over the reply while it is still being written and spoken.
+    fakes.llm.push("Yes, go ahead.")
+    live = fakes.stt.sessions[-1]
+    live.push(SpeechStarted(), LiveTranscript("wait", is_final=False))
+    cut = page.locator(f"{LOG} .msg.assistant[data-status=interrupted]")
+    await expect(cut).to_have_count(1)
+    await expect(cut.locator(".meta")).to_have_text("(interrupted)")
+    await expect(page.locator(f"{WIDGET} .stop")).to_be_hidden()
+    played = await page.evaluate("Parley.__test.playedChunks")
+    await page.wait_for_timeout(400)
+    assert await page.evaluate("Parley.__test.playedChunks") == played  # silent at once
+
+    live.push(LiveTranscript("wait a moment", is_final=True, speech_final=True))
+    await expect(page.locator(LOG)).to_contain_text("Yes, go ahead.")
+    texts = await page.locator(f"{LOG} .msg:visible .bubble").all_inner_texts()
+    assert texts[1] == HEARD and texts[3:] == ["wait a moment", "Yes, go ahead."]
+    assert "Sentence 11" not in texts[2]  # cut short
+    await page.get_by_role("button", name="Stop voice input").click()
