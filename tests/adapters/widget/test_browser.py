@@ -188,6 +188,37 @@ async def test_several_characters_answer_with_their_names(page, fakes):
     await page.screenshot(path=artifact("widget-characters.png"))
 
 
+async def test_an_ended_conversation_offers_a_new_one(page, fakes):
+    await open_demo(page)
+    first = await conversation_id(page)
+    await send(page, "goodbye")  # a termination phrase of the language pack
+    log = page.locator(LOG)
+    await expect(log).to_contain_text("Take care!")
+    await expect(log.locator(".note")).to_contain_text("This conversation has ended.")
+    await page.get_by_role("button", name="Start a new conversation").click()
+    await expect(log.locator(".note").last).to_have_text("A new conversation has started.")
+    await expect(log.locator(".msg.assistant .bubble").last).to_have_text(GREETING)
+    assert await conversation_id(page) != first
+
+    fakes.llm.push("Fresh start.")
+    await send(page, "hello again")
+    await expect(log).to_contain_text("Fresh start.")
+    second = await conversation_id(page)
+    stored = await store.list_messages(second, limit=10)
+    assert [m.content for m in stored] == [GREETING, "hello again", "Fresh start."]
+
+    # Typing after the end starts the next conversation too, and the message goes there.
+    await send(page, "bye")
+    await expect(log.locator(".note").last).to_contain_text("This conversation has ended.")
+    fakes.llm.push("Third time.")
+    await send(page, "one more thing")
+    await expect(log).to_contain_text("Third time.")
+    third = await conversation_id(page)
+    assert third not in (first, second)
+    stored = await store.list_messages(third, limit=10)
+    assert [m.content for m in stored] == [GREETING, "one more thing", "Third time."]
+
+
 async def test_errors_are_told_in_plain_words(page, fakes):
     fakes.llm.push(Step(error=ProviderError("upstream 500 from the model")))
     await open_demo(page)

@@ -1100,6 +1100,10 @@ form .icon-button[hidden] { display: none; }
       }
     }
 
+    on_conversation_ended() {
+      this.ended = true; // the turn_complete that follows shows it and offers a new one
+    }
+
     on_interrupted(f) {
       const id = normId(f.message_id);
       this.player.cancel(id);
