@@ -27,6 +27,7 @@ __all__ = [
     "SettingsError",
     "Template",
     "ToolsSettings",
+    "check_range",
     "parse_section",
 ]
 
@@ -37,7 +38,8 @@ class SettingsError(Exception):
     """A setting is missing or has the wrong type or value. The message names the key."""
 
 
-def _check_range(name: str, value: float | None, low: float, high: float) -> None:
+def check_range(name: str, value: float | None, low: float, high: float) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is None or within [low, high]."""
     if value is not None and not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {value}")
 
@@ -66,14 +68,14 @@ class ModelSettings:
     """0 to 2; sent through ``extra_body``."""
 
     def __post_init__(self) -> None:
-        _check_range("temperature", self.temperature, 0, 2)
-        _check_range("top_p", self.top_p, 0, 1)
-        _check_range("min_p", self.min_p, 0, 1)
-        _check_range("presence_penalty", self.presence_penalty, -2, 2)
-        _check_range("frequency_penalty", self.frequency_penalty, -2, 2)
-        _check_range("repetition_penalty", self.repetition_penalty, 0, 2)
-        _check_range("max_tokens", self.max_tokens, 1, 1_000_000)
-        _check_range("top_k", self.top_k, 0, 1000)
+        check_range("temperature", self.temperature, 0, 2)
+        check_range("top_p", self.top_p, 0, 1)
+        check_range("min_p", self.min_p, 0, 1)
+        check_range("presence_penalty", self.presence_penalty, -2, 2)
+        check_range("frequency_penalty", self.frequency_penalty, -2, 2)
+        check_range("repetition_penalty", self.repetition_penalty, 0, 2)
+        check_range("max_tokens", self.max_tokens, 1, 1_000_000)
+        check_range("top_k", self.top_k, 0, 1000)
 
     def merged(self, *overrides: ModelSettings | None) -> ModelSettings:
         """A copy where each later override's set (non-None) values win."""
@@ -104,7 +106,7 @@ class ServerSettings:
     """TCP port."""
 
     def __post_init__(self) -> None:
-        _check_range("port", self.port, 1, 65535)
+        check_range("port", self.port, 1, 65535)
 
 
 @dataclass(slots=True)
@@ -145,11 +147,11 @@ class LLMSettings:
     def __post_init__(self) -> None:
         if not self.base_url:
             self.base_url = None
-        _check_range("temperature", self.temperature, 0, 2)
-        _check_range("max_tokens", self.max_tokens, 1, 1_000_000)
-        _check_range("timeout", self.timeout, 0.1, 3600)
-        _check_range("max_retries", self.max_retries, 0, 20)
-        _check_range("max_tool_steps", self.max_tool_steps, 0, 100)
+        check_range("temperature", self.temperature, 0, 2)
+        check_range("max_tokens", self.max_tokens, 1, 1_000_000)
+        check_range("timeout", self.timeout, 0.1, 3600)
+        check_range("max_retries", self.max_retries, 0, 20)
+        check_range("max_tool_steps", self.max_tool_steps, 0, 100)
 
     def resolved_api_key(self) -> str:
         """``api_key``, or the ``OPENAI_API_KEY`` environment variable."""
@@ -178,9 +180,9 @@ class ConversationSettings:
     """Default language code."""
 
     def __post_init__(self) -> None:
-        _check_range("history_window", self.history_window, 0, 10_000)
-        _check_range("max_turns", self.max_turns, 0, 1_000_000)
-        _check_range("session_ttl", self.session_ttl, 1, 10**9)
+        check_range("history_window", self.history_window, 0, 10_000)
+        check_range("max_turns", self.max_turns, 0, 1_000_000)
+        check_range("session_ttl", self.session_ttl, 1, 10**9)
 
 
 @dataclass(slots=True)
@@ -197,7 +199,7 @@ class RedisSettings:
             raise ValueError(
                 f"url must start with redis://, rediss:// or unix://, got {self.url!r}"
             )
-        _check_range("lock_ttl", self.lock_ttl, 1, 3600)
+        check_range("lock_ttl", self.lock_ttl, 1, 3600)
 
 
 @dataclass(slots=True)
@@ -216,7 +218,7 @@ class ToolsSettings:
     """Seconds a tool call may take before it is cancelled and an error result goes to the model."""
 
     def __post_init__(self) -> None:
-        _check_range("timeout", self.timeout, 0.001, 3600)
+        check_range("timeout", self.timeout, 0.001, 3600)
 
 
 ROUTING_MODES = ("keyword", "llm")
@@ -236,7 +238,7 @@ class RoutingSettings:
     def __post_init__(self) -> None:
         if self.mode not in ROUTING_MODES:
             raise ValueError(f"mode must be one of {', '.join(ROUTING_MODES)}, got {self.mode!r}")
-        _check_range("lock_ttl", self.lock_ttl, 0, 10**9)
+        check_range("lock_ttl", self.lock_ttl, 0, 10**9)
 
 
 @dataclass(slots=True)
@@ -307,10 +309,10 @@ class Template:
     def __post_init__(self) -> None:
         if not self.personas:
             raise ValueError("personas must list at least one persona id")
-        _check_range("max_turns", self.max_turns, 0, 1_000_000)
-        _check_range("history_window", self.history_window, 0, 10_000)
-        _check_range("nudge_after", self.nudge_after, 0.1, 86400)
-        _check_range("timeout_after", self.timeout_after, 0.1, 86400)
+        check_range("max_turns", self.max_turns, 0, 1_000_000)
+        check_range("history_window", self.history_window, 0, 10_000)
+        check_range("nudge_after", self.nudge_after, 0.1, 86400)
+        check_range("timeout_after", self.timeout_after, 0.1, 86400)
 
 
 @dataclass(slots=True)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parley.core.config import check_range
+
 __all__ = ["REPLY_VOICE_MODES", "WhatsAppSettings"]
 
 REPLY_VOICE_MODES = ("auto", "always", "never")
 
 _REQUIRED_WHEN_ENABLED = ("verify_token", "app_secret", "access_token", "phone_number_id")
-
-
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
 
 
 @dataclass(slots=True)
@@ -62,12 +59,12 @@ class WhatsAppSettings:
         self.graph_base = self.graph_base.rstrip("/")
         if not self.voice_format.startswith("pcm_"):
             raise ValueError(f"voice_format must be a pcm_<rate> format, got {self.voice_format!r}")
-        _check_range("timeout", self.timeout, 0.1, 600)
-        _check_range("max_retries", self.max_retries, 0, 10)
-        _check_range("retry_backoff", self.retry_backoff, 0, 60)
-        _check_range("max_body_bytes", self.max_body_bytes, 1024, 64 * 1024 * 1024)
-        _check_range("max_media_bytes", self.max_media_bytes, 1024, 100 * 1024 * 1024)
-        _check_range("drain_timeout", self.drain_timeout, 0, 600)
+        check_range("timeout", self.timeout, 0.1, 600)
+        check_range("max_retries", self.max_retries, 0, 10)
+        check_range("retry_backoff", self.retry_backoff, 0, 60)
+        check_range("max_body_bytes", self.max_body_bytes, 1024, 64 * 1024 * 1024)
+        check_range("max_media_bytes", self.max_media_bytes, 1024, 100 * 1024 * 1024)
+        check_range("drain_timeout", self.drain_timeout, 0, 600)
         if self.enabled:
             for key in _REQUIRED_WHEN_ENABLED:
                 if not getattr(self, key):

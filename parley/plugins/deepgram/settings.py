@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from parley.core.config import check_range
+
 __all__ = ["DeepgramSettings"]
-
-
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
 
 
 @dataclass(slots=True)
@@ -49,11 +46,11 @@ class DeepgramSettings:
             raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
         if not self.model:
             raise ValueError("model must not be empty")
-        _check_range("timeout", self.timeout, 0.1, 3600)
-        _check_range("max_retries", self.max_retries, 0, 20)
-        _check_range("endpointing", self.endpointing, 0, 60_000)
-        _check_range("utterance_end_ms", self.utterance_end_ms, 1000, 60_000)
-        _check_range("keepalive_interval", self.keepalive_interval, 0.01, 9)
+        check_range("timeout", self.timeout, 0.1, 3600)
+        check_range("max_retries", self.max_retries, 0, 20)
+        check_range("endpointing", self.endpointing, 0, 60_000)
+        check_range("utterance_end_ms", self.utterance_end_ms, 1000, 60_000)
+        check_range("keepalive_interval", self.keepalive_interval, 0.01, 9)
 
     def resolved_api_key(self) -> str:
         """``api_key``, or the ``DEEPGRAM_API_KEY`` environment variable."""

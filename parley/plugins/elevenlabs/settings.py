@@ -6,6 +6,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from parley.core.config import check_range
+
 __all__ = ["OUTPUT_FORMAT", "ElevenLabsSettings"]
 
 OUTPUT_FORMAT = re.compile(
@@ -13,11 +15,6 @@ OUTPUT_FORMAT = re.compile(
     r"|ulaw_8000|alaw_8000|opus_48000_(32|64|96|128|192))$"
 )
 """The streaming endpoint's ``output_format`` values."""
-
-
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
 
 
 @dataclass(slots=True)
@@ -54,8 +51,8 @@ class ElevenLabsSettings:
                 "output_format must be an ElevenLabs format such as mp3_44100_128, pcm_16000 "
                 f"or opus_48000_64, got {self.output_format!r}"
             )
-        _check_range("timeout", self.timeout, 0.1, 3600)
-        _check_range("max_retries", self.max_retries, 0, 20)
+        check_range("timeout", self.timeout, 0.1, 3600)
+        check_range("max_retries", self.max_retries, 0, 20)
 
     def resolved_api_key(self) -> str:
         """``api_key``, or the ``ELEVENLABS_API_KEY`` environment variable."""
