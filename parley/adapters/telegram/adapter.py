@@ -14,6 +14,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiogram import Dispatcher
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["SECRET_HEADER", "WEBHOOK_PATH", "TelegramAdapter"]
 
 WEBHOOK_PATH = "/webhooks/telegram"
+DEDUP_DAYS = 30
+"""Days a handled update is remembered (Telegram re-delivers for a day at most)."""
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message"]
 
@@ -66,6 +69,11 @@ class TelegramAdapter:
     async def start(self) -> None:
         """Build the handlers on the engine, then poll or register the webhook (in the background)."""
         self.token_filter.install()
+        # Telegram re-delivers an update for a day at most: keys older than this are dead weight.
+        cutoff = datetime.now(UTC) - timedelta(days=DEDUP_DAYS)
+        pruned = await store.prune_inbound("telegram", cutoff)
+        if pruned:
+            log.info("forgot %d Telegram delivery keys older than %d days", pruned, DEDUP_DAYS)
         self.handlers = Handlers(self.runtime.engine, self.settings, self.replier)
         self.dispatcher.include_router(self.handlers.router())
         if self.settings.reply_voice != "never" and self.runtime.engine.tts is None:

@@ -25,6 +25,7 @@ from parley.core.store.messages import (
     get_message,
     list_messages,
     pending_messages,
+    prune_inbound,
     recent_messages,
     update_message,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "migrate",
     "pending_messages",
     "ping",
+    "prune_inbound",
     "recent_messages",
     "set_user_memory",
     "start_conversation",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -32,6 +33,7 @@ __all__ = [
     "get_message",
     "list_messages",
     "pending_messages",
+    "prune_inbound",
     "recent_messages",
     "update_message",
 ]
@@ -198,3 +200,8 @@ async def claim_inbound(channel: str, key: str) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+async def prune_inbound(channel: str, older_than: datetime) -> int:
+    """Forget delivery keys of ``channel`` recorded before ``older_than``; return how many."""
+    return await InboundKey.filter(channel=channel, created_at__lt=older_than).delete()

@@ -173,3 +173,16 @@ async def test_claim_inbound(db: str) -> None:
 async def test_claim_inbound_is_race_safe(db: str) -> None:
     results = await asyncio.gather(*(store.claim_inbound("telegram", "race") for _ in range(10)))
     assert results.count(True) == 1
+
+
+async def test_prune_inbound_forgets_old_keys_only(db: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    assert await store.claim_inbound("telegram", "old")
+    assert await store.claim_inbound("whatsapp", "other-channel")
+    cutoff = datetime.now(UTC) + timedelta(seconds=1)  # everything so far counts as old
+    assert await store.claim_inbound("telegram", "kept")
+    assert await store.prune_inbound("telegram", datetime.now(UTC) - timedelta(days=1)) == 0
+    assert await store.prune_inbound("telegram", cutoff) == 2
+    assert await store.claim_inbound("telegram", "old")  # forgotten: claimable again
+    assert not await store.claim_inbound("whatsapp", "other-channel")  # other channels untouched
