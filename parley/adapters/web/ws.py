@@ -23,12 +23,20 @@ from litestar.exceptions import WebSocketDisconnect
 
 from parley.adapters.web.access import check_language
 from parley.adapters.web.adapter import WebAdapter
-from parley.adapters.web.frames import FrameError, audio_frame, error_frame, parse_frame, render
+from parley.adapters.web.frames import (
+    FrameError,
+    audio_frame,
+    error_frame,
+    optional_str,
+    parse_frame,
+    render,
+)
 from parley.adapters.web.identity import CHANNEL, Caller, IdentityError, bearer_token, identify
 from parley.adapters.web.nudges import Nudges
 from parley.adapters.web.outbox import Outbox
 from parley.adapters.web.ws_chat import ChatFrames, Job
 from parley.adapters.web.ws_voice import Voice
+from parley.core import store
 from parley.core.engine import EngineError
 from parley.core.events import (
     AudioChunk,
@@ -47,6 +55,10 @@ __all__ = ["WebSession", "websocket_handler"]
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+INTERRUPT_CAUSES = ("stop", "speech", "message")
+"""Why the client sent ``interrupt``: its stop button (always honoured), or the user speaking or
+typing over audio it still plays (honoured like barge-in: audio replies on, template allows)."""
 
 # Close codes sent after an error frame when a connection is refused.
 CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4400, 4401, 4403, 4404
@@ -73,6 +85,8 @@ class WebSession(ChatFrames):
         self.streaming: str | None = None
         """Id of the message whose text or audio is being sent (None between messages)."""
         self._cut: asyncio.Task[None] | None = None
+        self._cut_metadata: dict[str, Any] | None = None
+        """What the client's ``interrupt`` adds to the metadata of the message it cuts."""
         self.nudges = Nudges(self)
         self.voice = Voice(self)
         self.handlers: dict[str, Handler] = {
@@ -84,6 +98,7 @@ class WebSession(ChatFrames):
             "start_listening": self.voice.on_start_listening,
             "stop_listening": self.voice.on_stop_listening,
             "audio_settings": self.voice.on_audio_settings,
+            "interrupt": self.on_interrupt,
         }
 
     # -- life --------------------------------------------------------------------------------
@@ -190,35 +205,42 @@ class WebSession(ChatFrames):
         """Queue something the assistant says on its own (a nudge); barge-in may cut it short."""
         self.jobs.put_nowait((job, True))
 
-    async def interrupt(self) -> str | None:
+    async def interrupt(self, metadata: dict[str, Any] | None = None) -> str | None:
         """Cut the reply in progress short (barge-in); queued jobs go on.
 
         A reply cut mid-stream is stored as ``interrupted`` with its text so far, and the client
         gets ``{"type": "interrupted", "message_id"}`` before anything else of the next job.
-        Returns that message id, or None when no reply was running.
+        Returns that message id, or None when no reply was running. ``metadata`` is merged into
+        the cut message's stored metadata (the client's ``interrupt``).
         """
         job, message_id = self.current_job, self.streaming
         if job is None or job.done() or not self.replying:
             return None
         if self._cut is not job:  # cancel once: a second cancel would cut the clean-up short
             self._cut = job
+            self._cut_metadata = metadata
             job.cancel()
-        await asyncio.wait({job})
+        try:
+            await asyncio.wait({job})
+        finally:
+            self._cut_metadata = None
         return message_id
+
+    def barge_in_allowed(self) -> bool:
+        """Whether the user's speech or messages may cut a reply short: audio replies are on
+        and the template allows barge-in."""
+        if not self.voice.audio_on:
+            return False
+        conversation = self.conversation
+        try:
+            return conversation is None or self.engine.template(conversation.template_id).barge_in
+        except EngineError:
+            return True
 
     async def barge_in(self) -> None:
         """The user cut in (speech, an interim transcript, a message): interrupt the reply in
         flight when audio replies are on and the template allows barge-in."""
-        if not self.replying or not self.voice.audio_on:
-            return
-        conversation = self.conversation
-        try:
-            allowed = (
-                conversation is None or self.engine.template(conversation.template_id).barge_in
-            )
-        except EngineError:
-            allowed = True
-        if allowed:
+        if self.replying and self.barge_in_allowed():
             await self.interrupt()
 
     async def guarded(self, action: Job) -> None:
@@ -270,6 +292,9 @@ class WebSession(ChatFrames):
                         return  # the client left: the reply is stored as interrupted
         except asyncio.CancelledError:
             if self._cut is asyncio.current_task() and self.streaming is not None:
+                if self._cut_metadata is not None:  # the client's interrupt: say so
+                    with suppress(LookupError):
+                        await self.merge_metadata(self.streaming, self._cut_metadata)
                 await self.outbox.send({"type": "interrupted", "message_id": self.streaming})
             raise
         finally:
@@ -289,6 +314,66 @@ class WebSession(ChatFrames):
         )
 
     # -- incoming frames -----------------------------------------------------------------------
+
+    async def on_interrupt(self, data: dict[str, Any]) -> None:
+        """``interrupt``: the client stops a reply (its stop button, or speech over audio it is
+        still playing after the server finished sending it). See docs/protocol.md.
+
+        A reply in flight is cut short as by barge-in. Otherwise ``message_id``, when it is the
+        latest assistant message of the socket's conversation and ``complete``, is marked
+        ``interrupted`` (text kept) and the client gets ``interrupted``. An id that is not an
+        assistant message of this conversation is error ``unknown_message``; anything else
+        (already interrupted, an older message, no id) changes nothing and is not answered.
+        """
+        message_id = optional_str(data, "message_id")
+        played = data.get("played_sentences")
+        if played is not None and (
+            isinstance(played, bool) or not isinstance(played, int) or played < 0
+        ):
+            raise FrameError("invalid_frame", "data.played_sentences must be an integer >= 0")
+        cause = data.get("cause", "stop")
+        if cause not in INTERRUPT_CAUSES:
+            raise FrameError(
+                "invalid_frame", f"data.cause must be one of {', '.join(INTERRUPT_CAUSES)}"
+            )
+        if cause != "stop" and not self.barge_in_allowed():
+            return  # speech or a message: the template's barge_in decides; a stop always cuts
+        self.nudges.touch()
+        conversation = self.conversation
+        message = None
+        if message_id is not None:
+            message = await store.get_message(message_id)
+            if (
+                message is None
+                or conversation is None
+                or message.conversation_id != conversation.id
+                or message.role != "assistant"
+            ):
+                raise FrameError("unknown_message", "no assistant message with this id here")
+        metadata: dict[str, Any] = {"interrupted_by": "client"}
+        if played is not None:
+            metadata["sentences_played"] = played
+        cut_metadata = metadata
+        if message is None or message.id != self.streaming:  # played counts name another one
+            cut_metadata = {"interrupted_by": "client"}
+        cut = await self.interrupt(cut_metadata) if self.replying else None
+        if cut is not None:  # cut mid-stream: the client got ``interrupted`` from stream()
+            return
+        if message is None or conversation is None:
+            return
+        latest = await store.latest_message(conversation.id, role="assistant")
+        if latest is None or latest.id != message.id or latest.status != "complete":
+            return
+        await store.update_message(
+            message.id, status="interrupted", metadata={**latest.metadata, **metadata}
+        )
+        await self.outbox.send({"type": "interrupted", "message_id": message.id})
+
+    async def merge_metadata(self, message_id: str, extra: dict[str, Any]) -> None:
+        """Merge ``extra`` into a stored message's metadata."""
+        stored = await store.get_message(message_id)
+        if stored is not None:
+            await store.update_message(message_id, metadata={**stored.metadata, **extra})
 
     async def on_text(self, raw: str) -> None:
         """Parse and dispatch one text frame."""

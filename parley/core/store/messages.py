@@ -31,6 +31,7 @@ __all__ = [
     "claim_inbound",
     "count_messages",
     "get_message",
+    "latest_message",
     "list_messages",
     "pending_messages",
     "prune_inbound",
@@ -145,6 +146,18 @@ async def recent_messages(conversation_id: str, limit: int) -> list[MessageRecor
         return []
     msgs = await Message.filter(conversation_id=cid).order_by("-seq").limit(limit)
     return [_message_record(m) for m in reversed(msgs)]
+
+
+async def latest_message(conversation_id: str, *, role: str | None = None) -> MessageRecord | None:
+    """The conversation's last message (of ``role``), or None."""
+    cid = _uuid(conversation_id)
+    if cid is None:
+        return None
+    query = Message.filter(conversation_id=cid)
+    if role is not None:
+        query = query.filter(role=role)
+    msg = await query.order_by("-seq").first()
+    return _message_record(msg) if msg else None
 
 
 async def list_messages(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
+from parley.core import store
 from parley.core.providers import LiveTranscript, SpeechStarted
 
 from .conftest import HEARD, artifact
@@ -43,20 +44,37 @@ async def test_fake_microphone_gives_a_transcript_and_a_spoken_reply(page, fakes
 
 
 async def test_stop_button_silences_the_reply(page, fakes):
-    words = " ".join(f"word{i}" for i in range(60))
+    words = " ".join(f"word{i}" for i in range(120))
     fakes.llm.push(pieces(f"A long spoken reply. {words}.", 0.01))
     await open_demo(page)
     await page.get_by_role("button", name="Start voice input").click()
     await expect(page.locator(LOG)).to_contain_text(HEARD, timeout=15_000)
     await page.get_by_role("button", name="Stop voice input").click()
 
-    await page.wait_for_function("Parley.__test.playedChunks >= 2", timeout=15_000)
-    stop = page.locator(f"{WIDGET} .stop")
+    # The server has sent all of the reply (text and audio); the widget is still playing it.
+    await page.wait_for_function(
+        "Parley.__test.playedChunks >= 2 && Parley.__test.stats.frames.includes('turn_complete')",
+        timeout=15_000,
+    )
+    stop = page.get_by_role("button", name="Stop the reply")
     await expect(stop).to_be_visible()
     await stop.click()
     await expect(stop).to_be_hidden()
     stats = await page.evaluate("Parley.__test.stats")
     assert stats["stoppedChunks"] > 0
+
+    # The server heard it: ``interrupted`` came back, and the reply is stored interrupted.
+    cut = page.locator(f"{LOG} .msg.assistant[data-status=interrupted]")
+    await expect(cut).to_have_count(1)
+    await expect(cut.locator(".meta")).to_have_text("(interrupted)")
+    assert "interrupted" in await page.evaluate("Parley.__test.stats.frames")
+    reply_id = await cut.get_attribute("data-id")
+    stored = await store.get_message(reply_id)
+    assert stored.status == "interrupted"
+    assert stored.content.startswith("A long spoken reply.")  # the text is kept
+    assert stored.metadata["interrupted_by"] == "client"
+    assert stored.metadata["sentences_played"] >= 1
+    await expect(page.locator(f"{WIDGET} .typing")).to_be_hidden()
     played = stats["playedChunks"]
     await page.wait_for_timeout(600)
     assert await page.evaluate("Parley.__test.playedChunks") == played  # nothing more plays
@@ -84,6 +102,11 @@ async def test_speaking_over_a_reply_interrupts_it(page, fakes):
 
     live.push(LiveTranscript("wait a moment", is_final=True, speech_final=True))
     await expect(page.locator(LOG)).to_contain_text("Yes, go ahead.")
+    # The cut turn has no turn_complete: the next one's must still clear the typing indicator.
+    await page.wait_for_function("Parley.__test.stats.frames.includes('turn_complete')")
+    await expect(page.locator(f"{WIDGET} .typing")).to_be_hidden()
+    states = [m["state"] for m in await page.evaluate("Parley.__test.messages()")]
+    assert "sent" not in states
     texts = await page.locator(f"{LOG} .msg:visible .bubble").all_inner_texts()
     assert texts[1] == HEARD and texts[3:] == ["wait a moment", "Yes, go ahead."]
     assert "Sentence 11" not in texts[2]  # cut short

@@ -31,7 +31,7 @@
     send: "Send message",
     micStart: "Start voice input",
     micStop: "Stop voice input",
-    stopAudio: "Stop the spoken reply",
+    stopAudio: "Stop the reply",
     you: "You",
     assistant: "Assistant",
     messages: "Messages",
@@ -293,6 +293,7 @@
       this.live = new Set(); // scheduled sources
       this.cancelled = new Set(); // message ids whose audio is dropped
       this.carry = new Map(); // message id -> odd trailing byte
+      this.heard = new Map(); // message id -> indexes of sentences with audio played
     }
 
     /** Create or resume the AudioContext (call from a user gesture where possible). */
@@ -310,6 +311,12 @@
 
     playingIds() {
       return [...new Set([...this.live].map((source) => source.messageId))];
+    }
+
+    /** How many of a message's sentences were (at least partly) played. */
+    playedSentences(id) {
+      const heard = this.heard.get(normId(id));
+      return heard ? heard.size : 0;
     }
 
     /** A binary frame: 16 bytes message id, u16 sentence, u16 chunk (big-endian), audio. */
@@ -356,6 +363,9 @@
       source.onended = () => {
         this.live.delete(source);
         if (!source.stopped) {
+          if (!this.heard.has(id)) this.heard.set(id, new Set());
+          this.heard.get(id).add(sentence);
+          if (this.heard.size > 200) this.heard.delete(this.heard.keys().next().value);
           this.stats.playedChunks += 1;
           this.stats.played.push([id, sentence, chunk]);
           if (this.stats.played.length > 2000) this.stats.played.splice(0, 1000);
@@ -587,6 +597,7 @@ form .icon-button[hidden] { display: none; }
       this.items = []; // display order
       this.byId = new Map();
       this.inFlight = []; // user items sent, waiting for their turn_complete (server order)
+      this.currentTurn = null; // the user item whose turn the server is answering now
       this.conversationId = null;
       this.convStart = 0; // index in items where the current conversation begins
       this.characters = [];
@@ -683,10 +694,7 @@ form .icon-button[hidden] { display: none; }
       });
       this.input.addEventListener("input", () => this.autosize());
       this.micBtn.addEventListener("click", () => this.toggleMic());
-      this.stopBtn.addEventListener("click", () => {
-        this.player.stopAll();
-        this.input.focus();
-      });
+      this.stopBtn.addEventListener("click", () => this.stopReply());
       (document.body || document.documentElement).append(this.host);
     }
 
@@ -847,7 +855,7 @@ form .icon-button[hidden] { display: none; }
 
     sendText(text) {
       if (this.o.voice) this.player.unlock();
-      this.cutIn(); // the server interrupts a reply it is still sending; the rest is ours
+      this.cutIn("message"); // the server interrupts a reply it is still sending; the rest is ours
       const item = this.newItem({ role: "user", text, state: "queued" });
       this.add(item);
       if (this.ended) this.startNew();
@@ -918,6 +926,7 @@ form .icon-button[hidden] { display: none; }
         else item.state = item.voice ? "heard" : "unconfirmed";
       }
       this.inFlight = [];
+      this.currentTurn = null;
       this.interimText("");
       if (this.listening) this.stopMic(false);
       this.player.stopAll();
@@ -954,6 +963,7 @@ form .icon-button[hidden] { display: none; }
           this.items = this.items.filter((x) => !moving.includes(x));
           for (const item of moving) item.state = "queued";
           this.inFlight = [];
+          this.currentTurn = null;
           this.note(this.s.newStarted);
           this.convStart = this.items.length;
           this.items.push(...moving);
@@ -1084,15 +1094,26 @@ form .icon-button[hidden] { display: none; }
     on_turn_started(f) {
       const id = normId(f.user_message_id);
       const item = this.inFlight.find((x) => !x.id);
+      this.currentTurn = (id && this.byId.get(id)) || item || null;
       if (!id || !item || this.byId.has(id)) return;
       item.id = id;
       item.el.dataset.id = id;
       this.byId.set(id, item);
+      this.currentTurn = item;
+    }
+
+    /** The user message whose turn is over (answered, or cut short) leaves ``inFlight``. */
+    settle(item) {
+      const at = this.inFlight.indexOf(item);
+      if (at < 0) return;
+      this.inFlight.splice(at, 1);
+      item.state = item.voice ? "heard" : "answered";
     }
 
     on_turn_complete(f) {
-      const item = this.inFlight.shift();
-      if (item) item.state = item.voice ? "heard" : "answered";
+      const turn = this.currentTurn;
+      this.currentTurn = null;
+      this.settle(turn && this.inFlight.includes(turn) ? turn : this.inFlight[0]);
       this.update(() => this.layout());
       if (f.conversation_ended) {
         this.ended = true;
@@ -1107,15 +1128,19 @@ form .icon-button[hidden] { display: none; }
     on_interrupted(f) {
       const id = normId(f.message_id);
       this.player.cancel(id);
+      // A turn still open was cut short: the server drops its turn_complete.
+      const turn = this.currentTurn;
+      this.currentTurn = null;
+      if (turn) this.settle(turn);
       const item = this.byId.get(id);
-      if (item) {
-        this.update(() => {
+      this.update(() => {
+        if (item) {
           item.status = "interrupted";
           item.complete = true;
           this.render(item);
-          this.layout();
-        });
-      }
+        }
+        this.layout();
+      });
     }
 
     on_characters(f) {
@@ -1136,6 +1161,11 @@ form .icon-button[hidden] { display: none; }
         // The cursor message is gone (the history was erased): ask for all of it instead.
         this.resumeFrom = -1;
         this.link.send({ type: "resume", data: { conversation_id: this.conversationId } });
+        return;
+      }
+      if (code === "unknown_message" && !this.awaitingHistory) {
+        // An interrupt for a message the server no longer counts as this conversation's: moot.
+        if (window.console) console.debug("parley:", code, f.message);
         return;
       }
       if (this.awaitingHistory) {
@@ -1181,22 +1211,41 @@ form .icon-button[hidden] { display: none; }
     // -- voice
 
     on_speech_started() {
-      this.cutIn();
+      this.cutIn("speech");
     }
 
     on_transcription_update(f) {
-      this.cutIn();
+      this.cutIn("speech");
       this.interimText(f.text || "");
     }
 
     /**
      * Barge-in. The server interrupts a reply it is still sending (``interrupted``, when the
      * template allows it); audio it has finished sending plays from our buffer, so that tail is
-     * silenced here.
+     * silenced here, and the server is told (``interrupt``) so that it stores the reply as
+     * interrupted.
      */
-    cutIn() {
+    cutIn(cause) {
       const ids = this.player.playingIds();
-      if (ids.length && ids.every((id) => this.audioDone.has(id))) this.player.stopAll();
+      if (!ids.length || !ids.every((id) => this.audioDone.has(id))) return;
+      this.interrupt(ids[ids.length - 1], cause);
+      this.player.stopAll();
+    }
+
+    /** The stop button: stop the reply being written or spoken, here and on the server. */
+    stopReply() {
+      const streaming = this.items.filter((x) => x.role === "assistant" && !x.complete && x.id);
+      const playing = this.player.playingIds();
+      const target = streaming.length ? streaming[streaming.length - 1].id : playing[playing.length - 1];
+      if (target) this.interrupt(target, "stop");
+      this.player.stopAll();
+      this.input.focus();
+    }
+
+    interrupt(id, cause) {
+      const data = { message_id: id, cause };
+      if (this.audioOn || this.player.playedSentences(id)) data.played_sentences = this.player.playedSentences(id);
+      this.link.send({ type: "interrupt", data });
     }
 
     on_transcription_finished(f) {
@@ -1266,8 +1315,13 @@ form .icon-button[hidden] { display: none; }
       this.interimText("");
     }
 
+    /** The stop button shows while a reply is being written or spoken. */
     refreshControls() {
-      if (this.stopBtn) this.stopBtn.hidden = !this.player.playing;
+      if (!this.stopBtn) return;
+      const writing = this.items.some((x) => x.role === "assistant" && !x.complete && x.id);
+      const hide = !(writing || this.player.playing);
+      if (hide && this.stopBtn.hidden === false && this.stopBtn.matches(":focus")) this.input.focus();
+      this.stopBtn.hidden = hide;
     }
 
     destroy() {
