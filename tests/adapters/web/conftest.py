@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from parley import hookimpl
 from parley.core.config import Settings
 from parley.core.plugins import make_plugin_manager
+from parley.core.providers import LLMChunk, LLMRequest, Usage
 from parley.core.runtime import Runtime
 from parley.server import create_app
 from parley.testing import ScriptedLLM, running_server
@@ -209,3 +210,24 @@ def serve(make_settings: Callable[..., Settings], llm: ScriptedLLM) -> Callable[
             yield Web(base, http, runtime, provider, stt, tts)
 
     return start
+
+
+STORY = ["Let me tell you a long story. ", "It begins "]
+
+
+class HeldLLM:
+    """The first reply streams STORY, then waits for ever (until cut short); later ones answer."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.requests: list[LLMRequest] = []
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        self.requests.append(request)
+        if len(self.requests) == 1:
+            for piece in STORY:
+                yield LLMChunk(text=piece)
+            await asyncio.Event().wait()
+        yield LLMChunk(text="Sure, go ahead.")
+        yield LLMChunk(usage=Usage(1, 3))

@@ -5,34 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from parley.adapters.web.frames import parse_audio_frame
 from parley.core import store
-from parley.core.providers import LLMChunk, LLMRequest, Usage
 from parley.testing import ToneTTS
 
-STORY = ["Let me tell you a long story. ", "It begins "]
-
-
-class HeldLLM:
-    """The first reply streams STORY, then waits for ever (until cut short); later ones answer."""
-
-    name = "held"
-
-    def __init__(self) -> None:
-        self.requests: list[LLMRequest] = []
-
-    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
-        self.requests.append(request)
-        if len(self.requests) == 1:
-            for piece in STORY:
-                yield LLMChunk(text=piece)
-            await asyncio.Event().wait()
-        yield LLMChunk(text="Sure, go ahead.")
-        yield LLMChunk(usage=Usage(1, 3))
+from .conftest import STORY, HeldLLM
 
 
 async def _settled(web, socket) -> None:
