@@ -12,6 +12,8 @@ from parley.core import store
 from parley.core.adapter import Adapter
 from parley.core.config import Settings, SettingsError
 from parley.core.engine import Engine
+from parley.core.inbox import Inbox, InboxSettings
+from parley.core.inbox_turns import start_inbox
 from parley.core.loading import load_settings
 from parley.core.locks import LocalLocks, RedisLocks
 from parley.core.plugins import Hooks, make_plugin_manager
@@ -43,6 +45,8 @@ class Runtime:
         self.tts: TTSProvider | None = None
         self._engine: Engine | None = None
         self.locks: LocalLocks | RedisLocks | None = None
+        self.inbox: Inbox | None = None
+        """The durable inbox; adapters register their channels' handlers in ``start``."""
         self.started = False
         self.collected = False
 
@@ -152,6 +156,9 @@ class Runtime:
             locks=self.locks,
             tools=self.tools,
         )
+        self.inbox = Inbox(self.settings.section("inbox", InboxSettings))
+        self._engine.inbox = self.inbox
+        start_inbox(self.inbox, self._engine.run_turn, self.locks)
         self.started = True
         for notice in self.notices:
             log.warning(notice)
@@ -160,9 +167,12 @@ class Runtime:
             for adapter in self.adapters.values():
                 await adapter.start()
                 self.running.append(adapter)
+            await self.inbox.start()  # claims begin once every adapter's handler is registered
 
     async def stop(self) -> None:
-        """Stop adapters, call ``shutdown`` hooks, close the database."""
+        """Stop the inbox's claims and adapters, call ``shutdown`` hooks, close the database."""
+        if self.inbox is not None:
+            await self.inbox.stop()
         while self.running:
             adapter = self.running.pop()
             try:

@@ -43,6 +43,7 @@ from parley.core.store.messages import (
     pending_messages,
     prune_inbound,
     recent_messages,
+    settle_abandoned,
     update_message,
 )
 from parley.core.store.records import (
@@ -95,6 +96,7 @@ __all__ = [
     "renew_inbox",
     "sent",
     "set_user_memory",
+    "settle_abandoned",
     "start_conversation",
     "update_conversation",
     "update_inbox",

@@ -36,6 +36,7 @@ __all__ = [
     "pending_messages",
     "prune_inbound",
     "recent_messages",
+    "settle_abandoned",
     "update_message",
 ]
 
@@ -206,6 +207,14 @@ async def pending_messages(channel: str) -> list[MessageRecord]:
         .order_by("seq")
     )
     return [_message_record(m) for m in msgs]
+
+
+async def settle_abandoned(older_than: datetime) -> int:
+    """Replies still ``pending`` that were started before ``older_than`` were cut by a crash:
+    mark them ``interrupted`` (their saved text kept); return how many."""
+    return await Message.filter(
+        role="assistant", status="pending", created_at__lt=older_than
+    ).update(status="interrupted")
 
 
 async def claim_inbound(channel: str, key: str) -> bool:
