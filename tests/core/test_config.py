@@ -25,6 +25,7 @@ from parley.core.config import (
     SettingsError,
     Template,
     ToolsSettings,
+    parse_section,
 )
 from parley.core.loading import load_settings
 
@@ -302,27 +303,27 @@ BAD_VALUES = [
     (
         {"settings": "[server]\nport = 0\n"},
         {},
-        "server.port: port must be between 1 and 65535, got 0",
+        "server.port: Expected `int` >= 1, got 0 (allowed: 1 to 65535)",
     ),
     (
         {"settings": "[server]\nport = 70000\n"},
         {},
-        "server.port: port must be between 1 and 65535, got 70000",
+        "server.port: Expected `int` <= 65535, got 70000 (allowed: 1 to 65535)",
     ),
     (
         {"personas": "[personas.alex]\ntemperature = 5\n"},
         {},
-        "personas.alex.temperature: temperature must be between 0 and 2, got 5",
+        "personas.alex.temperature: Expected `float` <= 2.0, got 5 (allowed: 0 to 2)",
     ),
     (
         {"personas": "[personas.alex]\npresence_penalty = -3\n"},
         {},
-        "personas.alex.presence_penalty: presence_penalty must be between -2 and 2, got -3",
+        "personas.alex.presence_penalty: Expected `float` >= -2.0, got -3 (allowed: -2 to 2)",
     ),
     (
         {"personas": "[personas.alex.model]\ntop_p = 2\n"},
         {},
-        "personas.alex.top_p: top_p must be between 0 and 1, got 2",
+        "personas.alex.top_p: Expected `float` <= 1.0, got 2 (allowed: 0 to 1)",
     ),
     (
         {"personas": "[personas.alex]\nname = [5]\n"},
@@ -350,42 +351,42 @@ BAD_VALUES = [
     (
         {"personas": PERSONAS, "templates": '[templates.t]\nname = "Empty"\n'},
         {},
-        "templates.t.personas: personas must list at least one persona id",
+        "templates.t.personas: must list at least one persona id",
     ),
     (
         {"personas": PERSONAS, "templates": "[templates.t]\npersonas = []\n"},
         {},
-        "templates.t.personas: personas must list at least one persona id",
+        "templates.t.personas: must list at least one persona id",
     ),
     (
         {"personas": PERSONAS, "templates": TEMPLATES},
         {"PARLEY_TEMPLATES__SMALLTALK__MAX_TURNS": "-1"},
-        "templates.smalltalk.max_turns: max_turns must be between 0 and 1000000, got -1",
+        "templates.smalltalk.max_turns: Expected `int` >= 0, got -1 (allowed: 0 to 1000000)",
     ),
     (
         {"personas": PERSONAS, "templates": TEMPLATES},
         {"PARLEY_TEMPLATES__SMALLTALK__TEMPERATURE": "3"},
-        "templates.smalltalk.temperature: temperature must be between 0 and 2, got 3",
+        "templates.smalltalk.temperature: Expected `float` <= 2.0, got 3 (allowed: 0 to 2)",
     ),
     (
         {"settings": '[database]\nurl = "mysql://localhost/parley"\n'},
         {},
-        "database.url: url must start with sqlite:// or postgres://, got 'mysql://localhost/parley'",
+        "database.url: Expected `str` matching regex '^(sqlite|postgres|postgresql|asyncpg)://'",
     ),
     (
         {"settings": "[llm]\ntimeout = 0\n"},
         {},
-        "llm.timeout: timeout must be between 0.1 and 3600, got 0",
+        "llm.timeout: Expected `float` >= 0.1, got 0 (allowed: 0.1 to 3600)",
     ),
     (
         {"settings": "[llm]\nmax_tokens = 0\n"},
         {},
-        "llm.max_tokens: max_tokens must be between 1 and 1000000, got 0",
+        "llm.max_tokens: Expected `int` >= 1, got 0 (allowed: 1 to 1000000)",
     ),
     (
         {"settings": "[conversation]\nhistory_window = -5\n"},
         {},
-        "conversation.history_window: history_window must be between 0 and 10000, got -5",
+        "conversation.history_window: Expected `int` >= 0, got -5 (allowed: 0 to 10000)",
     ),
     (
         {"settings": "[plugins]\ndisable = 'echo'\n"},
@@ -401,12 +402,12 @@ BAD_VALUES = [
     (
         {"settings": '[routing]\nmode = "magic"\n'},
         {},
-        "routing.mode: mode must be one of keyword, llm, got 'magic'",
+        "routing.mode: Invalid enum value 'magic' (allowed: one of keyword, llm)",
     ),
     (
         {"settings": "[tools]\ntimeout = 0\n"},
         {},
-        "tools.timeout: timeout must be between 0.001 and 3600, got 0",
+        "tools.timeout: Expected `float` >= 0.001, got 0 (allowed: 0.001 to 3600)",
     ),
     (
         {
@@ -493,8 +494,9 @@ def test_model_settings_merge_later_set_values_win() -> None:
 
 
 def test_model_settings_check_ranges() -> None:
-    with pytest.raises(ValueError, match=r"top_p must be between 0 and 1, got 1\.5"):
-        ModelSettings(top_p=1.5)
+    with pytest.raises(SettingsError, match=r"^m\.top_p: Expected `float` <= 1\.0, got 1\.5"):
+        parse_section("m", {"top_p": 1.5}, ModelSettings)
+    assert parse_section("m", {"top_p": 1}, ModelSettings) == ModelSettings(top_p=1)
 
 
 # The shipped settings
@@ -629,7 +631,7 @@ def test_docs_describe_every_key() -> None:
     for variable in ("PARLEY_LLM__BASE_URL", "PARLEY_TEMPLATES__SMALLTALK__MAX_TURNS"):
         assert variable in docs
     assert "PARLEY_SETTINGS_DIR" in docs and "--settings DIR" in docs
-    assert "settings error: server.port: port must be between 1 and 65535, got 0" in docs
+    assert "settings error: server.port: Expected `int` >= 1, got 0 (allowed: 1 to 65535)" in docs
 
 
 def test_numeric_environment_values_for_string_settings(tmp_path, monkeypatch):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+import pytest
 from litestar import get
 from litestar.testing import AsyncTestClient
+from msgspec import Meta
 
 from parley import hookimpl
 from parley.core import store
+from parley.core.config import InvalidSetting, SettingsError
 from parley.core.events import ErrorEvent, MessageCompleted, MessageStarted, Transcript
 from parley.core.inbound import Inbound
 from parley.core.plugins import make_plugin_manager
@@ -352,29 +356,32 @@ async def test_hook_route(make_engine, llm):
     assert (state["persona"], state["by"]) == ("leo", "route")
 
 
+@dataclass
+class GreeterSettings:
+    """A plugin's settings: a ``Meta`` range, and a check across fields."""
+
+    times: Annotated[int, Meta(ge=1, le=10)] = 1
+    greeting: str = ""
+
+    def __post_init__(self) -> None:
+        if self.times > 1 and not self.greeting:
+            raise InvalidSetting("greeting", "must be set when times is more than 1")
+
+
 async def test_hook_register_settings(make_settings):
-    from dataclasses import dataclass
-
-    import pytest
-
-    from parley.core.config import SettingsError
-
-    @dataclass
-    class GreeterSettings:
-        times: int = 1
-
-        def __post_init__(self) -> None:
-            if self.times < 1:
-                raise ValueError(f"times must be at least 1, got {self.times}")
-
     class Plugin:
         @hookimpl
         def register_settings(self, register):
             register("greeter", GreeterSettings)
 
-    runtime = _runtime(make_settings, Plugin(), extra={"greeter": {"times": 3}})
+    runtime = _runtime(make_settings, Plugin(), extra={"greeter": {"times": 3, "greeting": "hi"}})
     runtime.collect()
-    assert runtime.plugin_settings["greeter"] == GreeterSettings(times=3)
+    assert runtime.plugin_settings["greeter"] == GreeterSettings(times=3, greeting="hi")
     bad = _runtime(make_settings, Plugin(), extra={"greeter": {"times": 0}})
-    with pytest.raises(SettingsError, match=r"^greeter\.times: times must be at least 1"):
+    with pytest.raises(
+        SettingsError, match=r"^greeter\.times: Expected `int` >= 1, got 0 \(allowed: 1 to 10\)$"
+    ):
+        bad.collect()
+    bad = _runtime(make_settings, Plugin(), extra={"greeter": {"times": 2}})
+    with pytest.raises(SettingsError, match=r"^greeter\.greeting: must be set when times"):
         bad.collect()
