@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tomllib
 from dataclasses import fields
@@ -641,3 +642,80 @@ def test_numeric_environment_values_for_string_settings(tmp_path, monkeypatch):
     settings = load_settings(tmp_path)
     assert settings.llm.api_key == "12345"  # a str field: the number is kept as text
     assert settings.llm.max_retries == 4  # an int field stays an int
+
+
+def _docs_sections(text: str) -> dict[str, str]:
+    """docs/settings.md cut at its headings: the heading's first backticked name (or its words)."""
+    sections: dict[str, str] = {}
+    for block in re.split(r"^#{2,3} ", text, flags=re.MULTILINE)[1:]:
+        heading, _, body = block.partition("\n")
+        name = re.search(r"`\[*([a-z_]+)", heading)
+        sections.setdefault(name[1] if name else heading.strip(), body)
+    return sections
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _documented_classes() -> dict[str, type]:
+    from parley.adapters.telegram.settings import TelegramSettings
+    from parley.adapters.web.settings import WebSettings
+    from parley.adapters.whatsapp.settings import WhatsAppSettings
+    from parley.plugins.deepgram.settings import DeepgramSettings
+    from parley.plugins.elevenlabs.settings import ElevenLabsSettings
+    from parley.plugins.memory import MemorySettings
+    from parley.plugins.notify import NotifySettings
+
+    return {
+        **CORE_SECTIONS,
+        "Model settings": ModelSettings,
+        "personas": Persona,
+        "templates": Template,
+        "memory": MemorySettings,
+        "notify": NotifySettings,
+        "stt": DeepgramSettings,
+        "tts": ElevenLabsSettings,
+        "whatsapp": WhatsAppSettings,
+        "telegram": TelegramSettings,
+        "web": WebSettings,
+    }
+
+
+def test_docs_tables_hold_every_key_its_default_and_its_range() -> None:
+    """The settings classes are the truth: each key has a row in its section of
+    docs/settings.md, the row's default is the class's, and a ``Meta`` range is stated."""
+    from typing import get_type_hints
+
+    from parley.core.config import _rule
+
+    sections = _docs_sections((SHIPPED.parent / "docs" / "settings.md").read_text("utf-8"))
+    wrong: list[str] = []
+    for section, cls in _documented_classes().items():
+        body = sections[section]
+        hints = get_type_hints(cls, include_extras=True)
+        for f in fields(cls):
+            if f.name in {"id", "code", "model", "prompts"} and cls in (Persona, Template):
+                continue
+            row = next((r for r in body.splitlines() if r.startswith(f"| `{f.name}` |")), None)
+            if not row:
+                wrong.append(f"{section}.{f.name}: no row")
+                continue
+            cells = [c.strip() for c in row.split("|")[1:-1]]
+            rule = _rule(hints[f.name])
+            low_high = re.findall(r"-?[\d.]+", rule) if "one of" not in rule else []
+            text = row.replace(",", "").replace("`", "")
+            for bound in low_high:
+                if _number(float(bound)) not in text:
+                    wrong.append(f"{section}.{f.name}: range {rule} not stated")
+            if "Default" not in body.split("\n|", 1)[1].split("\n")[0]:
+                continue
+            default = cells[2].strip("`")
+            try:
+                documented = tomllib.loads(f"x = {default}")["x"]
+            except tomllib.TOMLDecodeError:
+                continue  # "unset", "both", "the id"... said in words
+            defaults = cls(personas=["p"]) if cls is Template else cls()
+            if documented != (getattr(defaults, f.name) or type(documented)()):
+                wrong.append(f"{section}.{f.name}: default {default}")
+    assert wrong == [], "\n".join(wrong)
