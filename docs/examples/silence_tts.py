@@ -16,10 +16,8 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from parley import hookimpl
+from parley import ProviderError, Settings, hookimpl
 from parley.audio import pcm_rate
-from parley.core.config import Settings
-from parley.core.providers import ProviderError
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from parley.core.providers import LLMProvider, LLMRequest, ProviderError
 from parley.core.store.records import ConversationRecord, MessageRecord
 
 if TYPE_CHECKING:
-    from parley.core.runtime import Runtime
+    from parley.core.plugin_context import PluginContext
 
 __all__ = ["MemoryPlugin", "MemorySettings", "erase_memory", "erase_memory_route", "transcript"]
 
@@ -126,11 +126,12 @@ class MemoryPlugin:
         register("memory", MemorySettings)
 
     @hookimpl
-    def startup(self, runtime: Runtime) -> None:
+    def startup(self, context: PluginContext) -> None:
         """Read ``[memory]``; keep the LLM when enabled."""
-        settings = runtime.settings.section("memory", MemorySettings)  # validated at collect time
+        settings = context.section("memory", MemorySettings)  # validated at collect time
+        self.tasks = context.tasks("memory")
         if settings.enabled:
-            self.settings, self.llm = settings, runtime.llm
+            self.settings, self.llm = settings, context.llm
 
     @hookimpl
     async def shutdown(self) -> None:

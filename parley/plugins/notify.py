@@ -31,7 +31,7 @@ from parley.core.store.records import ConversationRecord, MessageRecord
 if TYPE_CHECKING:
     import httpx
 
-    from parley.core.runtime import Runtime
+    from parley.core.plugin_context import PluginContext
 
 __all__ = ["EVENTS", "NotifyPlugin", "NotifySettings", "payload", "sign", "verify"]
 
@@ -123,9 +123,10 @@ class NotifyPlugin:
         register("notify", NotifySettings)
 
     @hookimpl
-    def startup(self, runtime: Runtime) -> None:
+    def startup(self, context: PluginContext) -> None:
         """Read ``[notify]`` and open the HTTP client when there are URLs."""
-        settings = runtime.settings.section("notify", NotifySettings)  # validated at collect time
+        settings = context.section("notify", NotifySettings)  # validated at collect time
+        self.tasks = context.tasks("notify")
         if not settings.urls:
             return
         import httpx
