@@ -27,7 +27,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import Meta
 
 from parley.core import store
 from parley.core.store.records import InboxRecord
@@ -42,37 +44,24 @@ Handler = Callable[[InboxRecord], Awaitable[dict[str, Any] | None]]
 """Answers one claimed item; returns the item's ``result`` (what a repeat of its key gets)."""
 
 
-def _check(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-
-
 @dataclass(slots=True)
 class InboxSettings:
     """The durable inbox (section ``[inbox]``)."""
 
-    lease: float = 30.0
+    lease: Annotated[float, Meta(ge=1, le=3600)] = 30.0
     """Seconds a claim outlives a holder that stopped renewing it (died): then another process
     answers the item. Renewed every ``lease / 3`` seconds while the holder runs."""
-    poll_interval: float = 1.0
+    poll_interval: Annotated[float, Meta(ge=0.05, le=60)] = 1.0
     """Seconds between claim rounds when nothing woke the loop (items put by other processes)."""
-    max_attempts: int = 5
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 5
     """Claims of one item before it is given up as ``failed`` (a message that crashes its turn)."""
-    concurrency: int = 64
+    concurrency: Annotated[int, Meta(ge=1, le=10_000)] = 64
     """Items one process answers at the same time (each of a different lane)."""
-    keep_days: float = 7.0
+    keep_days: Annotated[float, Meta(ge=0.01, le=3650)] = 7.0
     """Days a finished item (and its key) is kept: a repeat within them gets the first answer."""
-    abandon_after: float = 600.0
+    abandon_after: Annotated[float, Meta(ge=10, le=86_400)] = 600.0
     """Seconds after which a reply still ``pending`` outside any claim is a crash leftover (it
     becomes ``interrupted``)."""
-
-    def __post_init__(self) -> None:
-        _check("lease", self.lease, 1, 3600)
-        _check("poll_interval", self.poll_interval, 0.05, 60)
-        _check("max_attempts", self.max_attempts, 1, 100)
-        _check("concurrency", self.concurrency, 1, 10_000)
-        _check("keep_days", self.keep_days, 0.01, 3650)
-        _check("abandon_after", self.abandon_after, 10, 86_400)
 
 
 @dataclass(slots=True)
