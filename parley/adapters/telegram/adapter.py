@@ -29,6 +29,7 @@ from parley.adapters.telegram.settings import TelegramSettings
 from parley.adapters.telegram.transport import TokenFilter, log, make_bot
 from parley.core import store
 from parley.core.locks import LocalLocks
+from parley.core.retry import retrying
 from parley.server import ApiError
 
 if TYPE_CHECKING:
@@ -134,19 +135,22 @@ class TelegramAdapter:
             log.info("Telegram webhook registered at %s", self.settings.webhook_url)
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await call()
-                return
-            except TelegramUnauthorizedError:
-                self.failure = "the Bot API refused telegram.token (401 Unauthorized)"
-                log.error("Telegram %s failed: %s; the bot is not running", what, self.failure)
-                raise
-            except Exception as exc:
-                log.error("Telegram %s failed: %s; retrying in %.0f s", what, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+        """Until it succeeds (1 s, 2 s, 4 s... at most 60 s apart), unless the token is refused."""
+        try:
+            async for attempt in retrying(
+                f"Telegram {what}",
+                on=lambda exc: not isinstance(exc, TelegramUnauthorizedError),
+                retries=None,
+                backoff=1.0,
+                max_backoff=60.0,
+                logger=log,
+            ):
+                with attempt:
+                    await call()
+        except TelegramUnauthorizedError:
+            self.failure = "the Bot API refused telegram.token (401 Unauthorized)"
+            log.error("Telegram %s failed: %s; the bot is not running", what, self.failure)
+            raise
 
     # -- every update ----------------------------------------------------------------------
 

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from dataclasses import dataclass
 from typing import Any
+
+from parley.core.signing import verify
 
 __all__ = ["WhatsAppMessage", "parse_delivery", "signature_ok"]
 
 log = logging.getLogger(__name__)
 
-_PREFIX = "sha256="
-
 
 def signature_ok(body: bytes, header: str | None, app_secret: str) -> bool:
     """True when ``header`` is ``sha256=<hex HMAC-SHA256 of body with app_secret>``."""
-    if not header or not app_secret or not header.startswith(_PREFIX):
-        return False
-    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    given = header[len(_PREFIX) :].strip().lower()
-    return hmac.compare_digest(expected.encode(), given.encode("ascii", "replace"))
+    return verify(app_secret, body, header)
 
 
 @dataclass(frozen=True, slots=True)
