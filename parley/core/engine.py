@@ -382,7 +382,8 @@ class Engine:
                 started_at=started_at,
                 tools=self._reply_tools(persona),
             )
-            if speech is not None and self.tts is not None:
+            spoken = speech is not None and self.tts is not None
+            if spoken:
                 reply = speak(
                     reply,
                     tts=self.tts,
@@ -394,7 +395,9 @@ class Engine:
                 async for event in events:
                     yield event
             if result.message_id:
-                stored = await store.get_message(result.message_id)
+                # Speech adds its timings after the reply was stored: read those back.
+                stored = None if spoken else result.stored
+                stored = stored or await store.get_message(result.message_id)
                 if stored is not None:
                     turn_messages.append(stored)
             turn_messages.extend(result.tool_messages)

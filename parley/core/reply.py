@@ -45,6 +45,8 @@ class ReplyResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     tool_messages: list[MessageRecord] = field(default_factory=list)
     """The stored ``tool`` messages of this reply, in call order."""
+    stored: MessageRecord | None = None
+    """The reply as stored when it finished (spoken replies get more metadata after)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +255,7 @@ async def _finish(
 ) -> None:
     timing["llm_ms"] = round((time.perf_counter() - llm_started) * 1000)
     result.metadata.update(timing)
-    await store.update_message(
+    result.stored = await store.update_message(
         message_id,
         content=result.text,
         status=result.status,
