@@ -31,6 +31,7 @@ from parley.core import store
 from parley.core.engine import EngineError
 from parley.core.inbound import Inbound
 from parley.core.store.records import ConversationRecord
+from parley.openapi import BODY, errors
 from parley.server import ApiError
 
 __all__ = ["HANDLERS", "SESSION_CHANNEL"]
@@ -89,7 +90,12 @@ async def _open_session(
     return conversation
 
 
-@post("/", status_code=200, summary="Start a session")
+@post(
+    "/",
+    status_code=200,
+    summary="Start a session",
+    responses=errors(*BODY, 401, 403, 404, 429, 503, session=True),
+)
 async def create_session(
     data: JSONBody[SessionCreate], web: NamedDependency[WebAdapter], authorization: Authorization
 ) -> dict[str, Any]:
@@ -119,7 +125,12 @@ async def create_session(
     }
 
 
-@post("/{session_id:str}/message", status_code=200, summary="Send a message to a session")
+@post(
+    "/{session_id:str}/message",
+    status_code=200,
+    summary="Send a message to a session",
+    responses=errors(*BODY, 401, 404, 409, 429, 502, 503, 504, session=True),
+)
 async def session_message(
     session_id: FromPath[str],
     data: JSONBody[SessionMessage],
@@ -143,7 +154,12 @@ async def session_message(
     }
 
 
-@delete("/{session_id:str}", status_code=200, summary="End a session")
+@delete(
+    "/{session_id:str}",
+    status_code=200,
+    summary="End a session",
+    responses=errors(400, 401, 404, 409, 429, 503, session=True),
+)
 async def end_session(
     session_id: FromPath[str], web: NamedDependency[WebAdapter], authorization: Authorization
 ) -> dict[str, Any]:
