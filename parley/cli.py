@@ -68,6 +68,7 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     """Serve the web API, the WebSocket and every enabled adapter (applies pending migrations)."""
     import uvicorn
 
+    from parley.adapters.web.settings import ws_max_size
     from parley.core.runtime import Runtime
     from parley.server import create_app
 
@@ -80,7 +81,13 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     port = port or settings.server.port
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="info", lifespan="on", ws="websockets-sansio"
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        lifespan="on",
+        ws="websockets-sansio",
+        ws_max_size=ws_max_size(settings),  # frames over web.max_body_bytes get an error frame
     )  # configures uvicorn's loggers: add the filter after it
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactSecrets())
