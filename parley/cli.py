@@ -14,7 +14,7 @@ import click
 
 from parley.core.config import Settings, SettingsError
 from parley.core.loading import load_settings
-from parley.logs import RedactSecrets
+from parley.logs import RedactSecrets, configure_logging
 from parley.plugin_commands import PluginGroup
 
 __all__ = ["main"]
@@ -91,6 +91,8 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     )  # configures uvicorn's loggers: add the filter after it
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactSecrets())
+    with _settings_errors():
+        configure_logging(settings)  # [logging]: level, text or json
     with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
         uvicorn.Server(config).run()
 

@@ -37,6 +37,7 @@ from parley.core.reply import ReplyResult, ReplyTools, stream_reply
 from parley.core.responders import choose_responders, handed_off, speaker
 from parley.core.speech import SpeechOptions, speak
 from parley.core.store.records import ConversationRecord, MessageRecord
+from parley.core.telemetry import Telemetry
 from parley.core.tools import ToolRegistry
 
 __all__ = ["Engine", "EngineError", "Opened", "message_events"]
@@ -98,8 +99,10 @@ class Engine:
         tts: TTSProvider | None = None,
         locks: Locks | None = None,
         tools: ToolRegistry | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
+        self.telemetry = telemetry or Telemetry()
         self.hooks = hooks
         self.llm = llm
         self.stt = stt
@@ -250,10 +253,12 @@ class Engine:
         and no turn runs (nothing is stored, no LLM call); silence yields ``stt_empty``.
         """
         async with (
+            self.telemetry.turn(conversation_id, inbound) as scope,  # span, timings, log line
             self.locks.hold(conversation_id),
             aclosing(self._turn(conversation_id, inbound, speech)) as events,
         ):
             async for event in events:
+                scope.observe(event)
                 yield event
 
     async def _turn(

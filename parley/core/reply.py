@@ -124,6 +124,8 @@ async def stream_reply(
             chunks = llm.stream(request)
             async with aclosing(chunks):  # type: ignore[type-var]
                 async for chunk in chunks:
+                    if chunk.provider:
+                        result.metadata["llm_provider"] = chunk.provider
                     if chunk.usage is not None:
                         usage.add(chunk.usage)
                     if chunk.tool_calls:
@@ -158,7 +160,14 @@ async def stream_reply(
         result.text, result.status = "".join(pieces), "failed"
         timing["error"] = exc.code
         await _finish(result, record.id, usage, timing, llm_started)
-        yield MessageCompleted(record.id, result.text, "failed", persona.id, persona.name)
+        yield MessageCompleted(
+            record.id,
+            result.text,
+            "failed",
+            persona.id,
+            persona.name,
+            provider=result.metadata.get("llm_provider"),
+        )
         yield ErrorEvent(exc.code, exc.message, exc.retryable)
         return
     except (asyncio.CancelledError, GeneratorExit):
@@ -186,6 +195,7 @@ async def stream_reply(
         persona.name,
         usage.prompt if usage.seen else None,
         usage.completion if usage.seen else None,
+        result.metadata.get("llm_provider"),
     )
 
 

@@ -12,11 +12,14 @@ from parley.core import store
 from parley.core.adapter import Adapter
 from parley.core.config import Settings, SettingsError
 from parley.core.engine import Engine
+from parley.core.failover import primary_settings
+from parley.core.failover_speech import build_chain
 from parley.core.loading import load_settings
 from parley.core.locks import LocalLocks, RedisLocks
 from parley.core.plugin_context import PluginContext
 from parley.core.plugins import Hooks, make_plugin_manager
 from parley.core.providers import LLMProvider, ProviderRegistry, STTProvider, TTSProvider
+from parley.core.telemetry import Telemetry
 from parley.core.tools import ToolRegistry
 
 __all__ = ["Runtime"]
@@ -42,6 +45,7 @@ class Runtime:
         self.llm: LLMProvider | None = None
         self.stt: STTProvider | None = None
         self.tts: TTSProvider | None = None
+        self.telemetry = Telemetry()
         self._engine: Engine | None = None
         self.context = PluginContext(self)
         self.locks: LocalLocks | RedisLocks | None = None
@@ -105,7 +109,7 @@ class Runtime:
                 "or OPENAI_API_KEY. Using the offline 'echo' provider meanwhile."
             )
             name = "echo"
-        return self.registry.make("llm", name, self.settings)
+        return self.registry.make("llm", name, primary_settings(self.settings, "llm"))
 
     def _optional_provider(self, kind: str) -> Any:
         section = self.settings.raw.get(kind) or {}
@@ -119,7 +123,7 @@ class Runtime:
             )
             return None
         try:
-            return self.registry.make(kind, name, self.settings)
+            return self.registry.make(kind, name, primary_settings(self.settings, kind))
         except SettingsError:
             raise
         except Exception as exc:  # a missing SDK or key must not stop text chat
@@ -133,9 +137,15 @@ class Runtime:
         if self.llm is not None:
             return
         self.collect()
-        self.llm = self.build_llm()
-        self.stt = self._optional_provider("stt")
-        self.tts = self._optional_provider("tts")
+        # Each wrapped in its failover chain (fallbacks, watchdogs, breakers, telemetry).
+        self.llm = build_chain(
+            "llm", self.build_llm(), self.registry, self.settings, self.telemetry
+        )
+        for kind in ("stt", "tts"):
+            primary = self._optional_provider(kind)
+            if primary is not None:
+                primary = build_chain(kind, primary, self.registry, self.settings, self.telemetry)
+            setattr(self, kind, primary)
 
     async def start(self, *, connect_db: bool = True, adapters: bool = True) -> None:
         """Open the database (applying migrations), build providers and the engine, start adapters."""
@@ -153,6 +163,7 @@ class Runtime:
             tts=self.tts,
             locks=self.locks,
             tools=self.tools,
+            telemetry=self.telemetry,
         )
         self.started = True
         for notice in self.notices:
