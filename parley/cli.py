@@ -67,6 +67,7 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     """Serve the web API, the WebSocket and every enabled adapter (applies pending migrations)."""
     import uvicorn
 
+    from parley.core.choice import describe
     from parley.core.runtime import Runtime
     from parley.server import create_app
 
@@ -77,6 +78,7 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
         app = create_app(settings, runtime)
     host = host or settings.server.host
     port = port or settings.server.port
+    click.echo(f"Providers: {describe({k: getattr(runtime, k) for k in ('llm', 'stt', 'tts')})}")
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", lifespan="on", ws="websockets-sansio"
