@@ -5,7 +5,8 @@ A kind's ``provider`` setting names one explicitly (``openai``, ``local``, ``dee
 candidate that can be built: a cloud provider whose key (or ``base_url``) is configured, else
 the local one when its models are installed, else ``echo`` for the LLM and no voice. A
 candidate is skipped when its factory raises :class:`ProviderAuthError` (no key) or
-:class:`MissingDependency` (not installed); the notices name the setting to fill.
+:class:`MissingDependency` (not installed); the notices name the setting to fill. A setting
+that is wrong (a model file that is not there) stops start-up with its key's name instead.
 """
 
 from __future__ import annotations
@@ -47,9 +48,7 @@ class Choice:
     kind: str
     provider: Any = None
     skipped: list[str] = field(default_factory=list)
-    """Candidates passed over: no key, not installed."""
-    problems: list[str] = field(default_factory=list)
-    """Candidates that are set up wrongly (a model file that is not there)."""
+    """Candidates passed over, and why: no key, not installed."""
 
     @property
     def name(self) -> str | None:
@@ -67,8 +66,7 @@ class Choice:
             "stt": "Voice input is off.",
             "tts": "Replies are not spoken.",
         }[self.kind]
-        detail = f" ({'; '.join(self.problems)})" if self.problems else ""
-        return f"No {self.kind} provider: {HINTS[self.kind]}, {LOCAL_HINT}. {fallback}{detail}"
+        return f"No {self.kind} provider: {HINTS[self.kind]}, {LOCAL_HINT}. {fallback}"
 
 
 def _llm_configured(settings: Settings) -> bool:
@@ -89,8 +87,6 @@ def choose(kind: str, settings: Settings, registry: ProviderRegistry) -> Choice:
             choice.provider = factories[name](settings)
         except (ProviderAuthError, MissingDependency) as exc:
             choice.skipped.append(f"{name}: {exc}")
-        except FileNotFoundError as exc:
-            choice.problems.append(f"{name}: {exc}")
         else:
             return choice
     return choice

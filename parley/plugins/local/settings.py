@@ -19,15 +19,16 @@ class LocalLLMSettings:
     """CPU threads for generation (1 holds its speed while speech runs beside it)."""
     max_tokens: int = 80
     """Cap on a reply's tokens (small models loop without one); a lower persona cap wins."""
-    temperature: float = 0.3
-    """Sampling temperature when the persona sets none."""
+    max_temperature: float = 0.3
+    """The persona's temperature, at most this (and this when it sets none): a model this small
+    drifts into nonsense at the temperatures written for cloud models."""
     context: int = 2048
     """Context window in tokens."""
 
     def __post_init__(self) -> None:
         check_range("threads", self.threads, 1, 256)
         check_range("max_tokens", self.max_tokens, 1, 32_768)
-        check_range("temperature", self.temperature, 0, 2)
+        check_range("max_temperature", self.max_temperature, 0, 2)
         check_range("context", self.context, 256, 131_072)
 
 
