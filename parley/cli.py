@@ -15,6 +15,7 @@ import click
 from parley.core.config import Settings, SettingsError
 from parley.core.loading import load_settings
 from parley.logs import RedactSecrets
+from parley.plugin_commands import PluginGroup
 
 __all__ = ["main"]
 
@@ -43,7 +44,7 @@ settings_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """Parley: conversational agents on chat platforms.

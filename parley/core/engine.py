@@ -365,11 +365,9 @@ class Engine:
                 user=user,
                 multi_character=multi_character,
             )
-            edited = await self.hooks.call(
-                "before_llm", conversation=conversation, persona=persona, messages=messages
+            messages = await self.hooks.chain(
+                "before_llm", "messages", messages, conversation=conversation, persona=persona
             )
-            if edited:
-                messages = edited[-1]
             result = ReplyResult(metadata=dict(timing or {}))
             reply = stream_reply(
                 conversation=conversation,

@@ -15,6 +15,7 @@ from parley.core.config import Settings, SettingsError
 from parley.core.engine import Engine
 from parley.core.loading import load_settings
 from parley.core.locks import LocalLocks, RedisLocks
+from parley.core.plugin_context import PluginContext
 from parley.core.plugins import Hooks, make_plugin_manager
 from parley.core.providers import LLMProvider, ProviderRegistry, STTProvider, TTSProvider
 from parley.core.tools import ToolRegistry
@@ -43,6 +44,7 @@ class Runtime:
         self.stt: STTProvider | None = None
         self.tts: TTSProvider | None = None
         self._engine: Engine | None = None
+        self.context = PluginContext(self)
         self.locks: LocalLocks | RedisLocks | None = None
         self.started = False
         self.collected = False
@@ -174,7 +176,7 @@ class Runtime:
         self.started = True
         for notice in self.notices:
             log.warning(notice)
-        await self.hooks.call("startup", runtime=self)
+        await self.hooks.call("startup", context=self.context)
         if adapters:
             for adapter in self.adapters.values():
                 await adapter.start()
@@ -188,7 +190,8 @@ class Runtime:
                 await adapter.stop()
             except Exception:
                 log.exception("adapter %s failed to stop", adapter.name)
-        await self.hooks.call("shutdown", runtime=self)
+        await self.hooks.call("shutdown", context=self.context)
+        await self.context.close()
         if self.locks is not None:
             await self.locks.close()
         for provider in (self.llm, self.stt, self.tts):
