@@ -69,6 +69,7 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     import uvicorn
 
     from parley.adapters.web.settings import ws_max_size
+    from parley.core.choice import describe
     from parley.core.runtime import Runtime
     from parley.server import create_app
 
@@ -79,6 +80,7 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
         app = create_app(settings, runtime)
     host = host or settings.server.host
     port = port or settings.server.port
+    click.echo(f"Providers: {describe({k: getattr(runtime, k) for k in ('llm', 'stt', 'tts')})}")
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
     config = uvicorn.Config(
         app,

@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("echo", "parley.plugins.echo.plugin"),
     ("deepgram", "parley.plugins.deepgram.plugin"),
     ("elevenlabs", "parley.plugins.elevenlabs.plugin"),
+    ("local", "parley.plugins.local.plugin:LocalPlugin"),
     ("mentions", "parley.plugins.mentions"),
     ("health", "parley.plugins.health"),
     ("clock", "parley.plugins.clock"),

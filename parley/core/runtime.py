@@ -10,6 +10,7 @@ import pluggy
 
 from parley.core import store
 from parley.core.adapter import Adapter
+from parley.core.choice import AUTO, choose
 from parley.core.config import Settings, SettingsError
 from parley.core.engine import Engine
 from parley.core.failover import primary_settings
@@ -100,10 +101,14 @@ class Runtime:
                 self.adapters[name] = adapter
 
     def build_llm(self) -> LLMProvider:
-        """The configured LLM provider; the offline ``echo`` one when ``openai`` has no key."""
+        """The configured LLM provider (``auto``: see :mod:`parley.core.choice`); the offline
+        ``echo`` one when ``openai`` has neither a key nor a ``base_url``."""
         llm = self.settings.llm
         name = llm.provider
-        if name == "openai" and not llm.resolved_api_key() and "echo" in self.registry.llm:
+        if name == AUTO:
+            return self._choose("llm")
+        configured = llm.resolved_api_key() or llm.base_url
+        if name == "openai" and not configured and "echo" in self.registry.llm:
             self.notices.append(
                 "No LLM API key: set llm.api_key (settings/.secrets.toml or PARLEY_LLM__API_KEY) "
                 "or OPENAI_API_KEY. Using the offline 'echo' provider meanwhile."
@@ -116,6 +121,8 @@ class Runtime:
         name = section.get("provider") if isinstance(section, dict) else None
         if not name:
             return None
+        if name == AUTO:
+            return self._choose(kind)
         if name not in getattr(self.registry, kind):
             known = ", ".join(sorted(getattr(self.registry, kind))) or "none"
             self.notices.append(
@@ -130,6 +137,18 @@ class Runtime:
             off = "voice input is off" if kind == "stt" else "replies are not spoken"
             self.notices.append(f"{kind} provider {name!r} unavailable ({off}): {exc}")
             return None
+
+    def _choose(self, kind: str) -> Any:
+        choice = choose(kind, self.settings, self.registry)
+        if kind == "llm" and choice.provider is None:
+            known = ", ".join(sorted(self.registry.llm)) or "none"
+            raise SettingsError(
+                f"llm.provider: 'auto' found no usable provider (registered: {known})"
+            )
+        notice = choice.notice()
+        if notice:
+            self.notices.append(notice)
+        return choice.provider
 
     def build_providers(self) -> None:
         """Build the LLM, STT and TTS providers once (``start`` does it; ``parley serve`` does it
