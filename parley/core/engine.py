@@ -30,6 +30,8 @@ from parley.core.events import (
 )
 from parley.core.hearing import store_audio_message, store_user_message, transcribe
 from parley.core.inbound import Inbound
+from parley.core.inbox import Inbox
+from parley.core.inbox_turns import keyed_turn
 from parley.core.locks import LocalLocks, Locks
 from parley.core.plugins import Hooks
 from parley.core.providers import LLMProvider, STTProvider, TTSProvider
@@ -112,6 +114,8 @@ class Engine:
             tools = ToolRegistry()
             hooks.call_sync("register_tools", register=tools.register)
         self.tools = tools
+        self.inbox: Inbox | None = None
+        """The durable inbox (set by the runtime): keyed turns run through it."""
 
     # -- conversations ---------------------------------------------------------------------
 
@@ -251,7 +255,28 @@ class Engine:
         AudioCompleted events follow its text as it streams (see :mod:`parley.core.speech`).
         Audio in ``inbound`` is transcribed first: an STT failure yields ``ErrorEvent("stt_failed")``
         and no turn runs (nothing is stored, no LLM call); silence yields ``stt_empty``.
+        With ``inbound.idempotency_key`` the turn runs once per key (see
+        :mod:`parley.core.inbox_turns`): a repeat gets the first turn's answer.
         """
+        if inbound.idempotency_key is not None and self.inbox is not None:
+
+            def run(conversation_id: str, inbound: Inbound) -> AsyncIterator[Event]:
+                return self.run_turn(conversation_id, inbound, speech)
+
+            keyed = keyed_turn(self.inbox, run, self.locks, conversation_id, inbound)
+            async with aclosing(keyed) as events:
+                async for event in events:
+                    yield event
+            return
+        async with aclosing(self.run_turn(conversation_id, inbound, speech)) as events:
+            async for event in events:
+                yield event
+
+    async def run_turn(
+        self, conversation_id: str, inbound: Inbound, speech: SpeechOptions | None = None
+    ) -> AsyncIterator[Event]:
+        """One turn under the conversation's lock, ignoring ``idempotency_key`` (the inbox runs
+        keyed turns through it)."""
         async with (
             self.telemetry.turn(conversation_id, inbound) as scope,  # span, timings, log line
             self.locks.hold(conversation_id),

@@ -32,7 +32,10 @@ from parley.core.tools import (
     ToolResult,
 )
 
-__all__ = ["ReplyResult", "ReplyTools", "stream_reply"]
+__all__ = ["PARTIAL_SAVE_INTERVAL", "ReplyResult", "ReplyTools", "stream_reply"]
+
+PARTIAL_SAVE_INTERVAL = 1.0
+"""Seconds between saves of a streaming reply's text, so a crash keeps what was produced."""
 
 
 @dataclass(slots=True)
@@ -103,7 +106,7 @@ async def stream_reply(
     yield MessageStarted(record.id, persona.id, persona.name)
     pieces: list[str] = []
     usage = _Usage()
-    llm_started = time.perf_counter()
+    llm_started = saved_at = time.perf_counter()
     timing: dict[str, Any] = {}
     specs = [tool.spec() for tool in tools.tools.values()] if tools and tools.max_steps else []
     messages = list(messages)
@@ -140,6 +143,10 @@ async def stream_reply(
                             yield TextDelta(record.id, " ", persona.id)
                         pieces.append(chunk.text)
                         yield TextDelta(record.id, chunk.text, persona.id)
+                        if time.perf_counter() - saved_at >= PARTIAL_SAVE_INTERVAL:
+                            # What a crash would cut: kept when the reply is settled interrupted.
+                            await store.update_message(record.id, content="".join(pieces))
+                            saved_at = time.perf_counter()
             if not calls or last_round or tools is None:
                 if calls and specs:
                     result.metadata["tool_steps_exhausted"] = True

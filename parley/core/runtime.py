@@ -15,6 +15,8 @@ from parley.core.config import Settings, SettingsError
 from parley.core.engine import Engine
 from parley.core.failover import primary_settings
 from parley.core.failover_speech import build_chain
+from parley.core.inbox import Inbox, InboxSettings
+from parley.core.inbox_turns import start_inbox
 from parley.core.loading import load_settings
 from parley.core.locks import LocalLocks, RedisLocks
 from parley.core.plugin_context import PluginContext
@@ -50,6 +52,8 @@ class Runtime:
         self._engine: Engine | None = None
         self.context = PluginContext(self)
         self.locks: LocalLocks | RedisLocks | None = None
+        self.inbox: Inbox | None = None
+        """The durable inbox; adapters register their channels' handlers in ``start``."""
         self.started = False
         self.collected = False
 
@@ -184,6 +188,9 @@ class Runtime:
             tools=self.tools,
             telemetry=self.telemetry,
         )
+        self.inbox = Inbox(self.settings.section("inbox", InboxSettings))
+        self._engine.inbox = self.inbox
+        start_inbox(self.inbox, self._engine.run_turn, self.locks)
         self.started = True
         for notice in self.notices:
             log.warning(notice)
@@ -192,9 +199,12 @@ class Runtime:
             for adapter in self.adapters.values():
                 await adapter.start()
                 self.running.append(adapter)
+            await self.inbox.start()  # claims begin once every adapter's handler is registered
 
     async def stop(self) -> None:
-        """Stop adapters, call ``shutdown`` hooks, close the database."""
+        """Stop the inbox's claims and adapters, call ``shutdown`` hooks, close the database."""
+        if self.inbox is not None:
+            await self.inbox.stop()
         while self.running:
             adapter = self.running.pop()
             try:
