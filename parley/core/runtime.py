@@ -10,7 +10,9 @@ import pluggy
 
 from parley.core import store
 from parley.core.adapter import Adapter
+from parley.core.bus import EventBus, RedisEventBus
 from parley.core.config import Settings, SettingsError
+from parley.core.conversation import Conversations
 from parley.core.engine import Engine
 from parley.core.loading import load_settings
 from parley.core.locks import LocalLocks, RedisLocks
@@ -43,6 +45,8 @@ class Runtime:
         self.tts: TTSProvider | None = None
         self._engine: Engine | None = None
         self.locks: LocalLocks | RedisLocks | None = None
+        self.bus: EventBus | None = None
+        self._conversations: Conversations | None = None
         self.started = False
         self.collected = False
 
@@ -52,6 +56,13 @@ class Runtime:
         if self._engine is None:
             raise RuntimeError("the runtime has not started")
         return self._engine
+
+    @property
+    def conversations(self) -> Conversations:
+        """The live conversations of this process (after :meth:`start`)."""
+        if self._conversations is None:
+            raise RuntimeError("the runtime has not started")
+        return self._conversations
 
     def _registrar(self, kind: str) -> Callable[..., None]:
         table = getattr(self.registry, kind)
@@ -143,6 +154,8 @@ class Runtime:
             await store.connect(self.settings.database.url)
         redis = self.settings.redis
         self.locks = RedisLocks(redis.url, ttl=redis.lock_ttl) if redis.url else LocalLocks()
+        self.bus = RedisEventBus(redis.url) if redis.url else EventBus()
+        await self.bus.start()
         self._engine = Engine(
             self.settings,
             self.hooks,
@@ -151,7 +164,9 @@ class Runtime:
             tts=self.tts,
             locks=self.locks,
             tools=self.tools,
+            bus=self.bus,
         )
+        self._conversations = Conversations(self._engine, self.bus)
         self.started = True
         for notice in self.notices:
             log.warning(notice)
@@ -169,7 +184,12 @@ class Runtime:
                 await adapter.stop()
             except Exception:
                 log.exception("adapter %s failed to stop", adapter.name)
+        if self._conversations is not None:
+            await self._conversations.close()
         await self.hooks.call("shutdown", runtime=self)
+        if self.bus is not None:
+            await self.bus.close()
+            self.bus = None
         if self.locks is not None:
             await self.locks.close()
         for provider in (self.llm, self.stt, self.tts):
