@@ -190,6 +190,8 @@ class LiveConversation:
             else:
                 if not future.done():
                     future.set_result(result)
+            finally:
+                self._maybe_drop()
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
@@ -455,7 +457,8 @@ class LiveConversation:
     # -- life ------------------------------------------------------------------------------
 
     def _maybe_drop(self) -> None:
-        if self._closed or self.attachments or self.queue or self._worker or self.listenings:
+        busy = self.queue or self._worker or self.listenings or len(self._tasks) > 1
+        if self._closed or self.attachments or busy:
             return
         self._close_now()
 
