@@ -10,8 +10,10 @@ import pluggy
 
 from parley.core import store
 from parley.core.adapter import Adapter
+from parley.core.bus import EventBus, RedisEventBus
 from parley.core.choice import AUTO, choose
 from parley.core.config import Settings, SettingsError
+from parley.core.conversation import Conversations
 from parley.core.engine import Engine
 from parley.core.failover import primary_settings
 from parley.core.failover_speech import build_chain
@@ -54,6 +56,8 @@ class Runtime:
         self.locks: LocalLocks | RedisLocks | None = None
         self.inbox: Inbox | None = None
         """The durable inbox; adapters register their channels' handlers in ``start``."""
+        self.bus: EventBus | None = None
+        self._conversations: Conversations | None = None
         self.started = False
         self.collected = False
 
@@ -63,6 +67,13 @@ class Runtime:
         if self._engine is None:
             raise RuntimeError("the runtime has not started")
         return self._engine
+
+    @property
+    def conversations(self) -> Conversations:
+        """The live conversations of this process (after :meth:`start`)."""
+        if self._conversations is None:
+            raise RuntimeError("the runtime has not started")
+        return self._conversations
 
     def _registrar(self, kind: str) -> Callable[..., None]:
         table = getattr(self.registry, kind)
@@ -178,6 +189,8 @@ class Runtime:
             await store.connect(self.settings.database.url)
         redis = self.settings.redis
         self.locks = RedisLocks(redis.url, ttl=redis.lock_ttl) if redis.url else LocalLocks()
+        self.bus = RedisEventBus(redis.url) if redis.url else EventBus()
+        await self.bus.start()
         self._engine = Engine(
             self.settings,
             self.hooks,
@@ -187,10 +200,12 @@ class Runtime:
             locks=self.locks,
             tools=self.tools,
             telemetry=self.telemetry,
+            bus=self.bus,
         )
         self.inbox = Inbox(self.settings.section("inbox", InboxSettings))
         self._engine.inbox = self.inbox
         start_inbox(self.inbox, self._engine.run_turn, self.locks)
+        self._conversations = Conversations(self._engine, self.bus)
         self.started = True
         for notice in self.notices:
             log.warning(notice)
@@ -211,8 +226,13 @@ class Runtime:
                 await adapter.stop()
             except Exception:
                 log.exception("adapter %s failed to stop", adapter.name)
+        if self._conversations is not None:
+            await self._conversations.close()
         await self.hooks.call("shutdown", context=self.context)
         await self.context.close()
+        if self.bus is not None:
+            await self.bus.close()
+            self.bus = None
         if self.locks is not None:
             await self.locks.close()
         for provider in (self.llm, self.stt, self.tts):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,7 +31,6 @@ from parley.core.engine import Engine
 from parley.server import ApiError, error_response
 
 if TYPE_CHECKING:
-    from parley.adapters.web.ws import WebSession
     from parley.core.runtime import Runtime
 
 __all__ = [
@@ -39,6 +39,8 @@ __all__ = [
     "provide_caller",
     "provide_device_caller",
     "provide_web",
+    "session_error",
+    "too_deep",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,10 +74,18 @@ class WebAdapter:
 
     name = "web"
 
-    def __init__(self, runtime: Runtime, settings: WebSettings) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: WebSettings,
+        handlers: Callable[[], list[Any]] = list,
+    ) -> None:
         self.runtime = runtime
         self.settings = settings
-        self.sockets: set[WebSession] = set()
+        self.handlers = handlers
+        """The route handlers to mount (``plugin.py`` names them: no import cycle back here)."""
+        self.sockets: set[Any] = set()
+        """Open ``/ws`` sessions (``ws.WebSession``)."""
         self.limiter = Limiter(settings.rate_limit)
         self.audio = AudioFetcher(settings)
 
@@ -86,8 +96,6 @@ class WebAdapter:
 
     def route_handlers(self) -> list[Any]:
         """One router holding every web route, with the adapter and the caller as dependencies."""
-        from parley.adapters.web import chat, history, sessions, users, ws
-
         middleware = []
         if self.settings.rate_limit:
             limit = RateLimitConfig(
@@ -95,24 +103,9 @@ class WebAdapter:
                 identifier_for_request=partial(_rate_limit_key, self.settings),
             )
             middleware.append(limit.middleware)
-        session_routes = Router(
-            path="/api/v1/chatbot/session",
-            route_handlers=sessions.HANDLERS,
-            exception_handlers={
-                HTTPException: _session_error,
-                RecursionError: partial(_too_deep, success=False),
-                Exception: _session_error,
-            },
-        )
         router = Router(
             path="/",
-            route_handlers=[
-                *chat.HANDLERS,
-                *history.HANDLERS,
-                *users.HANDLERS,
-                ws.websocket_handler,
-                session_routes,
-            ],
+            route_handlers=self.handlers(),
             dependencies={
                 "web": Provide(provide_web, sync_to_thread=False),
                 "caller": Provide(
@@ -120,7 +113,7 @@ class WebAdapter:
                 ),
             },
             middleware=middleware,
-            exception_handlers={RecursionError: _too_deep},
+            exception_handlers={RecursionError: too_deep},
             request_max_body_size=self.settings.max_body_bytes,
             tags=["web"],
         )
@@ -233,14 +226,14 @@ async def provide_device_caller(
 TOO_DEEP = "the body is not valid JSON: nested too deeply"
 
 
-def _too_deep(request: Request[Any, Any, Any], exc: Exception, **extra: Any) -> Response[Any]:
+def too_deep(request: Request[Any, Any, Any], exc: Exception, **extra: Any) -> Response[Any]:
     """A JSON body nested deeper than the decoder goes: the client's mistake, 400 ``invalid_json``
     (logged at DEBUG only)."""
     log.debug("%s %s: JSON body nested too deeply", request.method, request.url.path)
     return error_response(ApiError(400, "invalid_json", TOO_DEEP), **extra)
 
 
-def _session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Errors of the session routes also carry ``"success": false``."""
     if not isinstance(exc, HTTPException):
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
