@@ -123,8 +123,9 @@ class DatabaseSettings:
 class LLMSettings:
     """The LLM provider and its defaults."""
 
-    provider: str = "openai"
-    """Name of a registered LLM provider (``openai``, ``echo`` or a plugin's)."""
+    provider: str = "auto"
+    """Name of a registered LLM provider (``openai``, ``local``, ``echo`` or a plugin's);
+    ``auto``: ``openai`` with a key or ``base_url``, else ``local`` when installed, else ``echo``."""
     base_url: str | None = None
     """OpenAI-compatible endpoint; empty for api.openai.com."""
     api_key: str = ""

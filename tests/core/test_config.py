@@ -87,7 +87,7 @@ def test_empty_settings_file_gives_the_defaults(tmp_path: Path) -> None:
     assert settings.server == ServerSettings(host="127.0.0.1", port=8000)
     assert settings.database == DatabaseSettings(url="sqlite://parley.sqlite3")
     assert settings.llm == LLMSettings()
-    assert settings.llm.provider == "openai"
+    assert settings.llm.provider == "auto"
     assert settings.llm.model == "gpt-4o-mini"
     assert settings.llm.base_url is None
     assert settings.llm.timeout == 60
@@ -518,7 +518,7 @@ def test_shipped_settings_load(shipped: Path) -> None:
 
     assert settings.server == ServerSettings(host="127.0.0.1", port=8000)
     assert settings.database.url == "sqlite://parley.sqlite3"
-    assert settings.llm.provider == "openai"
+    assert settings.llm.provider == "auto"
     assert settings.llm.base_url is None
     assert settings.llm.api_key == ""
     assert settings.llm.model == "gpt-4o-mini"
@@ -662,6 +662,7 @@ def _documented_classes() -> dict[str, type]:
     from parley.adapters.telegram.settings import TelegramSettings
     from parley.adapters.web.settings import WebSettings
     from parley.adapters.whatsapp.settings import WhatsAppSettings
+    from parley.core.inbox import InboxSettings
     from parley.plugins.deepgram.settings import DeepgramSettings
     from parley.plugins.elevenlabs.settings import ElevenLabsSettings
     from parley.plugins.memory import MemorySettings
@@ -672,6 +673,7 @@ def _documented_classes() -> dict[str, type]:
         "Model settings": ModelSettings,
         "personas": Persona,
         "templates": Template,
+        "inbox": InboxSettings,
         "memory": MemorySettings,
         "notify": NotifySettings,
         "stt": DeepgramSettings,
