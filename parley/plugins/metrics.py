@@ -259,8 +259,7 @@ class _SocketAdapter:
         app_config.setdefault("middleware", []).append(middleware)
 
     async def start(self) -> None:
-        """Build the series and subscribe them to the runtime's telemetry (the adapter exists
-        only when metrics are enabled; adapters start after the providers are built)."""
+        """Subscribe the series to the runtime's telemetry (providers are built by now)."""
         metrics = _metrics_of(self.runtime)
         metrics.track_breakers()
         self.runtime.telemetry.subscribe(metrics.observe)
