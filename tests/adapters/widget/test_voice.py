@@ -75,9 +75,9 @@ async def test_stop_button_silences_the_reply(page, fakes):
     assert stored.metadata["interrupted_by"] == "client"
     assert stored.metadata["sentences_played"] >= 1
     await expect(page.locator(f"{WIDGET} .typing")).to_be_hidden()
-    played = stats["playedChunks"]
-    await page.wait_for_timeout(600)
-    assert await page.evaluate("__parleyTest.playedChunks") == played  # nothing more plays
+    # All of the reply had arrived (turn_complete) and nothing is scheduled: nothing more plays.
+    assert await page.evaluate("__parleyTest.widget.player.live.size") == 0
+    assert await page.evaluate("__parleyTest.playedChunks") == stats["playedChunks"]
 
 
 async def test_speaking_over_a_reply_interrupts_it(page, fakes):
@@ -96,15 +96,18 @@ async def test_speaking_over_a_reply_interrupts_it(page, fakes):
     await expect(cut).to_have_count(1)
     await expect(cut.locator(".meta")).to_have_text("(interrupted)")
     await expect(page.locator(f"{WIDGET} .stop")).to_be_hidden()
-    played = await page.evaluate("__parleyTest.playedChunks")
-    await page.wait_for_timeout(400)
-    assert await page.evaluate("__parleyTest.playedChunks") == played  # silent at once
+    cut_id = await cut.get_attribute("data-id")
+    assert await page.evaluate("__parleyTest.widget.player.live.size") == 0  # silent at once
+    played_of_cut = f"__parleyTest.stats.played.filter(([id]) => id === {cut_id!r}).length"
+    played = await page.evaluate(played_of_cut)
 
     live.push(LiveTranscript("wait a moment", is_final=True, speech_final=True))
     await expect(page.locator(LOG)).to_contain_text("Yes, go ahead.")
     # The cut turn has no turn_complete: the next one's must still clear the typing indicator.
     await page.wait_for_function("__parleyTest.stats.frames.includes('turn_complete')")
     await expect(page.locator(f"{WIDGET} .typing")).to_be_hidden()
+    # The next turn is over, so the cut one was too: not a chunk of it played after the cut.
+    assert await page.evaluate(played_of_cut) == played
     states = [m["state"] for m in await page.evaluate("__parleyTest.messages()")]
     assert "sent" not in states
     texts = await page.locator(f"{LOG} .msg:visible .bubble").all_inner_texts()
