@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from parley.adapters.whatsapp.graph import GraphClient, GraphError
 from parley.audio import AudioError, to_ogg_opus
 from parley.core import store
+from parley.core.background import BackgroundTasks
 from parley.core.events import (
     AudioChunk,
     AudioCompleted,
@@ -66,7 +67,7 @@ class TurnRunner:
         self.adapter = adapter
         self.settings = adapter.settings
         self.graph = graph
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks("WhatsApp turns")
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._queued: set[str] = set()
 
@@ -78,15 +79,13 @@ class TurnRunner:
             return False
         sender = str(message.metadata.get("wa_id") or message.conversation_id)
         previous = self._tails.get(sender)
-        task = asyncio.create_task(
+        task = self._tasks.spawn(
             self._after(previous, message), name=f"whatsapp:{message.platform_message_id}"
         )
         self._queued.add(message.id)
-        self._tasks.add(task)
         self._tails[sender] = task
 
         def done(finished: asyncio.Task[None]) -> None:
-            self._tasks.discard(finished)
             self._queued.discard(message.id)
             if self._tails.get(sender) is finished:
                 del self._tails[sender]
@@ -109,18 +108,11 @@ class TurnRunner:
 
     async def idle(self) -> None:
         """Wait until no turn is queued or running."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._tasks.wait()
 
     async def stop(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for the turns, then cancel what is left."""
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("stopping with %d WhatsApp turn(s) unfinished", len(pending))
-                await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.drain(grace)
 
     # -- one message -----------------------------------------------------------------------
 
