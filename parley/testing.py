@@ -33,6 +33,7 @@ __all__ = [
     "openai_sse",
     "openai_text",
     "openai_tool_calls",
+    "postgres_schema",
     "running_server",
     "tool_call",
 ]
@@ -198,6 +199,23 @@ async def running_server(
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
+
+
+@asynccontextmanager
+async def postgres_schema(base_url: str) -> AsyncIterator[str]:
+    """A fresh schema on the PostgreSQL at ``base_url``; yields its ``database.url``, drops it after."""
+    import uuid
+
+    import asyncpg
+
+    schema = f"parley_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(base_url)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        yield f"{base_url}?schema={schema}"
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
 
 
 class FakeSTT:
