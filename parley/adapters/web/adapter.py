@@ -27,7 +27,7 @@ from parley.adapters.web.identity import (
 )
 from parley.adapters.web.settings import WebSettings
 from parley.core.engine import Engine
-from parley.server import ApiError, error_response
+from parley.server import ApiError, error_response, log_unhandled
 
 if TYPE_CHECKING:
     from parley.adapters.web.ws import WebSession
@@ -192,5 +192,5 @@ async def provide_caller(
 def _session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Errors of the session routes also carry ``"success": false``."""
     if not isinstance(exc, HTTPException):
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log_unhandled(request, exc)
     return error_response(exc, success=False)
