@@ -15,6 +15,7 @@ from litestar.datastructures import State
 
 from parley.core import store
 from parley.core.hookspecs import hookimpl
+from parley.plugins.local.plugin import readiness as local_readiness
 
 __all__ = ["CHECK_TIMEOUT", "health", "register_routes"]
 
@@ -55,6 +56,9 @@ async def health(state: State) -> Response[dict[str, Any]]:
         "providers": providers,
         "down": down,
     }
+    models = local_readiness(runtime)
+    if models:  # local providers: "loading" until their models are loaded, then "ready"
+        body["models"] = models
     return Response(body, status_code=503 if down else 200)
 
 
