@@ -7,6 +7,7 @@ process out of rotation; an operator sees which part to look at).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,6 +56,7 @@ async def health(state: State) -> Response[dict[str, Any]]:
         "redis": results.get("redis", "not configured"),
         "providers": providers,
         "down": down,
+        "pid": os.getpid(),  # which process answered, behind a balancer or with --workers
     }
     models = local_readiness(runtime)
     if models:  # local providers: "loading" until their models are loaded, then "ready"
