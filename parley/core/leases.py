@@ -83,6 +83,7 @@ class Lease(ABC):
         A backend that is down is logged and tried again, never raised.
         """
         poll = self.ttl / 3 if poll is None else poll
+        said = False
         while True:
             try:
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
@@ -91,6 +92,9 @@ class Lease(ABC):
                 if taken:
                     log.info("lease %s taken by %s", self.name, self.holder)
                     return
+                if not said:
+                    log.info("lease %s is held elsewhere: %s stands by", self.name, self.holder)
+                    said = True
             except (Exception, TimeoutError) as exc:
                 log.warning("lease %s: cannot reach its store (%s); retrying", self.name, exc)
             await asyncio.sleep(poll)
