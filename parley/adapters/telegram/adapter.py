@@ -26,8 +26,9 @@ from parley.adapters.telegram.chats import CHANNEL
 from parley.adapters.telegram.handlers import Handlers
 from parley.adapters.telegram.replies import Replier
 from parley.adapters.telegram.settings import TelegramSettings
-from parley.adapters.telegram.transport import TokenFilter, log, make_bot
+from parley.adapters.telegram.transport import TokenFilter, log, make_bot, poll_under_lease
 from parley.core import store
+from parley.core.leases import make_lease
 from parley.core.locks import LocalLocks
 from parley.core.retry import retrying
 from parley.server import ApiError
@@ -110,17 +111,19 @@ class TelegramAdapter:
             await self._background
 
     async def _poll(self) -> None:
-        with suppress(TelegramUnauthorizedError):
-            await self._retry("deleteWebhook", lambda: self.bot.delete_webhook())
-        if self.failure:
-            return
-        log.info("Telegram polling started")
-        await self.dispatcher.start_polling(
+        lease = make_lease(f"telegram-polling-{self.bot.id}", self.runtime.settings)
+        await poll_under_lease(
+            self.dispatcher,
             self.bot,
-            handle_signals=False,
-            close_bot_session=False,
+            lease,
+            prepare=self._prepare_polling,
             allowed_updates=ALLOWED_UPDATES,
         )
+
+    async def _prepare_polling(self) -> bool:
+        with suppress(TelegramUnauthorizedError):
+            await self._retry("deleteWebhook", lambda: self.bot.delete_webhook())
+        return not self.failure
 
     async def _set_webhook(self) -> None:
         with suppress(TelegramUnauthorizedError):
