@@ -20,7 +20,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "extract",
     "inject",
     "provider_sink",
+    "turn_span",
 ]
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,14 @@ of the provider that spoke the sentence (stored as the message's ``tts_providers
 def current_turn() -> TurnScope | None:
     """The turn being run in this task (provider wrappers record what they did into it)."""
     return _CURRENT.get()
+
+
+def turn_span(name: str, **attributes: Any) -> AbstractContextManager[Span]:
+    """A span under the current turn's (a no-op outside a turn): tool calls, database work."""
+    turn = _CURRENT.get()
+    if turn is None:
+        return nullcontext(trace.INVALID_SPAN)
+    return turn.telemetry.span(name, **attributes)
 
 
 class Telemetry:
