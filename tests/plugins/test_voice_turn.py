@@ -108,11 +108,11 @@ async def test_missing_keys_turn_voice_off_with_a_notice(make_settings, monkeypa
 
 async def test_unknown_voice_provider_is_a_notice(make_settings):
     runtime = Runtime(
-        make_settings({"stt": {"provider": "whisper"}}), make_plugin_manager((), entry_points=False)
+        make_settings({"stt": {"provider": "vosk"}}), make_plugin_manager((), entry_points=False)
     )
     runtime.build_providers()
     assert runtime.stt is None
-    assert any("stt.provider: no provider named 'whisper'" in n for n in runtime.notices)
+    assert any("stt.provider: no provider named 'vosk'" in n for n in runtime.notices)
 
 
 async def test_bad_voice_setting_stops_start_up(make_settings):
