@@ -50,7 +50,10 @@ def test_serve_writes_json_lines_with_one_per_turn(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
-    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    banner = ("Providers:", "Parley listening")  # the command's own words to the terminal
+    text = [line for line in (out + err).splitlines() if line.strip() and not line.startswith("{")]
+    assert all(line.startswith(banner) for line in text), text
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert {"ts", "level", "logger", "message"} <= set(lines[0])
     turns = [line for line in lines if line["logger"] == "parley.turn"]
     assert len(turns) == 1
@@ -60,7 +63,7 @@ def test_serve_writes_json_lines_with_one_per_turn(tmp_path):
     assert turn["providers"] == {"llm": ["echo"]}
     assert turn["duration_ms"] >= turn["first_token_ms"] >= 0
     # uvicorn's access lines (on stdout, after the banner) are JSON too, secrets redacted.
-    access = [json.loads(line) for line in out.splitlines()[1:] if line.strip()]
+    access = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert {line["logger"] for line in access} == {"uvicorn.access"}
     assert any("POST /chat" in line["message"] for line in access), access
 

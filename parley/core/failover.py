@@ -29,10 +29,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from msgspec import Meta
 
 from parley.core.breaker import CircuitBreaker
-from parley.core.config import LLMSettings, SettingsError, check_range, parse_section
+from parley.core.config import InvalidSetting, LLMSettings, SettingsError, parse_section
 from parley.core.providers import (
     LLMChunk,
     LLMRequest,
@@ -58,6 +60,7 @@ __all__ = [
     "classify",
     "failover_settings",
     "primary_settings",
+    "providers_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,26 +78,22 @@ class FailoverSettings:
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
     """Further providers, tried in order: tables with ``provider`` and that provider's keys
     (``base_url``, ``model``, ``api_key``, ``voice``...) and an optional ``label`` (metrics)."""
-    first_token_timeout: float | None = None
+    first_token_timeout: Annotated[float, Meta(ge=0, le=3600)] | None = None
     """LLM: seconds to the first token; TTS: to a sentence's first audio byte; STT: to the
     transcript. Then the request is cancelled and the next provider asked. Default 5 (LLM, TTS),
     off for STT (0 = off)."""
-    stall_timeout: float | None = None
+    stall_timeout: Annotated[float, Meta(ge=0, le=3600)] | None = None
     """Seconds without a token (LLM) or audio byte (TTS) once output began; the reply then ends
     as ``failed`` with its partial text. Default 5 (LLM, TTS); 0 = off."""
-    breaker_threshold: int = 3
+    breaker_threshold: Annotated[int, Meta(ge=0, le=1000)] = 3
     """Failures in a row after which a provider is skipped (0 = no breaker)."""
-    breaker_cooldown: float = 30.0
+    breaker_cooldown: Annotated[float, Meta(ge=0, le=86400)] = 30.0
     """Seconds a provider is skipped before one probe request tries it again."""
 
     def __post_init__(self) -> None:
-        check_range("first_token_timeout", self.first_token_timeout, 0, 3600)
-        check_range("stall_timeout", self.stall_timeout, 0, 3600)
-        check_range("breaker_threshold", self.breaker_threshold, 0, 1000)
-        check_range("breaker_cooldown", self.breaker_cooldown, 0, 86400)
         for index, entry in enumerate(self.fallbacks):
             if not isinstance(entry.get("provider"), str) or not entry["provider"]:
-                raise ValueError(f"fallbacks must each name a provider (entry {index} has none)")
+                raise InvalidSetting(f"fallbacks[{index}].provider", "a provider name is required")
 
     def timeouts(self, kind: str) -> tuple[float, float]:
         """(first_token_timeout, stall_timeout) with the kind's defaults filled in."""
@@ -190,6 +189,14 @@ def _breaker_reporter(telemetry: Telemetry, kind: str, label: str) -> Callable[[
         telemetry.emit(BreakerChanged(kind, label, state))
 
     return report
+
+
+def providers_of(provider: Any) -> list[Any]:
+    """The providers inside a failover chain, in order (``[provider]`` for any other one)."""
+    members = getattr(provider, "members", None)
+    if isinstance(members, list):
+        return [member.provider for member in members]
+    return [] if provider is None else [provider]
 
 
 def classify(exc: BaseException, label: str) -> ProviderError | None:

@@ -189,6 +189,8 @@ class Telemetry:
         """Callbacks read at each scrape: ``inbox_depth`` (the inbox registers it), ..."""
         self.live_turns: set[str] = set()
         """Conversations with a turn running in this process."""
+        self.metrics: Any = None
+        """The ``metrics`` plugin's series while it is on (what ``GET /metrics`` serves)."""
 
     def subscribe(self, observer: Observer) -> None:
         """Call ``observer(record)`` for every report (it must be quick and must not raise)."""

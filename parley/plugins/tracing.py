@@ -15,20 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from parley.core.config import check_range
+from msgspec import Meta
+
 from parley.core.hookspecs import hookimpl
 from parley.core.providers import MissingDependency
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
-    from parley.core.runtime import Runtime
+    from parley.core.plugin_context import PluginContext
 
 __all__ = ["TracingPlugin", "TracingSettings"]
-
-EXPORTERS = ("otlp", "console", "none")
 
 
 @dataclass(slots=True)
@@ -37,7 +36,7 @@ class TracingSettings:
 
     enabled: bool = False
     """Record a trace per turn."""
-    exporter: str = "otlp"
+    exporter: Literal["otlp", "console", "none"] = "otlp"
     """``otlp`` (OTLP over HTTP), ``console`` (stdout) or ``none``."""
     endpoint: str = ""
     """OTLP/HTTP traces URL, e.g. ``http://collector:4318/v1/traces``; empty: the exporter's
@@ -47,17 +46,10 @@ class TracingSettings:
     """Extra headers for the collector (an API key goes here, or in ``OTEL_EXPORTER_OTLP_HEADERS``)."""
     service_name: str = "parley"
     """The ``service.name`` resource attribute."""
-    sample_ratio: float = 1.0
+    sample_ratio: Annotated[float, Meta(ge=0, le=1)] = 1.0
     """Share of turns traced (0 to 1); a turn that joins a sampled trace is always traced."""
     database: bool = True
     """Also a ``db.query`` span per SQL statement run during a turn."""
-
-    def __post_init__(self) -> None:
-        if self.exporter not in EXPORTERS:
-            raise ValueError(
-                f"exporter must be one of {', '.join(EXPORTERS)}, got {self.exporter!r}"
-            )
-        check_range("sample_ratio", self.sample_ratio, 0, 1)
 
 
 def _exporter(settings: TracingSettings) -> SpanExporter | None:
@@ -88,9 +80,9 @@ class TracingPlugin:
         register("tracing", TracingSettings)
 
     @hookimpl
-    def startup(self, runtime: Runtime) -> None:
+    def startup(self, context: PluginContext) -> None:
         """Build the tracer provider and exporter (when enabled)."""
-        settings: TracingSettings = runtime.plugin_settings.get("tracing") or TracingSettings()
+        settings = context.section("tracing", TracingSettings)
         if not settings.enabled:
             return
         from opentelemetry.sdk.resources import Resource
@@ -110,11 +102,11 @@ class TracingPlugin:
 
             instrument_tortoise()
         self.provider = provider
-        runtime.telemetry.tracer_provider = provider
-        runtime.telemetry.tracer = provider.get_tracer("parley")
+        context.telemetry.tracer_provider = provider
+        context.telemetry.tracer = provider.get_tracer("parley")
 
     @hookimpl
-    def shutdown(self, runtime: Runtime) -> None:
+    def shutdown(self, context: PluginContext) -> None:
         """Send the spans still buffered, then stop the exporter."""
         if self.provider is not None:
             self.provider.shutdown()
