@@ -121,3 +121,32 @@ def test_a_bad_exporter_is_named(make_settings):
     settings = make_settings({"tracing": {"enabled": True, "exporter": "zipkin"}})
     with pytest.raises(SettingsError, match=r"tracing\.exporter"):
         Runtime(settings).collect()
+
+
+async def test_a_keyed_turn_answered_again_joins_the_first_attempts_trace(make_settings):
+    from parley.core.inbox_turns import recover_turn
+
+    async with FakeOpenAIServer() as server:
+        server.push(("status", 500), ("text", ["Second time lucky."]))
+        llm = {"provider": "openai", "base_url": server.base_url, "api_key": "k"}
+        runtime, exporter = await traced_runtime(
+            make_settings, {"llm": {**llm, "max_retries": 0, "breaker_threshold": 0}}
+        )
+        try:
+            user = await store.get_or_create_user("test", "t3")
+            conversation = (await runtime.engine.open(user.id, "test")).conversation
+            inbound = Inbound(text="hi", idempotency_key="key-1")
+            first = await collect(runtime.engine.turn(conversation.id, inbound))
+            assert next(e for e in first if isinstance(e, MessageCompleted)).status == "failed"
+            item = await store.get_inbox("turn", f"test:{user.id}:key-1")
+            # What the claim loop of any process runs for an item whose holder died:
+            await recover_turn(runtime.engine.run_turn, runtime.locks, item)
+        finally:
+            await runtime.stop()
+    first_turn, second_turn = [s for s in exporter.get_finished_spans() if s.name == "parley.turn"]
+    assert (
+        item.payload["trace"]["traceparent"].split("-")[2] == f"{first_turn.context.span_id:016x}"
+    )
+    assert second_turn.context.trace_id == first_turn.context.trace_id
+    assert second_turn.parent.span_id == first_turn.context.span_id
+    assert second_turn.attributes["parley.status"] == "complete"
