@@ -468,6 +468,8 @@ class FakeOpenAIServer:
                 await response.write_eof()
                 return response
             if behaviour[0] == "text":
+                if len(behaviour) > 2:  # ("text", pieces, seconds before the first byte)
+                    await asyncio.sleep(behaviour[2])
                 await response.write(openai_text(*behaviour[1]))
                 await response.write_eof()
                 return response
