@@ -236,6 +236,13 @@ class Chain:
         self.first_timeout, self.stall_timeout = config.timeouts(self.kind)
         self.name = getattr(members[0].provider, "name", members[0].label)
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else is the primary's (``ready``, ``model_name``...): the chain stands in
+        for the provider configured in the section."""
+        if name.startswith("__") or name == "members":
+            raise AttributeError(name)
+        return getattr(self.members[0].provider, name)
+
     @property
     def primary(self) -> Any:
         """The first provider of the chain (the one configured in the section itself)."""
