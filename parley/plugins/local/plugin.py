@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from parley.core.background import BackgroundTasks
 from parley.core.config import SettingsError
+from parley.core.failover import providers_of
 from parley.core.hookspecs import hookimpl
 from parley.core.providers import MissingDependency
 from parley.plugins.local.models import (
@@ -91,13 +92,18 @@ def make_piper_tts(settings: Settings) -> PiperTTS:
     )
 
 
+def _is_local(provider: Any) -> bool:
+    return getattr(provider, "name", None) in LOCAL_NAMES and hasattr(provider, "load")
+
+
 def readiness(runtime: Runtime) -> dict[str, str]:
     """``loading`` / ``ready`` / ``failed`` for each local provider the runtime uses."""
     out: dict[str, str] = {}
     for kind in ("llm", "stt", "tts"):
-        provider = getattr(runtime, kind, None)
-        if getattr(provider, "name", None) not in LOCAL_NAMES or not hasattr(provider, "load"):
+        local = [p for p in providers_of(getattr(runtime, kind, None)) if _is_local(p)]
+        if not local:
             continue
+        provider = local[0]
         if getattr(provider, "load_error", None):
             out[kind] = "failed"
         else:
@@ -133,12 +139,13 @@ class LocalPlugin:
 
     @hookimpl
     def startup(self, context: PluginContext) -> None:
-        """Load the local models in the background (one after the other: two cores)."""
+        """Load the local models in the background (one after the other: two cores); also
+        those of failover chains (a local model is a natural last resort)."""
         providers = [
             (kind, provider)
             for kind in ("llm", "stt", "tts")
-            if getattr(provider := getattr(context, kind, None), "name", None) in LOCAL_NAMES
-            and hasattr(provider, "load")
+            for provider in providers_of(getattr(context, kind, None))
+            if _is_local(provider)
         ]
         if providers:
             self.tasks.spawn(self._load(providers), name="local-models")
@@ -159,7 +166,7 @@ class LocalPlugin:
             log.info("local models ready: %s", ", ".join(loaded))
 
     @hookimpl
-    async def shutdown(self) -> None:
+    async def shutdown(self, context: PluginContext) -> None:
         """Stop waiting for models still loading (a short ``parley chat`` ends before them)."""
         for task in self.tasks.running():
             task.cancel()
