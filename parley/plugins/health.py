@@ -28,7 +28,7 @@ async def health(state: State) -> Response[dict[str, Any]]:
     }
     ok = database == "ok"
     body = {"status": "ok" if ok else "degraded", "database": database, "providers": providers}
-    models = local_readiness(runtime)
+    models = local_readiness({kind: getattr(runtime, kind) for kind in ("llm", "stt", "tts")})
     if models:  # local providers: "loading" until their models are loaded, then "ready"
         body["models"] = models
     return Response(body, status_code=200 if ok else 503)
