@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from parley.core.config import LLMSettings, ModelSettings
@@ -84,7 +85,7 @@ async def test_a_live_session_ends_the_utterance_on_silence(piper_tts, whisper_s
     )
     silence = bytes(2 * 16000)  # one second
     session = await whisper_stt.live(encoding="pcm16", sample_rate=16000)
-    async with session:
+    async with session, asyncio.timeout(60):  # a bound for a busy machine, not a measurement
         stream = silence + speech + silence
         for start in range(0, len(stream), 3200):  # 100 ms frames, as a microphone sends
             await session.send(stream[start : start + 3200])
