@@ -41,6 +41,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("router", "parley.plugins.router:RouterPlugin"),
     ("memory", "parley.plugins.memory:MemoryPlugin"),
     ("notify", "parley.plugins.notify:NotifyPlugin"),
+    ("metrics", "parley.plugins.metrics:MetricsPlugin"),
     ("web", "parley.adapters.web.plugin"),
     ("whatsapp", "parley.adapters.whatsapp.plugin"),
     ("telegram", "parley.adapters.telegram.plugin"),

@@ -10,14 +10,21 @@ import pluggy
 
 from parley.core import store
 from parley.core.adapter import Adapter
+from parley.core.bus import EventBus, RedisEventBus
 from parley.core.choice import AUTO, choose
 from parley.core.config import Settings, SettingsError
+from parley.core.conversation import Conversations
 from parley.core.engine import Engine
+from parley.core.failover import primary_settings
+from parley.core.failover_speech import build_chain
+from parley.core.inbox import Inbox, InboxSettings
+from parley.core.inbox_turns import start_inbox
 from parley.core.loading import load_settings
 from parley.core.locks import LocalLocks, RedisLocks
 from parley.core.plugin_context import PluginContext
 from parley.core.plugins import Hooks, make_plugin_manager
 from parley.core.providers import LLMProvider, ProviderRegistry, STTProvider, TTSProvider
+from parley.core.telemetry import Telemetry
 from parley.core.tools import ToolRegistry
 
 __all__ = ["Runtime"]
@@ -43,9 +50,14 @@ class Runtime:
         self.llm: LLMProvider | None = None
         self.stt: STTProvider | None = None
         self.tts: TTSProvider | None = None
+        self.telemetry = Telemetry()
         self._engine: Engine | None = None
         self.context = PluginContext(self)
         self.locks: LocalLocks | RedisLocks | None = None
+        self.inbox: Inbox | None = None
+        """The durable inbox; adapters register their channels' handlers in ``start``."""
+        self.bus: EventBus | None = None
+        self._conversations: Conversations | None = None
         self.started = False
         self.collected = False
 
@@ -55,6 +67,13 @@ class Runtime:
         if self._engine is None:
             raise RuntimeError("the runtime has not started")
         return self._engine
+
+    @property
+    def conversations(self) -> Conversations:
+        """The live conversations of this process (after :meth:`start`)."""
+        if self._conversations is None:
+            raise RuntimeError("the runtime has not started")
+        return self._conversations
 
     def _registrar(self, kind: str) -> Callable[..., None]:
         table = getattr(self.registry, kind)
@@ -110,7 +129,7 @@ class Runtime:
                 "or OPENAI_API_KEY. Using the offline 'echo' provider meanwhile."
             )
             name = "echo"
-        return self.registry.make("llm", name, self.settings)
+        return self.registry.make("llm", name, primary_settings(self.settings, "llm"))
 
     def _optional_provider(self, kind: str) -> Any:
         section = self.settings.raw.get(kind) or {}
@@ -126,7 +145,7 @@ class Runtime:
             )
             return None
         try:
-            return self.registry.make(kind, name, self.settings)
+            return self.registry.make(kind, name, primary_settings(self.settings, kind))
         except SettingsError:
             raise
         except Exception as exc:  # a missing SDK or key must not stop text chat
@@ -152,9 +171,15 @@ class Runtime:
         if self.llm is not None:
             return
         self.collect()
-        self.llm = self.build_llm()
-        self.stt = self._optional_provider("stt")
-        self.tts = self._optional_provider("tts")
+        # Each wrapped in its failover chain (fallbacks, watchdogs, breakers, telemetry).
+        self.llm = build_chain(
+            "llm", self.build_llm(), self.registry, self.settings, self.telemetry
+        )
+        for kind in ("stt", "tts"):
+            primary = self._optional_provider(kind)
+            if primary is not None:
+                primary = build_chain(kind, primary, self.registry, self.settings, self.telemetry)
+            setattr(self, kind, primary)
 
     async def start(self, *, connect_db: bool = True, adapters: bool = True) -> None:
         """Open the database (applying migrations), build providers and the engine, start adapters."""
@@ -164,6 +189,8 @@ class Runtime:
             await store.connect(self.settings.database.url)
         redis = self.settings.redis
         self.locks = RedisLocks(redis.url, ttl=redis.lock_ttl) if redis.url else LocalLocks()
+        self.bus = RedisEventBus(redis.url) if redis.url else EventBus()
+        await self.bus.start()
         self._engine = Engine(
             self.settings,
             self.hooks,
@@ -172,7 +199,13 @@ class Runtime:
             tts=self.tts,
             locks=self.locks,
             tools=self.tools,
+            telemetry=self.telemetry,
+            bus=self.bus,
         )
+        self.inbox = Inbox(self.settings.section("inbox", InboxSettings))
+        self._engine.inbox = self.inbox
+        start_inbox(self.inbox, self._engine.run_turn, self.locks)
+        self._conversations = Conversations(self._engine, self.bus)
         self.started = True
         for notice in self.notices:
             log.warning(notice)
@@ -181,17 +214,25 @@ class Runtime:
             for adapter in self.adapters.values():
                 await adapter.start()
                 self.running.append(adapter)
+            await self.inbox.start()  # claims begin once every adapter's handler is registered
 
     async def stop(self) -> None:
-        """Stop adapters, call ``shutdown`` hooks, close the database."""
+        """Stop the inbox's claims and adapters, call ``shutdown`` hooks, close the database."""
+        if self.inbox is not None:
+            await self.inbox.stop()
         while self.running:
             adapter = self.running.pop()
             try:
                 await adapter.stop()
             except Exception:
                 log.exception("adapter %s failed to stop", adapter.name)
+        if self._conversations is not None:
+            await self._conversations.close()
         await self.hooks.call("shutdown", context=self.context)
         await self.context.close()
+        if self.bus is not None:
+            await self.bus.close()
+            self.bus = None
         if self.locks is not None:
             await self.locks.close()
         for provider in (self.llm, self.stt, self.tts):

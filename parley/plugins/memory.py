@@ -29,6 +29,7 @@ from parley.core.hookspecs import hookimpl
 from parley.core.locks import LocalLocks
 from parley.core.providers import LLMProvider, LLMRequest, ProviderError
 from parley.core.store.records import ConversationRecord, MessageRecord
+from parley.openapi import errors
 
 if TYPE_CHECKING:
     from parley.core.plugin_context import PluginContext
@@ -77,7 +78,12 @@ async def erase_memory(user_id: str) -> bool:
     return True
 
 
-@delete("/api/v1/users/{user_id:str}/memory", status_code=204, tags=["memory"])
+@delete(
+    "/api/v1/users/{user_id:str}/memory",
+    status_code=204,
+    tags=["memory"],
+    responses=errors(400, 401, 403, 404, 503),
+)
 async def erase_memory_route(
     user_id: FromPath[str],
     state: State,

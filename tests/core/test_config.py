@@ -662,6 +662,7 @@ def _documented_classes() -> dict[str, type]:
     from parley.adapters.telegram.settings import TelegramSettings
     from parley.adapters.web.settings import WebSettings
     from parley.adapters.whatsapp.settings import WhatsAppSettings
+    from parley.core.inbox import InboxSettings
     from parley.plugins.deepgram.settings import DeepgramSettings
     from parley.plugins.elevenlabs.settings import ElevenLabsSettings
     from parley.plugins.memory import MemorySettings
@@ -672,6 +673,7 @@ def _documented_classes() -> dict[str, type]:
         "Model settings": ModelSettings,
         "personas": Persona,
         "templates": Template,
+        "inbox": InboxSettings,
         "memory": MemorySettings,
         "notify": NotifySettings,
         "stt": DeepgramSettings,

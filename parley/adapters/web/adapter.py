@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,10 +31,17 @@ from parley.core.engine import Engine
 from parley.server import ApiError, error_response
 
 if TYPE_CHECKING:
-    from parley.adapters.web.ws import WebSession
     from parley.core.runtime import Runtime
 
-__all__ = ["Limiter", "WebAdapter", "provide_caller", "provide_web"]
+__all__ = [
+    "Limiter",
+    "WebAdapter",
+    "provide_caller",
+    "provide_device_caller",
+    "provide_web",
+    "session_error",
+    "too_deep",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +74,18 @@ class WebAdapter:
 
     name = "web"
 
-    def __init__(self, runtime: Runtime, settings: WebSettings) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: WebSettings,
+        handlers: Callable[[], list[Any]] = list,
+    ) -> None:
         self.runtime = runtime
         self.settings = settings
-        self.sockets: set[WebSession] = set()
+        self.handlers = handlers
+        """The route handlers to mount (``plugin.py`` names them: no import cycle back here)."""
+        self.sockets: set[Any] = set()
+        """Open ``/ws`` sessions (``ws.WebSession``)."""
         self.limiter = Limiter(settings.rate_limit)
         self.audio = AudioFetcher(settings)
 
@@ -80,8 +96,6 @@ class WebAdapter:
 
     def route_handlers(self) -> list[Any]:
         """One router holding every web route, with the adapter and the caller as dependencies."""
-        from parley.adapters.web import chat, history, sessions, users, ws
-
         middleware = []
         if self.settings.rate_limit:
             limit = RateLimitConfig(
@@ -89,25 +103,17 @@ class WebAdapter:
                 identifier_for_request=partial(_rate_limit_key, self.settings),
             )
             middleware.append(limit.middleware)
-        session_routes = Router(
-            path="/api/v1/chatbot/session",
-            route_handlers=sessions.HANDLERS,
-            exception_handlers={HTTPException: _session_error, Exception: _session_error},
-        )
         router = Router(
             path="/",
-            route_handlers=[
-                *chat.HANDLERS,
-                *history.HANDLERS,
-                *users.HANDLERS,
-                ws.websocket_handler,
-                session_routes,
-            ],
+            route_handlers=self.handlers(),
             dependencies={
                 "web": Provide(provide_web, sync_to_thread=False),
-                "caller": Provide(provide_caller),
+                "caller": Provide(
+                    provide_caller if self.settings.auth_secret else provide_device_caller
+                ),
             },
             middleware=middleware,
+            exception_handlers={RecursionError: too_deep},
             request_max_body_size=self.settings.max_body_bytes,
             tags=["web"],
         )
@@ -163,6 +169,18 @@ def _rate_limit_key(settings: WebSettings, request: Request[Any, Any, Any]) -> s
     return rate_limit_key(settings, request.headers, client)
 
 
+_DEVICE_SCHEMA = {"pattern": r"^[A-Za-z0-9._~-]{1,128}$", "minLength": 1, "maxLength": 128}
+"""The device id's shape, for the OpenAPI document only (a bad one is answered by
+:func:`identify` with 400 ``invalid_device_id``)."""
+
+
+async def _caller(web: WebAdapter, device_id: str | None, authorization: str | None) -> Caller:
+    try:
+        return await identify(web.settings, device_id, bearer_token(authorization))
+    except IdentityError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
 async def provide_caller(
     web: NamedDependency[WebAdapter],
     device_id: Annotated[
@@ -170,7 +188,9 @@ async def provide_caller(
         HeaderParameter(
             name=DEVICE_HEADER,
             required=False,
-            description="Anonymous device id (letters, digits, . _ ~ -; up to 128).",
+            description="Anonymous device id (letters, digits, . _ ~ -; up to 128); "
+            "not needed with a token.",
+            schema_extra=_DEVICE_SCHEMA,
         ),
     ] = None,
     authorization: Annotated[
@@ -178,18 +198,42 @@ async def provide_caller(
         HeaderParameter(
             name="Authorization",
             required=False,
-            description="Bearer <HS256 JWT with sub and exp> when web.auth_secret is set.",
+            description="Bearer <HS256 JWT with sub and exp> (web.auth_secret is set).",
         ),
     ] = None,
 ) -> Caller:
-    """The identified caller; 400 without credentials, 401 for a bad token or a refused device."""
-    try:
-        return await identify(web.settings, device_id, bearer_token(authorization))
-    except IdentityError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    """The identified caller (device id or token); 400 without credentials, 401 for a bad token
+    or a refused device."""
+    return await _caller(web, device_id, authorization)
 
 
-def _session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+async def provide_device_caller(
+    web: NamedDependency[WebAdapter],
+    device_id: Annotated[
+        str | None,
+        HeaderParameter(
+            name=DEVICE_HEADER,
+            required=True,  # documented as required; a missing one is our 400, not Litestar's
+            description="Anonymous device id (letters, digits, . _ ~ -; up to 128).",
+            schema_extra=_DEVICE_SCHEMA,
+        ),
+    ] = None,
+) -> Caller:
+    """The caller when ``web.auth_secret`` is empty: the device id is required (400 without)."""
+    return await _caller(web, device_id, None)
+
+
+TOO_DEEP = "the body is not valid JSON: nested too deeply"
+
+
+def too_deep(request: Request[Any, Any, Any], exc: Exception, **extra: Any) -> Response[Any]:
+    """A JSON body nested deeper than the decoder goes: the client's mistake, 400 ``invalid_json``
+    (logged at DEBUG only)."""
+    log.debug("%s %s: JSON body nested too deeply", request.method, request.url.path)
+    return error_response(ApiError(400, "invalid_json", TOO_DEEP), **extra)
+
+
+def session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Errors of the session routes also carry ``"success": false``."""
     if not isinstance(exc, HTTPException):
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from msgspec import Meta
 
 from parley.core.config import InvalidSetting
 
-__all__ = ["AUDIO_OUTPUT_FORMATS", "WebSettings"]
+if TYPE_CHECKING:
+    from parley.core.config import Settings
+
+__all__ = ["AUDIO_OUTPUT_FORMATS", "WebSettings", "ws_max_size"]
 
 AudioOutputFormat = Literal["pcm_16000", "pcm_24000", "mp3_44100_128", "opus_48000_64"]
 AUDIO_OUTPUT_FORMATS: tuple[str, ...] = get_args(AudioOutputFormat)
@@ -59,3 +62,13 @@ class WebSettings:
             raise InvalidSetting("auth_secret", "must be at least 32 bytes long (RFC 7518, HS256)")
         if self.require_auth and not self.auth_secret:
             raise InvalidSetting("require_auth", "must be false while web.auth_secret is empty")
+
+
+def ws_max_size(settings: Settings) -> int:
+    """uvicorn's ``ws_max_size`` for these settings: twice ``web.max_body_bytes``.
+
+    A frame over ``web.max_body_bytes`` then reaches the app, which answers it with a
+    ``frame_too_large`` error frame and keeps the socket open, as HTTP answers 413; only a frame
+    over twice the limit is closed by uvicorn (1009) before it is read whole.
+    """
+    return 2 * settings.section("web", WebSettings).max_body_bytes
