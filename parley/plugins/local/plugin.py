@@ -90,17 +90,27 @@ def make_piper_tts(settings: Settings) -> PiperTTS:
     )
 
 
+def _local(provider: Any) -> Any:
+    """The local provider in ``provider`` (itself, or a member of its failover chain), or None."""
+    members = [m.provider for m in getattr(provider, "members", ())] or [provider]
+    return next(
+        (m for m in members if getattr(m, "name", None) in LOCAL_NAMES and hasattr(m, "load")),
+        None,
+    )
+
+
 def readiness(providers: dict[str, Any]) -> dict[str, str]:
     """``loading`` / ``ready`` / ``failed`` for each local provider among ``providers``
-    (kind -> provider)."""
+    (kind -> provider, perhaps a failover chain holding it)."""
     out: dict[str, str] = {}
     for kind, provider in providers.items():
-        if getattr(provider, "name", None) not in LOCAL_NAMES or not hasattr(provider, "load"):
+        local = _local(provider)
+        if local is None:
             continue
-        if getattr(provider, "load_error", None):
+        if getattr(local, "load_error", None):
             out[kind] = "failed"
         else:
-            out[kind] = "ready" if getattr(provider, "ready", False) else "loading"
+            out[kind] = "ready" if getattr(local, "ready", False) else "loading"
     return out
 
 
@@ -131,7 +141,7 @@ class LocalPlugin:
     def startup(self, context: PluginContext) -> None:
         """Load the local models in the background (one after the other: two cores)."""
         providers = {"llm": context.llm, "stt": context.stt, "tts": context.tts}
-        local = [(kind, p) for kind, p in providers.items() if kind in readiness({kind: p})]
+        local = [(kind, _local(p)) for kind, p in providers.items() if _local(p) is not None]
         if local:
             context.spawn(self._load(local), name=TASKS)
 
