@@ -80,7 +80,6 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
         app = create_app(settings, runtime)
     host = host or settings.server.host
     port = port or settings.server.port
-    click.echo(f"Providers: {describe({k: getattr(runtime, k) for k in ('llm', 'stt', 'tts')})}")
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
     config = uvicorn.Config(
         app,
@@ -95,6 +94,8 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
         logging.getLogger(name).addFilter(RedactSecrets())
     with _settings_errors():
         configure_logging(settings)  # [logging]: level, text or json
+    chosen = describe({kind: getattr(runtime, kind) for kind in ("llm", "stt", "tts")})
+    logging.getLogger("parley.providers").info("providers: %s", chosen)
     with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
         uvicorn.Server(config).run()
 
