@@ -70,7 +70,8 @@ async def _first_audio(socket: Any, started: float) -> tuple[float, float | None
 
 
 async def _speech(runtime: Runtime, text: str) -> bytes:
-    chunks = [c async for c in runtime.tts.synthesize(text, output_format="pcm_16000")]
+    tts = runtime.tts.primary
+    chunks = [c async for c in tts.synthesize(text, output_format="pcm_16000")]
     return bytes(3200) + b"".join(chunks)
 
 
@@ -89,9 +90,8 @@ async def bench(runs: int) -> list[tuple[str, list[float], list[float]]]:
     transcribed: list[float] = []
     app = create_app(settings, runtime)
     async with running_server(app) as base:
-        await runtime.llm.load()
-        await runtime.stt.load()
-        await runtime.tts.load()
+        for kind in ("llm", "stt", "tts"):  # each behind its failover chain
+            await getattr(runtime, kind).primary.load()
         url = base.replace("http://", "ws://") + "/ws?device_id=bench"
         async with connect(url, max_size=None) as socket:
             await _until(socket, "message_complete")  # the greeting
