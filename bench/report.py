@@ -89,23 +89,49 @@ def text_section(data: dict, images: Path, prefix: str) -> list[str]:
     fig.tight_layout()
     fig.savefig(images / "text.png", dpi=80)
     plt.close(fig)
-    sockets = data["sockets"]
-    count = sockets["parley"][0]["count"]
-    out += [
+    return [*out, "", f"![Text turns]({prefix}/text.png)"]
+
+
+def anatomy_section(data: dict) -> list[str]:
+    """Where a text turn's time goes outside the LLM."""
+    out = [
+        "### One turn, taken apart",
         "",
-        f"![Text turns]({prefix}/text.png)",
+        "One conversation per system, turns one after another (interleaved), timed on the "
+        "client's and the fake LLM's clocks (the same machine): from the message sent to the LLM "
+        "request arriving, the LLM's own time, and from the LLM's last word to `turn_complete` "
+        "at the client. Median [min-max] of the turns, ms.",
         "",
-        f"### Idle sockets ({count} at once)",
+        "| | Message -> LLM request | LLM (fake) | Last word -> turn_complete | Added, total |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ("baseline", "parley"):
+        runs = data[name]
+        added = [r["to_llm_request"] + r["after_llm"] for r in runs]
+        out.append(
+            f"| {name} | {spread(_field(runs, 'to_llm_request'), 1000, 1)} "
+            f"| {spread(_field(runs, 'llm'), 1000)} "
+            f"| {spread(_field(runs, 'after_llm'), 1000, 1)} | {spread(added, 1000, 1)} |"
+        )
+    return out
+
+
+def sockets_section(data: dict) -> list[str]:
+    """Memory per idle socket, CPU per new connection."""
+    count = data["parley"][0]["count"]
+    out = [
+        f"## Idle sockets ({count} at once)",
         "",
-        f"{count} new devices connect (50 at a time) and stay idle: the server's resident memory "
-        "and CPU time before and after, divided by the count. A new device also means a new user "
-        "and conversation in the database, for both systems.",
+        f"On a fresh server process each time: {count} new devices connect (50 at a time) and "
+        "stay idle; the server's resident memory and CPU time before and after, divided by the "
+        "count. A new device also means a new user and conversation in the database, for both "
+        "systems.",
         "",
         "| | Memory per idle socket (KiB) | CPU per new connection (ms) |",
         "|---|---:|---:|",
     ]
     for name in ("baseline", "parley"):
-        runs = sockets[name]
+        runs = data[name]
         out.append(
             f"| {name} | {spread(_field(runs, 'rss_per_socket'), 1 / 1024, 1)} "
             f"| {spread(_field(runs, 'cpu_per_connection'), 1000, 2)} |"
@@ -156,7 +182,30 @@ def speech_section(data: dict, images: Path, prefix: str) -> list[str]:
     fig.tight_layout()
     fig.savefig(images / "first_audio.png", dpi=80)
     plt.close(fig)
-    return [*out, "", f"![Time to first audio]({prefix}/first_audio.png)"]
+    out += [
+        "",
+        f"![Time to first audio]({prefix}/first_audio.png)",
+        "",
+        "Where the time to first audio goes (median of the turns, ms; the fakes' clocks):",
+        "",
+        "| Scenario | Message -> LLM request | LLM -> first sentence's last word "
+        "| -> TTS request | TTS -> first byte | First byte -> client |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        steps = data[name]["steps"]
+        cells = " | ".join(
+            f"{median(_field(steps, key)) * 1000:.1f}"
+            for key in (
+                "to_llm_request",
+                "llm_to_first_sentence",
+                "sentence_to_tts_request",
+                "tts_to_first_byte",
+                "first_byte_to_client",
+            )
+        )
+        out.append(f"| {name} | {cells} |")
+    return out
 
 
 def history_section(data: dict, images: Path, prefix: str) -> list[str]:
@@ -244,6 +293,8 @@ def write(results: dict, out: Path, header: list[str]) -> None:
     prefix = images.name
     lines = ["# Benchmarks", "", *header, ""]
     lines += [*text_section(results["text"], images, prefix), ""]
+    lines += [*anatomy_section(results["text"]["anatomy"]), ""]
+    lines += [*sockets_section(results["sockets"]), ""]
     lines += [*speech_section(results["speech"], images, prefix), ""]
     lines += [*history_section(results["history"], images, prefix), ""]
     lines += [*scale_section(results["scale"]), ""]
