@@ -286,12 +286,67 @@ def optional_section(title: str, data: dict) -> list[str]:
     return [f"## {title}", "", status + data["output"]]
 
 
+def goals_section(results: dict) -> list[str]:
+    """Issue 13's goals against this run's measurements."""
+    text = results["text"]["runs"]
+    rows = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    for level in sorted(text["parley"], key=int):
+        if int(level) < 100:
+            continue
+        p, b = text["parley"][level], text["baseline"][level]
+        ratio = median(_field(p, "throughput")) / median(_field(b, "throughput"))
+        rows.append(
+            f"| Throughput at {level} conversations >= 0.95x baseline | {ratio:.2f}x "
+            f"| {verdict(ratio >= 0.95)} |"
+        )
+        added = median(_field(p, "p95_added")) / median(_field(b, "p95_added"))
+        rows.append(
+            f"| p95 added latency at {level} <= 1.2x baseline | {added:.2f}x "
+            f"| {verdict(added <= 1.2)} |"
+        )
+    for name, row in results["speech"].items():
+        ratio = median(row["first_audio"]) / row["ideal"]
+        rows.append(
+            f"| Time to first audio <= 1.05x ideal ({name}) | {ratio:.3f}x "
+            f"| {verdict(ratio <= 1.05)} |"
+        )
+    sockets = results["sockets"]["parley"]
+    memory = median(_field(sockets, "rss_per_socket")) / 1024
+    cpu = median(_field(sockets, "cpu_per_connection")) * 1000
+    rows.append(
+        f"| Memory per idle socket <= 64 KiB | {memory:.1f} KiB | {verdict(memory <= 64)} |"
+    )
+    rows.append(f"| CPU per new connection <= 2 ms | {cpu:.2f} ms | {verdict(cpu <= 2)} |")
+    history = results["history"]["rows"]
+    sizes = sorted(history, key=int)
+    small, big = (median(_field(history[s], "latency")) for s in (sizes[0], sizes[-1]))
+    rows.append(
+        f"| Turn flat up to {int(sizes[-1]):,} messages in a conversation, "
+        f"{results['history']['database_rows']:,} in the database "
+        f"| {big / small:.2f}x the turn at {int(sizes[0]):,} | {verdict(big / small <= 1.1)} |"
+    )
+    return [
+        "## Goals (issue 13), this run",
+        "",
+        "| Goal | Measured | |",
+        "|---|---:|---|",
+        *rows,
+        "",
+        "SQL statements and commits per text turn are counted by a test, not here: "
+        "`tests/adapters/web/test_ws_sql.py` (see the notes below).",
+    ]
+
+
 def write(results: dict, out: Path, header: list[str]) -> None:
     """Write the report (and its PNGs in ``<out stem>/``)."""
     images = out.with_suffix("")
     images.mkdir(parents=True, exist_ok=True)
     prefix = images.name
-    lines = ["# Benchmarks", "", *header, ""]
+    lines = ["# Benchmarks", "", *header, "", *goals_section(results), ""]
     lines += [*text_section(results["text"], images, prefix), ""]
     lines += [*anatomy_section(results["text"]["anatomy"]), ""]
     lines += [*sockets_section(results["sockets"]), ""]
