@@ -352,7 +352,10 @@ class LiveConversation:
             await self._end(command)
         elif isinstance(command, _SilencePrompt):
             await self._silence_prompt(command)
-        await self._refresh()
+        if not isinstance(command, UserTurn):
+            # A turn changes what the record is used for (open? template, language) only by
+            # ending the conversation, which _observe reads back: no query on the hot path.
+            await self._refresh()
 
     async def _say(
         self,

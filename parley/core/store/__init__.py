@@ -43,6 +43,7 @@ from parley.core.store.messages import (
     pending_messages,
     prune_inbound,
     recent_messages,
+    set_message_fields,
     settle_abandoned,
     update_message,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "release_inbox",
     "renew_inbox",
     "sent",
+    "set_message_fields",
     "set_user_memory",
     "settle_abandoned",
     "start_conversation",
