@@ -15,7 +15,6 @@ import pluggy
 if TYPE_CHECKING:
     from parley.core.config import Persona, Template
     from parley.core.inbound import Inbound
-    from parley.core.runtime import Runtime
     from parley.core.store.records import ConversationRecord, MessageRecord
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
@@ -90,12 +89,13 @@ def register_tools(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def startup(runtime: Runtime) -> None:
-    """The runtime has started (database open, providers built). May be async."""
+def startup(runtime: Any) -> None:
+    """The runtime (:class:`parley.core.runtime.Runtime`, not imported here: it imports this
+    module) has started (database open, providers built). May be async."""
 
 
 @hookspec
-def shutdown(runtime: Runtime) -> None:
+def shutdown(runtime: Any) -> None:
     """The runtime is stopping; release what ``startup`` took. May be async."""
 
 
