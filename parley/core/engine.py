@@ -34,6 +34,8 @@ from parley.core.events import (
 )
 from parley.core.hearing import store_audio_message, store_user_message, transcribe
 from parley.core.inbound import Inbound
+from parley.core.inbox import Inbox
+from parley.core.inbox_turns import keyed_turn
 from parley.core.locks import LocalLocks, Locks
 from parley.core.plugins import Hooks
 from parley.core.providers import LLMProvider, STTProvider, TTSProvider
@@ -41,6 +43,7 @@ from parley.core.reply import ReplyResult, ReplyTools, stream_reply
 from parley.core.responders import choose_responders, handed_off, speaker
 from parley.core.speech import SpeechOptions, speak
 from parley.core.store.records import ConversationRecord, MessageRecord
+from parley.core.telemetry import Telemetry
 from parley.core.tools import ToolRegistry
 
 __all__ = ["Engine", "EngineError", "Opened", "message_events"]
@@ -102,9 +105,11 @@ class Engine:
         tts: TTSProvider | None = None,
         locks: Locks | None = None,
         tools: ToolRegistry | None = None,
+        telemetry: Telemetry | None = None,
         bus: EventBus | None = None,
     ) -> None:
         self.settings = settings
+        self.telemetry = telemetry or Telemetry()
         self.bus = bus if bus is not None else EventBus()
         """Where every event of a turn or a prompt is published (its subscribers render it)."""
         self.hooks = hooks
@@ -116,6 +121,8 @@ class Engine:
             tools = ToolRegistry()
             hooks.call_sync("register_tools", register=tools.register)
         self.tools = tools
+        self.inbox: Inbox | None = None
+        """The durable inbox (set by the runtime): keyed turns run through it."""
 
     # -- conversations ---------------------------------------------------------------------
 
@@ -266,13 +273,43 @@ class Engine:
         AudioCompleted events follow its text as it streams (see :mod:`parley.core.speech`).
         Audio in ``inbound`` is transcribed first: an STT failure yields ``ErrorEvent("stt_failed")``
         and no turn runs (nothing is stored, no LLM call); silence yields ``stt_empty``.
+        With ``inbound.idempotency_key`` the turn runs once per key (see
+        :mod:`parley.core.inbox_turns`): a repeat gets the first turn's answer.
         """
+        if inbound.idempotency_key is not None and self.inbox is not None:
+
+            def run(conversation_id: str, inbound: Inbound) -> AsyncIterator[Event]:
+                return self.run_turn(conversation_id, inbound, speech, origin=origin)
+
+            keyed = keyed_turn(self.inbox, run, self.locks, conversation_id, inbound)
+            async with aclosing(keyed) as events:
+                async for event in events:
+                    yield event
+            return
+        async with aclosing(
+            self.run_turn(conversation_id, inbound, speech, origin=origin)
+        ) as events:
+            async for event in events:
+                yield event
+
+    async def run_turn(
+        self,
+        conversation_id: str,
+        inbound: Inbound,
+        speech: SpeechOptions | None = None,
+        *,
+        origin: str | None = None,
+    ) -> AsyncIterator[Event]:
+        """One turn under the conversation's lock, ignoring ``idempotency_key`` (the inbox runs
+        keyed turns through it); its events are published on the bus with ``origin``."""
         turn = self._turn(conversation_id, inbound, speech)
         async with (
+            self.telemetry.turn(conversation_id, inbound) as scope,  # span, timings, log line
             self.locks.hold(conversation_id),
             aclosing(self._published(conversation_id, turn, origin)) as events,
         ):
             async for event in events:
+                scope.observe(event)
                 yield event
 
     async def _published(
@@ -393,11 +430,9 @@ class Engine:
                 user=user,
                 multi_character=multi_character,
             )
-            edited = await self.hooks.call(
-                "before_llm", conversation=conversation, persona=persona, messages=messages
+            messages = await self.hooks.chain(
+                "before_llm", "messages", messages, conversation=conversation, persona=persona
             )
-            if edited:
-                messages = edited[-1]
             result = ReplyResult(metadata=dict(timing or {}))
             reply = stream_reply(
                 conversation=conversation,
@@ -410,7 +445,8 @@ class Engine:
                 started_at=started_at,
                 tools=self._reply_tools(persona),
             )
-            if speech is not None and self.tts is not None:
+            spoken = speech is not None and self.tts is not None
+            if spoken:
                 reply = speak(
                     reply,
                     tts=self.tts,
@@ -422,7 +458,9 @@ class Engine:
                 async for event in events:
                     yield event
             if result.message_id:
-                stored = await store.get_message(result.message_id)
+                # Speech adds its timings after the reply was stored: read those back.
+                stored = None if spoken else result.stored
+                stored = stored or await store.get_message(result.message_id)
                 if stored is not None:
                     turn_messages.append(stored)
             turn_messages.extend(result.tool_messages)

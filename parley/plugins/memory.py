@@ -20,6 +20,7 @@ from litestar import delete
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, HeaderParameter
+from msgspec import Meta
 
 from parley.core import store
 from parley.core.background import BackgroundTasks
@@ -28,9 +29,10 @@ from parley.core.hookspecs import hookimpl
 from parley.core.locks import LocalLocks
 from parley.core.providers import LLMProvider, LLMRequest, ProviderError
 from parley.core.store.records import ConversationRecord, MessageRecord
+from parley.openapi import errors
 
 if TYPE_CHECKING:
-    from parley.core.runtime import Runtime
+    from parley.core.plugin_context import PluginContext
 
 __all__ = ["MemoryPlugin", "MemorySettings", "erase_memory", "erase_memory_route", "transcript"]
 
@@ -53,25 +55,18 @@ class MemorySettings:
 
     enabled: bool = False
     """Summarise conversations into the user's memory."""
-    every_turns: int = 0
+    every_turns: Annotated[int, Meta(ge=0)] = 0
     """Also summarise every N turns (0: only when the conversation ends)."""
-    max_words: int = 120
+    max_words: Annotated[int, Meta(ge=10)] = 120
     """Upper bound on the memory's length asked of the LLM."""
-    history: int = 100
+    history: Annotated[int, Meta(ge=2)] = 100
     """How many of the conversation's latest messages the summary reads."""
     model: str | None = None
     """Model for the summaries (default ``llm.model``)."""
     erase_token: str = ""
     """Bearer token for ``DELETE /api/v1/users/{user_id}/memory``; empty: the route is off."""
-    shutdown_grace: float = 10.0
+    shutdown_grace: Annotated[float, Meta(ge=0)] = 10.0
     """Seconds a summary still running at shutdown may take before it is cancelled."""
-
-    def __post_init__(self) -> None:
-        for name, low in (("every_turns", 0), ("max_words", 10), ("history", 2)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
-        if self.shutdown_grace < 0:
-            raise ValueError(f"shutdown_grace must be at least 0, got {self.shutdown_grace}")
 
 
 async def erase_memory(user_id: str) -> bool:
@@ -83,7 +78,12 @@ async def erase_memory(user_id: str) -> bool:
     return True
 
 
-@delete("/api/v1/users/{user_id:str}/memory", status_code=204, tags=["memory"])
+@delete(
+    "/api/v1/users/{user_id:str}/memory",
+    status_code=204,
+    tags=["memory"],
+    responses=errors(400, 401, 403, 404, 503),
+)
 async def erase_memory_route(
     user_id: FromPath[str],
     state: State,
@@ -132,11 +132,12 @@ class MemoryPlugin:
         register("memory", MemorySettings)
 
     @hookimpl
-    def startup(self, runtime: Runtime) -> None:
+    def startup(self, context: PluginContext) -> None:
         """Read ``[memory]``; keep the LLM when enabled."""
-        settings = runtime.settings.section("memory", MemorySettings)  # validated at collect time
+        settings = context.section("memory", MemorySettings)  # validated at collect time
+        self.tasks = context.tasks("memory")
         if settings.enabled:
-            self.settings, self.llm = settings, runtime.llm
+            self.settings, self.llm = settings, context.llm
 
     @hookimpl
     async def shutdown(self) -> None:

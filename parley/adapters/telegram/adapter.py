@@ -207,7 +207,7 @@ class TelegramAdapter:
                 raise ApiError(503, "unavailable", "the Telegram adapter is not running")
             try:
                 update = json.loads(await request.body())
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deeply
                 raise ApiError(400, "bad_request", "the body is not JSON") from None
             if not isinstance(update, dict):
                 raise ApiError(400, "bad_request", "an update must be a JSON object")

@@ -33,7 +33,15 @@ from parley.server import ApiError, error_response
 if TYPE_CHECKING:
     from parley.core.runtime import Runtime
 
-__all__ = ["Limiter", "WebAdapter", "provide_caller", "provide_web", "session_error"]
+__all__ = [
+    "Limiter",
+    "WebAdapter",
+    "provide_caller",
+    "provide_device_caller",
+    "provide_web",
+    "session_error",
+    "too_deep",
+]
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +108,12 @@ class WebAdapter:
             route_handlers=self.handlers(),
             dependencies={
                 "web": Provide(provide_web, sync_to_thread=False),
-                "caller": Provide(provide_caller),
+                "caller": Provide(
+                    provide_caller if self.settings.auth_secret else provide_device_caller
+                ),
             },
             middleware=middleware,
+            exception_handlers={RecursionError: too_deep},
             request_max_body_size=self.settings.max_body_bytes,
             tags=["web"],
         )
@@ -158,6 +169,18 @@ def _rate_limit_key(settings: WebSettings, request: Request[Any, Any, Any]) -> s
     return rate_limit_key(settings, request.headers, client)
 
 
+_DEVICE_SCHEMA = {"pattern": r"^[A-Za-z0-9._~-]{1,128}$", "minLength": 1, "maxLength": 128}
+"""The device id's shape, for the OpenAPI document only (a bad one is answered by
+:func:`identify` with 400 ``invalid_device_id``)."""
+
+
+async def _caller(web: WebAdapter, device_id: str | None, authorization: str | None) -> Caller:
+    try:
+        return await identify(web.settings, device_id, bearer_token(authorization))
+    except IdentityError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
 async def provide_caller(
     web: NamedDependency[WebAdapter],
     device_id: Annotated[
@@ -165,7 +188,9 @@ async def provide_caller(
         HeaderParameter(
             name=DEVICE_HEADER,
             required=False,
-            description="Anonymous device id (letters, digits, . _ ~ -; up to 128).",
+            description="Anonymous device id (letters, digits, . _ ~ -; up to 128); "
+            "not needed with a token.",
+            schema_extra=_DEVICE_SCHEMA,
         ),
     ] = None,
     authorization: Annotated[
@@ -173,15 +198,39 @@ async def provide_caller(
         HeaderParameter(
             name="Authorization",
             required=False,
-            description="Bearer <HS256 JWT with sub and exp> when web.auth_secret is set.",
+            description="Bearer <HS256 JWT with sub and exp> (web.auth_secret is set).",
         ),
     ] = None,
 ) -> Caller:
-    """The identified caller; 400 without credentials, 401 for a bad token or a refused device."""
-    try:
-        return await identify(web.settings, device_id, bearer_token(authorization))
-    except IdentityError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    """The identified caller (device id or token); 400 without credentials, 401 for a bad token
+    or a refused device."""
+    return await _caller(web, device_id, authorization)
+
+
+async def provide_device_caller(
+    web: NamedDependency[WebAdapter],
+    device_id: Annotated[
+        str | None,
+        HeaderParameter(
+            name=DEVICE_HEADER,
+            required=True,  # documented as required; a missing one is our 400, not Litestar's
+            description="Anonymous device id (letters, digits, . _ ~ -; up to 128).",
+            schema_extra=_DEVICE_SCHEMA,
+        ),
+    ] = None,
+) -> Caller:
+    """The caller when ``web.auth_secret`` is empty: the device id is required (400 without)."""
+    return await _caller(web, device_id, None)
+
+
+TOO_DEEP = "the body is not valid JSON: nested too deeply"
+
+
+def too_deep(request: Request[Any, Any, Any], exc: Exception, **extra: Any) -> Response[Any]:
+    """A JSON body nested deeper than the decoder goes: the client's mistake, 400 ``invalid_json``
+    (logged at DEBUG only)."""
+    log.debug("%s %s: JSON body nested too deeply", request.method, request.url.path)
+    return error_response(ApiError(400, "invalid_json", TOO_DEEP), **extra)
 
 
 def session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from litestar import post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
@@ -23,10 +24,16 @@ from parley.adapters.web.adapter import WebAdapter
 from parley.adapters.web.audio_urls import check_url
 from parley.adapters.web.identity import CHANNEL, Caller
 from parley.adapters.web.shapes import timestamp
-from parley.adapters.web.turns import raise_turn_error, run_turn
+from parley.adapters.web.turns import (
+    IdempotencyKey,
+    check_idempotency_key,
+    raise_turn_error,
+    run_turn,
+)
 from parley.core.engine import Engine
 from parley.core.events import ErrorEvent, MessageStarted, TextDelta, Transcript, TurnCompleted
 from parley.core.inbound import Inbound
+from parley.openapi import AUTH, BODY, TURN, errors
 from parley.server import ApiError
 
 __all__ = ["HANDLERS", "ChatRequest", "sse_lines"]
@@ -49,6 +56,18 @@ class ChatRequest(msgspec.Struct):
     audio_urls: list[str] = msgspec.field(default_factory=list)
     """Voice messages (at most one) fetched and transcribed before the turn; the transcript
     follows ``content``."""
+
+
+class StreamEvent(msgspec.Struct):
+    """One Server-Sent Event of ``/chat/stream`` (the OpenAPI document describes each event)."""
+
+    data: str
+    """A JSON object: a piece ``{content, is_final: false, message_id, character_id,
+    character_name, timestamp}``, the final ``{content: "", is_final: true, conversation_id,
+    turn_count, conversation_ended, reason}`` or an error ``{error, is_final: true}``."""
+    event: str | msgspec.UnsetType = msgspec.UNSET
+    id: str | msgspec.UnsetType = msgspec.UNSET
+    retry: int | msgspec.UnsetType = msgspec.UNSET
 
 
 async def build_inbound(web: WebAdapter, body: ChatRequest) -> Inbound:
@@ -95,12 +114,22 @@ async def device_conversation(
     return opened.conversation.id
 
 
-@post("/chat/", status_code=200, summary="Chat (one JSON reply)")
+@post(
+    "/chat/",
+    status_code=200,
+    summary="Chat (one JSON reply)",
+    responses=errors(*AUTH, *BODY, *TURN),
+)
 async def chat(
-    data: JSONBody[ChatRequest], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+    data: JSONBody[ChatRequest],
+    web: NamedDependency[WebAdapter],
+    caller: NamedDependency[Caller],
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Answer the device's message with the whole reply."""
+    key = check_idempotency_key(idempotency_key)
     inbound = await build_inbound(web, data)
+    inbound.idempotency_key = key
     conversation_id = await device_conversation(web, caller)
     outcome = await run_turn(web.engine, conversation_id, inbound)
     if outcome.error is not None:
@@ -165,12 +194,31 @@ async def sse_lines(engine: Engine, conversation_id: str, inbound: Inbound) -> A
         yield _line({"content": "", "timestamp": timestamp(), "is_final": True, **final})
 
 
-@post("/chat/stream", status_code=200, summary="Chat (Server-Sent Events)")
+@post(
+    "/chat/stream",
+    status_code=200,
+    summary="Chat (Server-Sent Events)",
+    responses={
+        200: ResponseSpec(
+            data_container=StreamEvent,
+            media_type="text/event-stream",
+            description="One `data: {json}` line per piece of the reply, then a final one "
+            "(`is_final: true`), or an error line (`error`, `is_final: true`).",
+            generate_examples=False,
+        ),
+        **errors(*AUTH, *BODY, 409),
+    },
+)
 async def chat_stream(
-    data: JSONBody[ChatRequest], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+    data: JSONBody[ChatRequest],
+    web: NamedDependency[WebAdapter],
+    caller: NamedDependency[Caller],
+    idempotency_key: IdempotencyKey = None,
 ) -> ServerSentEvent:
     """Stream the reply: one ``data: {...}`` line per piece, then a final line."""
+    key = check_idempotency_key(idempotency_key)
     inbound = await build_inbound(web, data)
+    inbound.idempotency_key = key
     conversation_id = await device_conversation(web, caller)
     return ServerSentEvent(sse_lines(web.engine, conversation_id, inbound))
 

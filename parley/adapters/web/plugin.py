@@ -17,16 +17,22 @@ __all__ = ["make_web_adapter", "register_adapters", "route_handlers"]
 
 def route_handlers() -> list[Any]:
     """Every web route: chat, history, users, ``/ws`` and the session API (its own errors)."""
+    from functools import partial
+
     from litestar import Router
     from litestar.exceptions import HTTPException
 
     from parley.adapters.web import chat, history, sessions, users, ws
-    from parley.adapters.web.adapter import session_error
+    from parley.adapters.web.adapter import session_error, too_deep
 
     session_routes = Router(
         path="/api/v1/chatbot/session",
         route_handlers=sessions.HANDLERS,
-        exception_handlers={HTTPException: session_error, Exception: session_error},
+        exception_handlers={
+            HTTPException: session_error,
+            RecursionError: partial(too_deep, success=False),
+            Exception: session_error,
+        },
     )
     return [
         *chat.HANDLERS,

@@ -8,11 +8,17 @@ from litestar import delete
 from litestar.di import NamedDependency
 
 from parley.adapters.web.identity import Caller
+from parley.openapi import AUTH, errors
 
 __all__ = ["HANDLERS", "erase_my_memory"]
 
 
-@delete("/api/v1/users/me/memory", status_code=200, summary="Erase my memory")
+@delete(
+    "/api/v1/users/me/memory",
+    status_code=200,
+    summary="Erase my memory",
+    responses=errors(*AUTH),
+)
 async def erase_my_memory(caller: NamedDependency[Caller]) -> dict[str, Any]:
     """Forget what the agent remembers about the caller (the ``memory`` plugin's summary)."""
     from parley.plugins.memory import erase_memory

@@ -56,7 +56,7 @@ def webhook_routes(adapter: WhatsAppAdapter) -> list[HTTPRouteHandler]:
             raise ApiError(401, "invalid_signature", "missing or wrong X-Hub-Signature-256")
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply
             raise ApiError(400, "bad_request", "the body is not JSON") from None
         messages = parse_delivery(data, settings.phone_number_id)
         stored = await adapter.intake(messages)
