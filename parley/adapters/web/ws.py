@@ -144,7 +144,7 @@ class WebSession(ChatFrames):
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
-            self.detach()
+            await self.detach()
             self.web.sockets.discard(self)
             self.done.set()
 
