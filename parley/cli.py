@@ -67,7 +67,7 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     """Serve the web API, the WebSocket and every enabled adapter (applies pending migrations)."""
     import uvicorn
 
-    from parley.adapters.web.settings import ws_max_size
+    from parley.adapters.web.settings import uvicorn_options
     from parley.core.runtime import Runtime
     from parley.server import create_app
 
@@ -86,7 +86,7 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
         log_level="info",
         lifespan="on",
         ws="websockets-sansio",
-        ws_max_size=ws_max_size(settings),  # frames over web.max_body_bytes get an error frame
+        **uvicorn_options(settings),  # size limit of frames, trusted proxies
     )  # configures uvicorn's loggers: add the filter after it
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactSecrets())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as redis
 
 from parley.core import store
 from parley.core.config import Settings
@@ -92,3 +94,24 @@ def make_engine(
         return Engine(settings, Hooks(pm), llm)
 
     return make
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+"""The machine's Redis (shared: tests use their own key prefixes and never flush)."""
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A unique key prefix on the machine's Redis (its keys removed after the test); fails loudly
+    when Redis is down."""
+    client = redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); .ci/run starts it")
+    prefix = f"parley-test:{uuid.uuid4().hex}:"
+    yield prefix
+    keys = [key async for key in client.scan_iter(f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

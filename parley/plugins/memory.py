@@ -122,8 +122,7 @@ class MemoryPlugin:
     """One instance per plugin manager; inert until ``startup`` finds ``memory.enabled``."""
 
     def __init__(self) -> None:
-        self.settings: MemorySettings | None = None
-        self.llm: LLMProvider | None = None
+        self.runtime: Runtime | None = None
         self.tasks = BackgroundTasks("memory")
         self._locks = LocalLocks()
 
@@ -137,12 +136,21 @@ class MemoryPlugin:
         """Declare ``[memory]`` so a bad value stops start-up."""
         register("memory", MemorySettings)
 
+    @property
+    def settings(self) -> MemorySettings | None:
+        """``[memory]`` as the runtime holds it now (reloads included), None while disabled."""
+        section = self.runtime.plugin_settings.get("memory") if self.runtime else None
+        return section if isinstance(section, MemorySettings) and section.enabled else None
+
+    @property
+    def llm(self) -> LLMProvider | None:
+        """The runtime's LLM."""
+        return self.runtime.llm if self.runtime else None
+
     @hookimpl
     def startup(self, runtime: Runtime) -> None:
-        """Read ``[memory]``; keep the LLM when enabled."""
-        settings = runtime.settings.section("memory", MemorySettings)  # validated at collect time
-        if settings.enabled:
-            self.settings, self.llm = settings, runtime.llm
+        """Keep the runtime: ``[memory]`` is read from it at each use."""
+        self.runtime = runtime
 
     @hookimpl
     async def shutdown(self) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
-from parley.core.config import Agent, ModelSettings, Settings, Template
+from parley.core.config import Agent, ModelSettings, Template
 from parley.core.hookspecs import hookimpl
 from parley.core.inbound import Inbound
 from parley.core.providers import LLMProvider, LLMRequest, ProviderError
@@ -78,7 +78,7 @@ class RouterPlugin:
     """The router: one instance per plugin manager; it learns the LLM at ``startup``."""
 
     def __init__(self) -> None:
-        self.settings: Settings | None = None
+        self.runtime: Runtime | None = None
         self.llm: LLMProvider | None = None
 
     @hookimpl
@@ -89,14 +89,14 @@ class RouterPlugin:
     @hookimpl
     def startup(self, runtime: Runtime) -> None:
         """Keep the settings and the LLM (for ``routing.mode = "llm"``)."""
-        self.settings = runtime.settings
+        self.runtime = runtime  # its settings are read at each turn (reloads included)
         self.llm = runtime.llm
 
     @hookimpl(trylast=True)
     async def route(self, inbound: Inbound, template: Template) -> str | None:
         """Classify with the LLM in ``llm`` mode, else (or when it cannot) match keywords."""
         text = inbound.text or ""
-        routing = self.settings.routing if self.settings else None
+        routing = self.runtime.settings.routing if self.runtime else None
         if routing is not None and routing.mode == "llm" and self.llm is not None and text:
             try:
                 chosen = await classify(self.llm, text, template.agents, model=routing.model)
