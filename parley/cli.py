@@ -14,7 +14,8 @@ import click
 
 from parley.core.config import Settings, SettingsError
 from parley.core.loading import load_settings
-from parley.logs import RedactSecrets
+from parley.logs import RedactSecrets, configure_logging
+from parley.plugin_commands import PluginGroup
 
 __all__ = ["main"]
 
@@ -43,7 +44,7 @@ settings_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """Parley: conversational agents on chat platforms.
@@ -68,6 +69,7 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     import uvicorn
 
     from parley.adapters.web.settings import uvicorn_options
+    from parley.core.choice import describe
     from parley.core.runtime import Runtime
     from parley.server import create_app
 
@@ -78,6 +80,7 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
         app = create_app(settings, runtime)
     host = host or settings.server.host
     port = port or settings.server.port
+    click.echo(f"Providers: {describe({k: getattr(runtime, k) for k in ('llm', 'stt', 'tts')})}")
     click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
     config = uvicorn.Config(
         app,
@@ -90,6 +93,8 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     )  # configures uvicorn's loggers: add the filter after it
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactSecrets())
+    with _settings_errors():
+        configure_logging(settings)  # [logging]: level, text or json
     with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
         uvicorn.Server(config).run()
 

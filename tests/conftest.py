@@ -115,3 +115,45 @@ async def redis_prefix() -> AsyncIterator[str]:
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+# -- the local models (parley/plugins/local), loaded once per test session ----------------------
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Any:
+    """The shipped SmolLM2 served by llama.cpp on loopback, started once for every test."""
+    from parley.plugins.local.llm import LlamaServer
+    from parley.plugins.local.models import gguf_path
+    from parley.plugins.local.settings import LocalLLMSettings
+
+    server = LlamaServer(gguf_path(), LocalLLMSettings())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def whisper_stt() -> Any:
+    """The ``whisper`` provider with the shipped tiny.en model, loaded once."""
+    from parley.plugins.local.models import whisper_model_path
+    from parley.plugins.local.settings import LocalSTTSettings
+    from parley.plugins.local.stt import WhisperEngine, WhisperSTT
+
+    settings = LocalSTTSettings()
+    engine = WhisperEngine(whisper_model_path(), settings)
+    engine.load()
+    return WhisperSTT(settings, engine)
+
+
+@pytest.fixture(scope="session")
+def piper_tts() -> Any:
+    """The ``piper`` provider with the shipped voice (its child process starts on first use)."""
+    from parley.plugins.local.models import piper_command, piper_voice
+    from parley.plugins.local.settings import LocalTTSSettings
+    from parley.plugins.local.tts import PiperTTS
+
+    tts = PiperTTS(LocalTTSSettings(), command=piper_command(), voice=piper_voice())
+    yield tts
+    for process in tts._processes.values():
+        process.stop()

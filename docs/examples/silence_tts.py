@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Annotated
 
-from parley import hookimpl
+from msgspec import Meta
+
+from parley import ProviderError, Settings, hookimpl
 from parley.audio import pcm_rate
-from parley.core.config import Settings
-from parley.core.providers import ProviderError
 
 
 @dataclass(slots=True)
@@ -24,12 +25,8 @@ class SilenceSettings:
     """``[tts]`` with ``provider = "silence"``."""
 
     provider: str = "silence"
-    ms_per_word: int = 60
-    """Milliseconds of silence per word."""
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.ms_per_word <= 1000:
-            raise ValueError(f"ms_per_word must be between 1 and 1000, got {self.ms_per_word}")
+    ms_per_word: Annotated[int, Meta(ge=1, le=1000)] = 60
+    """Milliseconds of silence per word (msgspec checks the range when the settings load)."""
 
 
 class SilenceTTS:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from types import UnionType
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import msgspec
+from msgspec import Meta
 
 __all__ = [
     "Agent",
     "ConversationSettings",
     "DatabaseSettings",
+    "InvalidSetting",
     "LLMSettings",
     "Language",
     "ModelSettings",
@@ -38,10 +39,22 @@ class SettingsError(Exception):
     """A setting is missing or has the wrong type or value. The message names the key."""
 
 
+class InvalidSetting(ValueError):
+    """Raised by a settings class's ``__post_init__`` for a check that ``Meta`` cannot express
+    (one field against another): ``field`` is the key the error is reported at."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def check_range(name: str, value: float | None, low: float, high: float) -> None:
-    """Raise ValueError naming ``name`` unless ``value`` is None or within [low, high]."""
+    """Raise InvalidSetting naming ``name`` unless ``value`` is None or within [low, high].
+
+    Prefer ``Annotated[float, Meta(ge=low, le=high)]`` on the field: msgspec checks it, and the
+    settings docs test reads it."""
     if value is not None and not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+        raise InvalidSetting(name, f"{name} must be between {low} and {high}, got {value}")
 
 
 @dataclass(slots=True)
@@ -50,32 +63,22 @@ class ModelSettings:
 
     model: str | None = None
     """Model name, e.g. ``gpt-4o-mini`` or ``deepseek-chat``."""
-    temperature: float | None = None
-    """0 to 2."""
-    top_p: float | None = None
-    """0 to 1."""
-    max_tokens: int | None = None
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    """Sampling temperature."""
+    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    """Nucleus sampling."""
+    max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
     """Upper bound on the reply's tokens."""
-    presence_penalty: float | None = None
-    """-2 to 2."""
-    frequency_penalty: float | None = None
-    """-2 to 2."""
-    top_k: int | None = None
+    presence_penalty: Annotated[float, Meta(ge=-2, le=2)] | None = None
+    """Penalty for tokens already present."""
+    frequency_penalty: Annotated[float, Meta(ge=-2, le=2)] | None = None
+    """Penalty by token frequency."""
+    top_k: Annotated[int, Meta(ge=0, le=1000)] | None = None
     """Sent through ``extra_body`` to servers that accept it (OpenRouter, vLLM...)."""
-    min_p: float | None = None
-    """0 to 1; sent through ``extra_body``."""
-    repetition_penalty: float | None = None
-    """0 to 2; sent through ``extra_body``."""
-
-    def __post_init__(self) -> None:
-        check_range("temperature", self.temperature, 0, 2)
-        check_range("top_p", self.top_p, 0, 1)
-        check_range("min_p", self.min_p, 0, 1)
-        check_range("presence_penalty", self.presence_penalty, -2, 2)
-        check_range("frequency_penalty", self.frequency_penalty, -2, 2)
-        check_range("repetition_penalty", self.repetition_penalty, 0, 2)
-        check_range("max_tokens", self.max_tokens, 1, 1_000_000)
-        check_range("top_k", self.top_k, 0, 1000)
+    min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    """Sent through ``extra_body``."""
+    repetition_penalty: Annotated[float, Meta(ge=0, le=2)] | None = None
+    """Sent through ``extra_body``."""
 
     def merged(self, *overrides: ModelSettings | None) -> ModelSettings:
         """A copy where each later override's set (non-None) values win."""
@@ -102,56 +105,47 @@ class ServerSettings:
 
     host: str = "127.0.0.1"
     """Interface to bind."""
-    port: int = 8000
+    port: Annotated[int, Meta(ge=1, le=65535)] = 8000
     """TCP port."""
-
-    def __post_init__(self) -> None:
-        check_range("port", self.port, 1, 65535)
 
 
 @dataclass(slots=True)
 class DatabaseSettings:
     """The database Tortoise connects to."""
 
-    url: str = "sqlite://parley.sqlite3"
+    url: Annotated[str, Meta(pattern=r"^(sqlite|postgres|postgresql|asyncpg)://")] = (
+        "sqlite://parley.sqlite3"
+    )
     """``sqlite://path``, ``sqlite://:memory:`` or ``postgres://user:pass@host:5432/db``."""
-
-    def __post_init__(self) -> None:
-        if not self.url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
-            raise ValueError(f"url must start with sqlite:// or postgres://, got {self.url!r}")
 
 
 @dataclass(slots=True)
 class LLMSettings:
     """The LLM provider and its defaults."""
 
-    provider: str = "openai"
-    """Name of a registered LLM provider (``openai``, ``echo`` or a plugin's)."""
+    provider: str = "auto"
+    """Name of a registered LLM provider (``openai``, ``local``, ``echo`` or a plugin's);
+    ``auto``: ``openai`` with a key or ``base_url``, else ``local`` when installed, else ``echo``."""
     base_url: str | None = None
     """OpenAI-compatible endpoint; empty for api.openai.com."""
     api_key: str = ""
     """Empty: the ``OPENAI_API_KEY`` environment variable is used."""
     model: str = "gpt-4o-mini"
     """Default model."""
-    temperature: float | None = None
-    """Default temperature (0 to 2)."""
-    max_tokens: int | None = None
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    """Default temperature."""
+    max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
     """Default reply cap."""
-    timeout: float = 60.0
+    timeout: Annotated[float, Meta(ge=0.1, le=3600)] = 60.0
     """Seconds before a request is abandoned."""
-    max_retries: int = 2
+    max_retries: Annotated[int, Meta(ge=0, le=20)] = 2
     """Retries on 429, 5xx and connection errors (with backoff)."""
-    max_tool_steps: int = 5
+    max_tool_steps: Annotated[int, Meta(ge=0, le=100)] = 5
     """Rounds of tool calls per reply."""
 
     def __post_init__(self) -> None:
         if not self.base_url:
             self.base_url = None
-        check_range("temperature", self.temperature, 0, 2)
-        check_range("max_tokens", self.max_tokens, 1, 1_000_000)
-        check_range("timeout", self.timeout, 0.1, 3600)
-        check_range("max_retries", self.max_retries, 0, 20)
-        check_range("max_tool_steps", self.max_tool_steps, 0, 100)
 
     def resolved_api_key(self) -> str:
         """``api_key``, or the ``OPENAI_API_KEY`` environment variable."""
@@ -170,36 +164,24 @@ class ConversationSettings:
 
     default_template: str = "friendly-assistant"
     """Template used when a channel names none."""
-    history_window: int = 20
+    history_window: Annotated[int, Meta(ge=0, le=10_000)] = 20
     """How many past messages go to the LLM."""
-    max_turns: int = 0
+    max_turns: Annotated[int, Meta(ge=0, le=1_000_000)] = 0
     """Turns before the conversation ends (0 = unlimited)."""
-    session_ttl: float = 86400
+    session_ttl: Annotated[float, Meta(ge=1, le=10**9)] = 86400
     """Seconds of inactivity after which a conversation expires."""
     language: str = "en"
     """Default language code."""
-
-    def __post_init__(self) -> None:
-        check_range("history_window", self.history_window, 0, 10_000)
-        check_range("max_turns", self.max_turns, 0, 1_000_000)
-        check_range("session_ttl", self.session_ttl, 1, 10**9)
 
 
 @dataclass(slots=True)
 class RedisSettings:
     """Shared state for running several Parley processes (optional)."""
 
-    url: str = ""
+    url: Annotated[str, Meta(pattern=r"^((redis|rediss|unix)://|$)")] = ""
     """``redis://host:6379/0``; empty: one process, in-process locks."""
-    lock_ttl: float = 30.0
+    lock_ttl: Annotated[float, Meta(ge=1, le=3600)] = 30.0
     """Seconds a conversation lock survives a crashed holder (renewed while held)."""
-
-    def __post_init__(self) -> None:
-        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                f"url must start with redis://, rediss:// or unix://, got {self.url!r}"
-            )
-        check_range("lock_ttl", self.lock_ttl, 1, 3600)
 
 
 @dataclass(slots=True)
@@ -214,31 +196,20 @@ class PluginsSettings:
 class ToolsSettings:
     """How tools run (see docs/tools.md)."""
 
-    timeout: float = 10.0
+    timeout: Annotated[float, Meta(ge=0.001, le=3600)] = 10.0
     """Seconds a tool call may take before it is cancelled and an error result goes to the model."""
-
-    def __post_init__(self) -> None:
-        check_range("timeout", self.timeout, 0.001, 3600)
-
-
-ROUTING_MODES = ("keyword", "llm")
 
 
 @dataclass(slots=True)
 class RoutingSettings:
     """Intent routing for templates with ``agents``."""
 
-    mode: str = "keyword"
+    mode: Literal["keyword", "llm"] = "keyword"
     """``keyword``: an agent whose intents appear in the message; ``llm``: the LLM classifies."""
-    lock_ttl: float = 1800
+    lock_ttl: Annotated[float, Meta(ge=0, le=10**9)] = 1800
     """Seconds a chosen agent stays locked to the conversation (0: until hand-off or the end)."""
     model: str | None = None
     """Model for ``llm`` classification (default ``llm.model``)."""
-
-    def __post_init__(self) -> None:
-        if self.mode not in ROUTING_MODES:
-            raise ValueError(f"mode must be one of {', '.join(ROUTING_MODES)}, got {self.mode!r}")
-        check_range("lock_ttl", self.lock_ttl, 0, 10**9)
 
 
 @dataclass(slots=True)
@@ -287,18 +258,18 @@ class Template:
     name: str = ""
     """Display name."""
     personas: list[str] = field(default_factory=list)
-    """Persona ids; more than one makes a multi-character conversation."""
+    """Persona ids (at least one); more than one makes a multi-character conversation."""
     default_responders: list[str] = field(default_factory=list)
     """Who answers a message that names nobody (default: every persona, in order)."""
-    max_turns: int | None = None
+    max_turns: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
     """Overrides ``conversation.max_turns``."""
-    history_window: int | None = None
+    history_window: Annotated[int, Meta(ge=0, le=10_000)] | None = None
     """Overrides ``conversation.history_window``."""
     model: ModelSettings = field(default_factory=ModelSettings)
     """Overrides of the model settings (keys at the template's top level in TOML)."""
-    nudge_after: float | None = None
+    nudge_after: Annotated[float, Meta(ge=0.1, le=86400)] | None = None
     """Seconds of silence before the nudge prompt (WebSocket)."""
-    timeout_after: float | None = None
+    timeout_after: Annotated[float, Meta(ge=0.1, le=86400)] | None = None
     """Seconds of silence after the nudge before the timeout prompt ends the conversation."""
     barge_in: bool = True
     """Whether the user's speech interrupts a spoken reply."""
@@ -307,12 +278,8 @@ class Template:
     default. A template with agents has one agent answer each turn (see docs/tools.md)."""
 
     def __post_init__(self) -> None:
-        if not self.personas:
-            raise ValueError("personas must list at least one persona id")
-        check_range("max_turns", self.max_turns, 0, 1_000_000)
-        check_range("history_window", self.history_window, 0, 10_000)
-        check_range("nudge_after", self.nudge_after, 0.1, 86400)
-        check_range("timeout_after", self.timeout_after, 0.1, 86400)
+        if not self.personas:  # also when the key is absent: Meta does not check defaults
+            raise InvalidSetting("personas", "must list at least one persona id")
 
 
 @dataclass(slots=True)
@@ -379,51 +346,96 @@ class Settings:
 _MODEL_KEYS = {f.name for f in fields(ModelSettings)}
 
 
-_CHECK_MESSAGE = re.compile(r"([a-z_]+) must ")
-"""A ``__post_init__`` message (``port must be between...``) starts with its field's name."""
-
-
 def _wants_str(hint: Any) -> bool:
     options = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
     return str in options and not {int, float, bool} & set(options)
 
 
+def _hints(cls: Any) -> dict[str, Any]:
+    """The field types of a settings dataclass ({} when they cannot be resolved)."""
+    try:
+        return get_type_hints(cls, include_extras=True) if is_dataclass(cls) else {}
+    except Exception:  # a class whose annotations cannot be resolved: validate as given
+        return {}
+
+
+def _bare(hint: Any) -> Any:
+    """``hint`` without ``Annotated`` and without ``| None``."""
+    while get_origin(hint) is Annotated:
+        hint = get_args(hint)[0]
+    if get_origin(hint) in (Union, UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if len(options) == 1:
+            return _bare(options[0])
+    return hint
+
+
 def _numbers_as_strings(data: Any, cls: Any) -> Any:
     """Numbers given for ``str`` fields become strings: an environment variable's ``123`` (a phone
     number id, a numeric voice id) is parsed as TOML, so it arrives as an integer."""
-    if not (is_dataclass(cls) and isinstance(data, dict)):
-        return data
-    try:
-        hints = get_type_hints(cls)
-    except Exception:  # a class whose annotations cannot be resolved: validate as given
+    hints = _hints(cls)
+    if not (hints and isinstance(data, dict)):
         return data
     out = dict(data)
-    for f in fields(cls):
-        if f.name not in out:
+    for name, hint in hints.items():
+        if name not in out:
             continue
-        value, hint = out[f.name], hints.get(f.name)
+        value, hint = out[name], _bare(hint)
         if isinstance(value, int | float) and not isinstance(value, bool) and _wants_str(hint):
-            out[f.name] = str(value)
+            out[name] = str(value)
         elif is_dataclass(hint):
-            out[f.name] = _numbers_as_strings(value, hint)
+            out[name] = _numbers_as_strings(value, hint)
     return out
 
 
+def _rule(hint: Any) -> str:
+    """What a field's annotation allows, in words: its ``Literal`` choices or ``Meta`` bounds."""
+    if get_origin(_bare(hint)) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(_bare(hint)))
+    while get_origin(hint) in (Union, UnionType):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    metas = [m for m in get_args(hint)[1:] if isinstance(m, Meta)] if get_origin(hint) else []
+    low = next((m.ge for m in metas if m.ge is not None), None)
+    high = next((m.le for m in metas if m.le is not None), None)
+    if low is not None and high is not None:
+        return f"{low} to {high}"
+    if low is not None:
+        return f"at least {low}"
+    return f"at most {high}" if high is not None else ""
+
+
+def _explain(cls: Any, data: Any, path: list[str]) -> str:
+    """The rule of the field at ``path`` (attribute names) of ``cls``, and a number given for it
+    (other values are not echoed: they may be secrets)."""
+    hint: Any = cls
+    for name in path:
+        hint = _hints(_bare(hint)).get(name)
+        data = data.get(name) if isinstance(data, dict) else None
+    rule = _rule(hint) if hint is not None else ""
+    shown = ""
+    if isinstance(data, int | float) and not isinstance(data, bool):
+        shown = f", got {data}"
+    return f"{shown} (allowed: {rule})" if rule else shown
+
+
 def parse_section(name: str, data: Any, cls: type[T]) -> T:
-    """Validate ``data`` into ``cls``; a failure raises SettingsError naming the key."""
+    """Validate ``data`` into ``cls``; a failure raises SettingsError naming the key.
+
+    Constraints are the fields' own (``Annotated[int, Meta(ge=1, le=65535)]``, ``Literal[...]``);
+    a check across fields in ``__post_init__`` raises :class:`InvalidSetting` to name its key (a
+    plain ValueError is reported at the table)."""
     try:
         return msgspec.convert(_numbers_as_strings(data, cls), cls, strict=False)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        detail, _, where = message.rpartition(" - at `$")
+        # msgspec's message is "<what was expected> - at `$.<path>`" (no path at the top level).
+        detail, _, where = str(exc).rpartition(" - at `$")
         if not detail:
-            detail, where = message, ""
-        key = f"{name}{where.rstrip('`')}"
-        checked = _CHECK_MESSAGE.match(detail)
-        if checked:
-            # Raised by a __post_init__ check, which names its own field. Model keys are
-            # written at the persona's or template's top level, so name them there.
-            if checked[1] in _MODEL_KEYS and key.endswith(".model"):
-                key = key.removesuffix(".model")
-            key = f"{key}.{checked[1]}"
-        raise SettingsError(f"{key}: {detail}") from None
+            detail, where = str(exc), ""
+        where = where.rstrip("`").replace("[...]", "[*]")  # msgspec hides dict keys as [...]
+        path = [part for part in where.split(".") if part]
+        if isinstance(exc.__cause__, InvalidSetting):
+            path.append(exc.__cause__.field)
+        detail += _explain(cls, data, path)
+        if path[:1] == ["model"] and path[1:2] and path[1] in _MODEL_KEYS:
+            path = path[1:]  # model keys are written at a persona's or template's top level
+        raise SettingsError(".".join([name, *path]) + f": {detail}") from None

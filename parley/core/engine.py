@@ -2,6 +2,9 @@
 
 Always consume :meth:`Engine.turn` completely or close it (``contextlib.aclosing``): the turn holds
 the conversation's lock until it finishes, and an abandoned reply is stored as ``interrupted``.
+Every event :meth:`Engine.turn` and :meth:`Engine.say` yield is also published on the engine's
+event bus (:mod:`parley.core.bus`), so every subscriber of the conversation sees it, in this
+process or another; the conversation runtime (:mod:`parley.core.conversation`) builds on that.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from parley.core import saying, store
+from parley.core.bus import EventBus
 from parley.core.config import ModelSettings, Persona, Settings, Template
 from parley.core.context import build_messages, is_termination, user_content
 from parley.core.events import (
@@ -30,6 +34,8 @@ from parley.core.events import (
 )
 from parley.core.hearing import store_audio_message, store_user_message, transcribe
 from parley.core.inbound import Inbound
+from parley.core.inbox import Inbox
+from parley.core.inbox_turns import keyed_turn
 from parley.core.locks import LocalLocks, Locks
 from parley.core.plugins import Hooks
 from parley.core.providers import LLMProvider, STTProvider, TTSProvider
@@ -37,6 +43,7 @@ from parley.core.reply import ReplyResult, ReplyTools, stream_reply
 from parley.core.responders import choose_responders, handed_off, speaker
 from parley.core.speech import SpeechOptions, speak
 from parley.core.store.records import ConversationRecord, MessageRecord
+from parley.core.telemetry import Telemetry
 from parley.core.tools import ToolRegistry
 
 __all__ = ["Engine", "EngineError", "Opened", "message_events"]
@@ -98,8 +105,13 @@ class Engine:
         tts: TTSProvider | None = None,
         locks: Locks | None = None,
         tools: ToolRegistry | None = None,
+        telemetry: Telemetry | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         self.settings = settings
+        self.telemetry = telemetry or Telemetry()
+        self.bus = bus if bus is not None else EventBus()
+        """Where every event of a turn or a prompt is published (its subscribers render it)."""
         self.hooks = hooks
         self.llm = llm
         self.stt = stt
@@ -109,6 +121,8 @@ class Engine:
             tools = ToolRegistry()
             hooks.call_sync("register_tools", register=tools.register)
         self.tools = tools
+        self.inbox: Inbox | None = None
+        """The durable inbox (set by the runtime): keyed turns run through it."""
 
     # -- conversations ---------------------------------------------------------------------
 
@@ -225,11 +239,14 @@ class Engine:
         *,
         speech: SpeechOptions | None = None,
         end_reason: str | None = None,
+        origin: str | None = None,
     ) -> AsyncIterator[Event]:
         """Say ``text`` outside a turn (a nudge, the timeout prompt): stored as the speaker's
         message and yielded like a reply, spoken with ``speech``; then, with ``end_reason``, the
-        conversation ends (ConversationEnded). Nothing when the conversation is not open."""
-        return saying.say(self, conversation_id, text, speech=speech, end_reason=end_reason)
+        conversation ends (ConversationEnded). Nothing when the conversation is not open.
+        Each event is published on the bus too, with ``origin`` (see :meth:`turn`)."""
+        events = saying.say(self, conversation_id, text, speech=speech, end_reason=end_reason)
+        return self._published(conversation_id, events, origin)
 
     def replay(
         self, message: MessageRecord, *, speech: SpeechOptions | None = None
@@ -240,20 +257,68 @@ class Engine:
     # -- turns -----------------------------------------------------------------------------
 
     async def turn(
-        self, conversation_id: str, inbound: Inbound, *, speech: SpeechOptions | None = None
+        self,
+        conversation_id: str,
+        inbound: Inbound,
+        *,
+        speech: SpeechOptions | None = None,
+        origin: str | None = None,
     ) -> AsyncIterator[Event]:
         """Run one user turn and yield its events. Turns of one conversation run in arrival order.
+
+        Each event is also published on :attr:`bus` before it is yielded, tagged with ``origin``
+        (who asked for the turn: a subscriber knows its own turns by it).
 
         With ``speech`` (and a TTS provider) each reply is also spoken: Sentence, AudioChunk and
         AudioCompleted events follow its text as it streams (see :mod:`parley.core.speech`).
         Audio in ``inbound`` is transcribed first: an STT failure yields ``ErrorEvent("stt_failed")``
         and no turn runs (nothing is stored, no LLM call); silence yields ``stt_empty``.
+        With ``inbound.idempotency_key`` the turn runs once per key (see
+        :mod:`parley.core.inbox_turns`): a repeat gets the first turn's answer.
         """
+        if inbound.idempotency_key is not None and self.inbox is not None:
+
+            def run(conversation_id: str, inbound: Inbound) -> AsyncIterator[Event]:
+                return self.run_turn(conversation_id, inbound, speech, origin=origin)
+
+            keyed = keyed_turn(self.inbox, run, self.locks, conversation_id, inbound)
+            async with aclosing(keyed) as events:
+                async for event in events:
+                    yield event
+            return
+        async with aclosing(
+            self.run_turn(conversation_id, inbound, speech, origin=origin)
+        ) as events:
+            async for event in events:
+                yield event
+
+    async def run_turn(
+        self,
+        conversation_id: str,
+        inbound: Inbound,
+        speech: SpeechOptions | None = None,
+        *,
+        origin: str | None = None,
+    ) -> AsyncIterator[Event]:
+        """One turn under the conversation's lock, ignoring ``idempotency_key`` (the inbox runs
+        keyed turns through it); its events are published on the bus with ``origin``."""
+        turn = self._turn(conversation_id, inbound, speech)
         async with (
+            self.telemetry.turn(conversation_id, inbound) as scope,  # span, timings, log line
             self.locks.hold(conversation_id),
-            aclosing(self._turn(conversation_id, inbound, speech)) as events,
+            aclosing(self._published(conversation_id, turn, origin)) as events,
         ):
             async for event in events:
+                scope.observe(event)
+                yield event
+
+    async def _published(
+        self, conversation_id: str, events: AsyncIterator[Event], origin: str | None
+    ) -> AsyncIterator[Event]:
+        """``events``, each published on the bus before it is yielded."""
+        async with aclosing(events) as stream:  # type: ignore[type-var]
+            async for event in stream:
+                await self.bus.publish(conversation_id, event, origin)
                 yield event
 
     async def _turn(
@@ -365,11 +430,9 @@ class Engine:
                 user=user,
                 multi_character=multi_character,
             )
-            edited = await self.hooks.call(
-                "before_llm", conversation=conversation, persona=persona, messages=messages
+            messages = await self.hooks.chain(
+                "before_llm", "messages", messages, conversation=conversation, persona=persona
             )
-            if edited:
-                messages = edited[-1]
             result = ReplyResult(metadata=dict(timing or {}))
             reply = stream_reply(
                 conversation=conversation,
@@ -382,7 +445,8 @@ class Engine:
                 started_at=started_at,
                 tools=self._reply_tools(persona),
             )
-            if speech is not None and self.tts is not None:
+            spoken = speech is not None and self.tts is not None
+            if spoken:
                 reply = speak(
                     reply,
                     tts=self.tts,
@@ -394,7 +458,9 @@ class Engine:
                 async for event in events:
                     yield event
             if result.message_id:
-                stored = await store.get_message(result.message_id)
+                # Speech adds its timings after the reply was stored: read those back.
+                stored = None if spoken else result.stored
+                stored = stored or await store.get_message(result.message_id)
                 if stored is not None:
                     turn_messages.append(stored)
             turn_messages.extend(result.tool_messages)

@@ -1,8 +1,10 @@
 """Every Parley hook, one docstring each.
 
-Implementations may be plain functions or ``async def``; the engine awaits what needs awaiting.
-A hook implementation that raises is logged with the plugin's name and the turn goes on.
-Arguments are passed by keyword; an implementation may accept any subset of them.
+Implementations of lifecycle and per-turn hooks may be plain functions or ``async def``; the
+engine awaits what needs awaiting. ``register_*`` hooks must be plain functions. A hook
+implementation that raises is logged with the plugin's name and the turn goes on. Arguments are
+passed by keyword; an implementation may accept any subset of them. pluggy wrappers
+(``wrapper=True``, ``hookwrapper=True``) are refused at registration (docs/hooks.md).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from parley.core.config import Persona, Template
     from parley.core.inbound import Inbound
-    from parley.core.runtime import Runtime
+    from parley.core.plugin_context import PluginContext
     from parley.core.store.records import ConversationRecord, MessageRecord
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
@@ -73,6 +77,16 @@ def register_settings(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add ``parley`` CLI commands: ``@cli.command()`` on a function, as with any click group.
+
+    Called when the ``parley`` command looks up a command it does not know, or lists them
+    (``parley --help``). A name taken by a built-in command or an earlier plugin is refused with
+    a warning.
+    """
+
+
+@hookspec
 def register_routes(register: Callable[..., None]) -> None:
     """Contribute extra Litestar route handlers: ``register(handler)``, mounted by ``parley serve``."""
 
@@ -90,13 +104,18 @@ def register_tools(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def startup(runtime: Runtime) -> None:
-    """The runtime has started (database open, providers built). May be async."""
+def startup(context: PluginContext) -> None:
+    """The runtime has started (database open, providers built). May be async.
+
+    ``context`` (:class:`parley.PluginContext`) is what a plugin may use: settings, store, the
+    providers, engine commands (``say``, ``end``) and tracked background tasks. Keep it.
+    """
 
 
 @hookspec
-def shutdown(runtime: Runtime) -> None:
-    """The runtime is stopping; release what ``startup`` took. May be async."""
+def shutdown(context: PluginContext) -> None:
+    """The runtime is stopping (adapters already stopped); release what ``startup`` took and
+    finish background work. May be async. Tasks still running afterwards are cancelled."""
 
 
 @hookspec
@@ -146,7 +165,9 @@ def before_llm(
 ) -> list[dict[str, Any]] | None:
     """Inspect or edit the OpenAI-style messages about to be sent for ``persona``.
 
-    Edit ``messages`` in place, or return a new list to replace it (the last returned list wins).
+    Edit ``messages`` in place, or return a new list to replace it. Implementations run in turn,
+    each receiving the list the previous one left (edited in place or returned), so both styles
+    combine.
     """
 
 

@@ -20,3 +20,6 @@ class Inbound:
     metadata: dict[str, Any] = field(default_factory=dict)
     user_message_id: str | None = None
     """Set when the adapter already stored the user message (e.g. WhatsApp stores first)."""
+    idempotency_key: str | None = None
+    """The client's key for this message (``Idempotency-Key`` header, a WebSocket ``client_id``):
+    a repeat of the key in the same conversation gets the first answer, never a second turn."""

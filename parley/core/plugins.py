@@ -18,7 +18,14 @@ import pluggy
 from parley.core import hookspecs
 from parley.core.hookspecs import PROJECT
 
-__all__ = ["DEFAULT_PLUGINS", "Hooks", "PluginInfo", "describe_plugins", "make_plugin_manager"]
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "Hooks",
+    "PluginInfo",
+    "PluginManager",
+    "describe_plugins",
+    "make_plugin_manager",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +34,14 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("echo", "parley.plugins.echo.plugin"),
     ("deepgram", "parley.plugins.deepgram.plugin"),
     ("elevenlabs", "parley.plugins.elevenlabs.plugin"),
+    ("local", "parley.plugins.local.plugin:LocalPlugin"),
     ("mentions", "parley.plugins.mentions"),
     ("health", "parley.plugins.health"),
     ("clock", "parley.plugins.clock"),
     ("router", "parley.plugins.router:RouterPlugin"),
     ("memory", "parley.plugins.memory:MemoryPlugin"),
     ("notify", "parley.plugins.notify:NotifyPlugin"),
+    ("metrics", "parley.plugins.metrics:MetricsPlugin"),
     ("web", "parley.adapters.web.plugin"),
     ("whatsapp", "parley.adapters.whatsapp.plugin"),
     ("telegram", "parley.adapters.telegram.plugin"),
@@ -43,6 +52,48 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
 ``module:Class`` registers a new instance of ``Class`` per plugin manager: plugins that keep
 state (background tasks, clients) get it from their ``startup`` hook, never from a global.
 """
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, refusing at registration what :class:`Hooks` does not run.
+
+    Hooks calls each implementation on its own (to await it, to isolate its failure, to chain
+    results), so pluggy wrappers (``wrapper=True`` / ``hookwrapper=True``) have nothing to wrap:
+    such a plugin is refused with ``pluggy.PluginValidationError``, as is an ``async``
+    implementation of a ``register_*`` hook (they are called synchronously at start-up).
+    """
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` (pluggy's checks first, then Parley's)."""
+        registered = super().register(plugin, name)
+        if registered is None:  # blocked (plugins.disable)
+            return None
+        try:
+            _check(self, plugin, registered)
+        except pluggy.PluginValidationError:
+            self.unregister(plugin)
+            raise
+        return registered
+
+
+def _check(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    for caller in pm.get_hookcallers(plugin) or ():
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            if impl.hookwrapper or impl.wrapper:
+                raise pluggy.PluginValidationError(
+                    plugin,
+                    f"plugin {name!r}: hook {caller.name} is a wrapper; Parley calls every "
+                    "implementation itself and runs no wrappers (docs/hooks.md)",
+                )
+            fn = impl.function
+            if caller.name.startswith("register_") and (
+                inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+            ):
+                raise pluggy.PluginValidationError(
+                    plugin, f"plugin {name!r}: hook {caller.name} must be a plain function"
+                )
 
 
 def _load_builtin(target: str) -> object:
@@ -61,7 +112,7 @@ def make_plugin_manager(
 
     Plugins named in ``disable`` (settings ``plugins.disable``) are not loaded.
     """
-    pm = pluggy.PluginManager(PROJECT)
+    pm = PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     disabled = set(disable)
     for name in disabled:
@@ -108,15 +159,22 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
 
 
 class Hooks:
-    """Calls hooks one implementation at a time: awaits async ones, logs and skips failures."""
+    """Calls hooks the way docs/hooks.md promises, one implementation at a time.
+
+    Order is pluggy's (the last registered first; ``tryfirst``/``trylast`` move). Each result is
+    awaited when it is awaitable; an implementation that raises is logged with its plugin's name
+    and skipped. ``firstresult`` hooks stop at the first non-None result *after* awaiting it.
+    """
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
 
     def _impls(self, name: str) -> list[pluggy.HookImpl]:
-        caller = getattr(self.pm.hook, name)
-        # pluggy calls the last registered implementation first (tryfirst/trylast respected).
-        return [impl for impl in reversed(caller.get_hookimpls()) if not impl.hookwrapper]
+        return list(reversed(getattr(self.pm.hook, name).get_hookimpls()))
+
+    def _firstresult(self, name: str) -> bool:
+        spec = getattr(self.pm.hook, name).spec
+        return bool(spec and spec.opts.get("firstresult"))
 
     async def _call_one(self, impl: pluggy.HookImpl, name: str, kwargs: dict[str, Any]) -> Any:
         args = {arg: kwargs[arg] for arg in impl.argnames if arg in kwargs}
@@ -130,7 +188,7 @@ class Hooks:
         return result
 
     def call_sync(self, name: str, **kwargs: Any) -> list[Any]:
-        """Call a synchronous hook (the ``register_*`` contribution hooks); failures are logged."""
+        """Call a ``register_*`` contribution hook (plain functions only); failures are logged."""
         results = []
         for impl in self._impls(name):
             args = {arg: kwargs[arg] for arg in impl.argnames if arg in kwargs}
@@ -139,18 +197,16 @@ class Hooks:
             except Exception:
                 log.exception("hook %s of plugin %r failed", name, impl.plugin_name)
                 continue
-            if inspect.isawaitable(result):
-                close = getattr(result, "close", None)
-                if close:
-                    close()
-                log.error("hook %s of plugin %r must not be async", name, impl.plugin_name)
-                continue
             if result is not None:
                 results.append(result)
         return results
 
     async def call(self, name: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation of ``name`` in order; return their non-None results."""
+        """Call every implementation of ``name`` in order; return their non-None results (for a
+        ``firstresult`` hook, at most the first)."""
+        if self._firstresult(name):
+            first = await self.first(name, **kwargs)
+            return [] if first is None else [first]
         results = []
         for impl in self._impls(name):
             result = await self._call_one(impl, name, kwargs)
@@ -167,7 +223,8 @@ class Hooks:
         return None
 
     async def chain(self, name: str, key: str, value: Any, **kwargs: Any) -> Any:
-        """Pass ``value`` through each implementation as ``key``; a non-None result replaces it."""
+        """Pass ``value`` through each implementation as ``key``; a non-None result replaces it
+        for the next one (so an in-place edit and a returned value combine)."""
         for impl in self._impls(name):
             result = await self._call_one(impl, name, {**kwargs, key: value})
             if result is not None:

@@ -32,7 +32,10 @@ from parley.core.tools import (
     ToolResult,
 )
 
-__all__ = ["ReplyResult", "ReplyTools", "stream_reply"]
+__all__ = ["PARTIAL_SAVE_INTERVAL", "ReplyResult", "ReplyTools", "stream_reply"]
+
+PARTIAL_SAVE_INTERVAL = 1.0
+"""Seconds between saves of a streaming reply's text, so a crash keeps what was produced."""
 
 
 @dataclass(slots=True)
@@ -45,6 +48,8 @@ class ReplyResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     tool_messages: list[MessageRecord] = field(default_factory=list)
     """The stored ``tool`` messages of this reply, in call order."""
+    stored: MessageRecord | None = None
+    """The reply as stored when it finished (spoken replies get more metadata after)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,7 @@ async def stream_reply(
     yield MessageStarted(record.id, persona.id, persona.name)
     pieces: list[str] = []
     usage = _Usage()
-    llm_started = time.perf_counter()
+    llm_started = saved_at = time.perf_counter()
     timing: dict[str, Any] = {}
     specs = [tool.spec() for tool in tools.tools.values()] if tools and tools.max_steps else []
     messages = list(messages)
@@ -122,6 +127,8 @@ async def stream_reply(
             chunks = llm.stream(request)
             async with aclosing(chunks):  # type: ignore[type-var]
                 async for chunk in chunks:
+                    if chunk.provider:
+                        result.metadata["llm_provider"] = chunk.provider
                     if chunk.usage is not None:
                         usage.add(chunk.usage)
                     if chunk.tool_calls:
@@ -136,6 +143,10 @@ async def stream_reply(
                             yield TextDelta(record.id, " ", persona.id)
                         pieces.append(chunk.text)
                         yield TextDelta(record.id, chunk.text, persona.id)
+                        if time.perf_counter() - saved_at >= PARTIAL_SAVE_INTERVAL:
+                            # What a crash would cut: kept when the reply is settled interrupted.
+                            await store.update_message(record.id, content="".join(pieces))
+                            saved_at = time.perf_counter()
             if not calls or last_round or tools is None:
                 if calls and specs:
                     result.metadata["tool_steps_exhausted"] = True
@@ -156,7 +167,14 @@ async def stream_reply(
         result.text, result.status = "".join(pieces), "failed"
         timing["error"] = exc.code
         await _finish(result, record.id, usage, timing, llm_started)
-        yield MessageCompleted(record.id, result.text, "failed", persona.id, persona.name)
+        yield MessageCompleted(
+            record.id,
+            result.text,
+            "failed",
+            persona.id,
+            persona.name,
+            provider=result.metadata.get("llm_provider"),
+        )
         yield ErrorEvent(exc.code, exc.message, exc.retryable)
         return
     except (asyncio.CancelledError, GeneratorExit):
@@ -184,6 +202,7 @@ async def stream_reply(
         persona.name,
         usage.prompt if usage.seen else None,
         usage.completion if usage.seen else None,
+        result.metadata.get("llm_provider"),
     )
 
 
@@ -253,7 +272,7 @@ async def _finish(
 ) -> None:
     timing["llm_ms"] = round((time.perf_counter() - llm_started) * 1000)
     result.metadata.update(timing)
-    await store.update_message(
+    result.stored = await store.update_message(
         message_id,
         content=result.text,
         status=result.status,

@@ -9,6 +9,7 @@ from litestar.datastructures import State
 
 from parley.core import store
 from parley.core.hookspecs import hookimpl
+from parley.plugins.local.plugin import readiness as local_readiness
 
 __all__ = ["health", "register_routes"]
 
@@ -27,6 +28,9 @@ async def health(state: State) -> Response[dict[str, Any]]:
     }
     ok = database == "ok"
     body = {"status": "ok" if ok else "degraded", "database": database, "providers": providers}
+    models = local_readiness(runtime)
+    if models:  # local providers: "loading" until their models are loaded, then "ready"
+        body["models"] = models
     return Response(body, status_code=200 if ok else 503)
 
 

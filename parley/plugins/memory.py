@@ -20,6 +20,7 @@ from litestar import delete
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, HeaderParameter
+from msgspec import Meta
 
 from parley.core import store
 from parley.core.background import BackgroundTasks
@@ -31,7 +32,7 @@ from parley.core.store.records import ConversationRecord, MessageRecord
 from parley.openapi import errors
 
 if TYPE_CHECKING:
-    from parley.core.runtime import Runtime
+    from parley.core.plugin_context import PluginContext
 
 __all__ = ["MemoryPlugin", "MemorySettings", "erase_memory", "erase_memory_route", "transcript"]
 
@@ -54,25 +55,18 @@ class MemorySettings:
 
     enabled: bool = False
     """Summarise conversations into the user's memory."""
-    every_turns: int = 0
+    every_turns: Annotated[int, Meta(ge=0)] = 0
     """Also summarise every N turns (0: only when the conversation ends)."""
-    max_words: int = 120
+    max_words: Annotated[int, Meta(ge=10)] = 120
     """Upper bound on the memory's length asked of the LLM."""
-    history: int = 100
+    history: Annotated[int, Meta(ge=2)] = 100
     """How many of the conversation's latest messages the summary reads."""
     model: str | None = None
     """Model for the summaries (default ``llm.model``)."""
     erase_token: str = ""
     """Bearer token for ``DELETE /api/v1/users/{user_id}/memory``; empty: the route is off."""
-    shutdown_grace: float = 10.0
+    shutdown_grace: Annotated[float, Meta(ge=0)] = 10.0
     """Seconds a summary still running at shutdown may take before it is cancelled."""
-
-    def __post_init__(self) -> None:
-        for name, low in (("every_turns", 0), ("max_words", 10), ("history", 2)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
-        if self.shutdown_grace < 0:
-            raise ValueError(f"shutdown_grace must be at least 0, got {self.shutdown_grace}")
 
 
 async def erase_memory(user_id: str) -> bool:
@@ -122,7 +116,7 @@ class MemoryPlugin:
     """One instance per plugin manager; inert until ``startup`` finds ``memory.enabled``."""
 
     def __init__(self) -> None:
-        self.runtime: Runtime | None = None
+        self.context: PluginContext | None = None
         self.tasks = BackgroundTasks("memory")
         self._locks = LocalLocks()
 
@@ -138,19 +132,22 @@ class MemoryPlugin:
 
     @property
     def settings(self) -> MemorySettings | None:
-        """``[memory]`` as the runtime holds it now (reloads included), None while disabled."""
-        section = self.runtime.plugin_settings.get("memory") if self.runtime else None
-        return section if isinstance(section, MemorySettings) and section.enabled else None
+        """``[memory]`` as the settings are now (a reload included); None while disabled."""
+        if self.context is None:
+            return None
+        settings = self.context.section("memory", MemorySettings)  # validated at collect time
+        return settings if settings.enabled else None
 
     @property
     def llm(self) -> LLMProvider | None:
         """The runtime's LLM."""
-        return self.runtime.llm if self.runtime else None
+        return self.context.llm if self.context else None
 
     @hookimpl
-    def startup(self, runtime: Runtime) -> None:
-        """Keep the runtime: ``[memory]`` is read from it at each use."""
-        self.runtime = runtime
+    def startup(self, context: PluginContext) -> None:
+        """Keep the context: ``[memory]`` is read from it at each use (reloads included)."""
+        self.context = context
+        self.tasks = context.tasks("memory")
 
     @hookimpl
     async def shutdown(self) -> None:

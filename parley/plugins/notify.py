@@ -19,7 +19,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+
+from msgspec import Meta
 
 from parley.core import store
 from parley.core.background import BackgroundTasks
@@ -29,13 +31,14 @@ from parley.core.store.records import ConversationRecord, MessageRecord
 if TYPE_CHECKING:
     import httpx
 
-    from parley.core.runtime import Runtime
+    from parley.core.plugin_context import PluginContext
 
 __all__ = ["EVENTS", "NotifyPlugin", "NotifySettings", "payload", "sign", "verify"]
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("turn_completed", "conversation_ended")
+Event = Literal["turn_completed", "conversation_ended"]
+EVENTS: tuple[str, ...] = get_args(Event)
 SIGNATURE_HEADER = "X-Parley-Signature"
 
 
@@ -43,32 +46,18 @@ SIGNATURE_HEADER = "X-Parley-Signature"
 class NotifySettings:
     """``[notify]``: outbound notifications."""
 
-    urls: list[str] = field(default_factory=list)
+    urls: list[Annotated[str, Meta(pattern=r"^https?://")]] = field(default_factory=list)
     """Receivers (http:// or https://); empty: notifications are off."""
     secret: str = ""
     """HMAC-SHA256 key for ``X-Parley-Signature``; empty: bodies are sent unsigned."""
-    timeout: float = 5.0
+    timeout: Annotated[float, Meta(ge=0.01, le=600)] = 5.0
     """Seconds per attempt."""
-    retries: int = 3
+    retries: Annotated[int, Meta(ge=0, le=20)] = 3
     """Attempts after the first one."""
-    backoff: float = 1.0
+    backoff: Annotated[float, Meta(ge=0, le=600)] = 1.0
     """Seconds before the first retry; doubled for each further one."""
-    events: list[str] = field(default_factory=lambda: list(EVENTS))
+    events: list[Event] = field(default_factory=lambda: list(EVENTS))
     """Which events to send."""
-
-    def __post_init__(self) -> None:
-        for url in self.urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"urls must be http:// or https:// URLs, got {url!r}")
-        unknown = set(self.events) - set(EVENTS)
-        if unknown:
-            raise ValueError(f"events must be among {', '.join(EVENTS)}, got {sorted(unknown)}")
-        if not 0.01 <= self.timeout <= 600:
-            raise ValueError(f"timeout must be between 0.01 and 600, got {self.timeout}")
-        if not 0 <= self.retries <= 20:
-            raise ValueError(f"retries must be between 0 and 20, got {self.retries}")
-        if not 0 <= self.backoff <= 600:
-            raise ValueError(f"backoff must be between 0 and 600, got {self.backoff}")
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -134,9 +123,10 @@ class NotifyPlugin:
         register("notify", NotifySettings)
 
     @hookimpl
-    def startup(self, runtime: Runtime) -> None:
+    def startup(self, context: PluginContext) -> None:
         """Read ``[notify]`` and open the HTTP client when there are URLs."""
-        settings = runtime.settings.section("notify", NotifySettings)  # validated at collect time
+        settings = context.section("notify", NotifySettings)  # validated at collect time
+        self.tasks = context.tasks("notify")
         if not settings.urls:
             return
         import httpx

@@ -22,7 +22,7 @@ from parley.core.routing import HANDOFF
 from parley.core.tools import Tool
 
 if TYPE_CHECKING:
-    from parley.core.runtime import Runtime
+    from parley.core.plugin_context import PluginContext
 
 __all__ = ["RouterPlugin", "classify", "match_intents"]
 
@@ -78,8 +78,7 @@ class RouterPlugin:
     """The router: one instance per plugin manager; it learns the LLM at ``startup``."""
 
     def __init__(self) -> None:
-        self.runtime: Runtime | None = None
-        self.llm: LLMProvider | None = None
+        self.context: PluginContext | None = None
 
     @hookimpl
     def register_tools(self, register: Callable[[Tool], None]) -> None:
@@ -87,19 +86,19 @@ class RouterPlugin:
         register(HANDOFF)
 
     @hookimpl
-    def startup(self, runtime: Runtime) -> None:
-        """Keep the settings and the LLM (for ``routing.mode = "llm"``)."""
-        self.runtime = runtime  # its settings are read at each turn (reloads included)
-        self.llm = runtime.llm
+    def startup(self, context: PluginContext) -> None:
+        """Keep the context: its settings and LLM (for ``routing.mode = "llm"``)."""
+        self.context = context
 
     @hookimpl(trylast=True)
     async def route(self, inbound: Inbound, template: Template) -> str | None:
         """Classify with the LLM in ``llm`` mode, else (or when it cannot) match keywords."""
         text = inbound.text or ""
-        routing = self.runtime.settings.routing if self.runtime else None
-        if routing is not None and routing.mode == "llm" and self.llm is not None and text:
+        routing = self.context.settings.routing if self.context else None
+        llm = self.context.llm if self.context else None
+        if routing is not None and routing.mode == "llm" and llm is not None and text:
             try:
-                chosen = await classify(self.llm, text, template.agents, model=routing.model)
+                chosen = await classify(llm, text, template.agents, model=routing.model)
             except ProviderError as exc:
                 log.warning("routing by LLM failed (%s); matching keywords instead", exc.message)
             else:

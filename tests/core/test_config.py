@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tomllib
 from dataclasses import fields
@@ -25,6 +26,7 @@ from parley.core.config import (
     SettingsError,
     Template,
     ToolsSettings,
+    parse_section,
 )
 from parley.core.loading import load_settings
 
@@ -85,7 +87,7 @@ def test_empty_settings_file_gives_the_defaults(tmp_path: Path) -> None:
     assert settings.server == ServerSettings(host="127.0.0.1", port=8000)
     assert settings.database == DatabaseSettings(url="sqlite://parley.sqlite3")
     assert settings.llm == LLMSettings()
-    assert settings.llm.provider == "openai"
+    assert settings.llm.provider == "auto"
     assert settings.llm.model == "gpt-4o-mini"
     assert settings.llm.base_url is None
     assert settings.llm.timeout == 60
@@ -302,27 +304,27 @@ BAD_VALUES = [
     (
         {"settings": "[server]\nport = 0\n"},
         {},
-        "server.port: port must be between 1 and 65535, got 0",
+        "server.port: Expected `int` >= 1, got 0 (allowed: 1 to 65535)",
     ),
     (
         {"settings": "[server]\nport = 70000\n"},
         {},
-        "server.port: port must be between 1 and 65535, got 70000",
+        "server.port: Expected `int` <= 65535, got 70000 (allowed: 1 to 65535)",
     ),
     (
         {"personas": "[personas.alex]\ntemperature = 5\n"},
         {},
-        "personas.alex.temperature: temperature must be between 0 and 2, got 5",
+        "personas.alex.temperature: Expected `float` <= 2.0, got 5 (allowed: 0 to 2)",
     ),
     (
         {"personas": "[personas.alex]\npresence_penalty = -3\n"},
         {},
-        "personas.alex.presence_penalty: presence_penalty must be between -2 and 2, got -3",
+        "personas.alex.presence_penalty: Expected `float` >= -2.0, got -3 (allowed: -2 to 2)",
     ),
     (
         {"personas": "[personas.alex.model]\ntop_p = 2\n"},
         {},
-        "personas.alex.top_p: top_p must be between 0 and 1, got 2",
+        "personas.alex.top_p: Expected `float` <= 1.0, got 2 (allowed: 0 to 1)",
     ),
     (
         {"personas": "[personas.alex]\nname = [5]\n"},
@@ -350,42 +352,42 @@ BAD_VALUES = [
     (
         {"personas": PERSONAS, "templates": '[templates.t]\nname = "Empty"\n'},
         {},
-        "templates.t.personas: personas must list at least one persona id",
+        "templates.t.personas: must list at least one persona id",
     ),
     (
         {"personas": PERSONAS, "templates": "[templates.t]\npersonas = []\n"},
         {},
-        "templates.t.personas: personas must list at least one persona id",
+        "templates.t.personas: must list at least one persona id",
     ),
     (
         {"personas": PERSONAS, "templates": TEMPLATES},
         {"PARLEY_TEMPLATES__SMALLTALK__MAX_TURNS": "-1"},
-        "templates.smalltalk.max_turns: max_turns must be between 0 and 1000000, got -1",
+        "templates.smalltalk.max_turns: Expected `int` >= 0, got -1 (allowed: 0 to 1000000)",
     ),
     (
         {"personas": PERSONAS, "templates": TEMPLATES},
         {"PARLEY_TEMPLATES__SMALLTALK__TEMPERATURE": "3"},
-        "templates.smalltalk.temperature: temperature must be between 0 and 2, got 3",
+        "templates.smalltalk.temperature: Expected `float` <= 2.0, got 3 (allowed: 0 to 2)",
     ),
     (
         {"settings": '[database]\nurl = "mysql://localhost/parley"\n'},
         {},
-        "database.url: url must start with sqlite:// or postgres://, got 'mysql://localhost/parley'",
+        "database.url: Expected `str` matching regex '^(sqlite|postgres|postgresql|asyncpg)://'",
     ),
     (
         {"settings": "[llm]\ntimeout = 0\n"},
         {},
-        "llm.timeout: timeout must be between 0.1 and 3600, got 0",
+        "llm.timeout: Expected `float` >= 0.1, got 0 (allowed: 0.1 to 3600)",
     ),
     (
         {"settings": "[llm]\nmax_tokens = 0\n"},
         {},
-        "llm.max_tokens: max_tokens must be between 1 and 1000000, got 0",
+        "llm.max_tokens: Expected `int` >= 1, got 0 (allowed: 1 to 1000000)",
     ),
     (
         {"settings": "[conversation]\nhistory_window = -5\n"},
         {},
-        "conversation.history_window: history_window must be between 0 and 10000, got -5",
+        "conversation.history_window: Expected `int` >= 0, got -5 (allowed: 0 to 10000)",
     ),
     (
         {"settings": "[plugins]\ndisable = 'echo'\n"},
@@ -401,12 +403,12 @@ BAD_VALUES = [
     (
         {"settings": '[routing]\nmode = "magic"\n'},
         {},
-        "routing.mode: mode must be one of keyword, llm, got 'magic'",
+        "routing.mode: Invalid enum value 'magic' (allowed: one of keyword, llm)",
     ),
     (
         {"settings": "[tools]\ntimeout = 0\n"},
         {},
-        "tools.timeout: timeout must be between 0.001 and 3600, got 0",
+        "tools.timeout: Expected `float` >= 0.001, got 0 (allowed: 0.001 to 3600)",
     ),
     (
         {
@@ -493,8 +495,9 @@ def test_model_settings_merge_later_set_values_win() -> None:
 
 
 def test_model_settings_check_ranges() -> None:
-    with pytest.raises(ValueError, match=r"top_p must be between 0 and 1, got 1\.5"):
-        ModelSettings(top_p=1.5)
+    with pytest.raises(SettingsError, match=r"^m\.top_p: Expected `float` <= 1\.0, got 1\.5"):
+        parse_section("m", {"top_p": 1.5}, ModelSettings)
+    assert parse_section("m", {"top_p": 1}, ModelSettings) == ModelSettings(top_p=1)
 
 
 # The shipped settings
@@ -515,7 +518,7 @@ def test_shipped_settings_load(shipped: Path) -> None:
 
     assert settings.server == ServerSettings(host="127.0.0.1", port=8000)
     assert settings.database.url == "sqlite://parley.sqlite3"
-    assert settings.llm.provider == "openai"
+    assert settings.llm.provider == "auto"
     assert settings.llm.base_url is None
     assert settings.llm.api_key == ""
     assert settings.llm.model == "gpt-4o-mini"
@@ -629,7 +632,7 @@ def test_docs_describe_every_key() -> None:
     for variable in ("PARLEY_LLM__BASE_URL", "PARLEY_TEMPLATES__SMALLTALK__MAX_TURNS"):
         assert variable in docs
     assert "PARLEY_SETTINGS_DIR" in docs and "--settings DIR" in docs
-    assert "settings error: server.port: port must be between 1 and 65535, got 0" in docs
+    assert "settings error: server.port: Expected `int` >= 1, got 0 (allowed: 1 to 65535)" in docs
 
 
 def test_numeric_environment_values_for_string_settings(tmp_path, monkeypatch):
@@ -639,3 +642,82 @@ def test_numeric_environment_values_for_string_settings(tmp_path, monkeypatch):
     settings = load_settings(tmp_path)
     assert settings.llm.api_key == "12345"  # a str field: the number is kept as text
     assert settings.llm.max_retries == 4  # an int field stays an int
+
+
+def _docs_sections(text: str) -> dict[str, str]:
+    """docs/settings.md cut at its headings: the heading's first backticked name (or its words)."""
+    sections: dict[str, str] = {}
+    for block in re.split(r"^#{2,3} ", text, flags=re.MULTILINE)[1:]:
+        heading, _, body = block.partition("\n")
+        name = re.search(r"`\[*([a-z_]+)", heading)
+        sections.setdefault(name[1] if name else heading.strip(), body)
+    return sections
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _documented_classes() -> dict[str, type]:
+    from parley.adapters.telegram.settings import TelegramSettings
+    from parley.adapters.web.settings import WebSettings
+    from parley.adapters.whatsapp.settings import WhatsAppSettings
+    from parley.core.inbox import InboxSettings
+    from parley.plugins.deepgram.settings import DeepgramSettings
+    from parley.plugins.elevenlabs.settings import ElevenLabsSettings
+    from parley.plugins.memory import MemorySettings
+    from parley.plugins.notify import NotifySettings
+
+    return {
+        **CORE_SECTIONS,
+        "Model settings": ModelSettings,
+        "personas": Persona,
+        "templates": Template,
+        "inbox": InboxSettings,
+        "memory": MemorySettings,
+        "notify": NotifySettings,
+        "stt": DeepgramSettings,
+        "tts": ElevenLabsSettings,
+        "whatsapp": WhatsAppSettings,
+        "telegram": TelegramSettings,
+        "web": WebSettings,
+    }
+
+
+def test_docs_tables_hold_every_key_its_default_and_its_range() -> None:
+    """The settings classes are the truth: each key has a row in its section of
+    docs/settings.md, the row's default is the class's, and a ``Meta`` range is stated."""
+    from typing import get_type_hints
+
+    from parley.core.config import _rule
+
+    sections = _docs_sections((SHIPPED.parent / "docs" / "settings.md").read_text("utf-8"))
+    wrong: list[str] = []
+    for section, cls in _documented_classes().items():
+        body = sections[section]
+        hints = get_type_hints(cls, include_extras=True)
+        for f in fields(cls):
+            if f.name in {"id", "code", "model", "prompts"} and cls in (Persona, Template):
+                continue
+            row = next((r for r in body.splitlines() if r.startswith(f"| `{f.name}` |")), None)
+            if not row:
+                wrong.append(f"{section}.{f.name}: no row")
+                continue
+            cells = [c.strip() for c in row.split("|")[1:-1]]
+            rule = _rule(hints[f.name])
+            low_high = re.findall(r"-?[\d.]+", rule) if "one of" not in rule else []
+            text = row.replace(",", "").replace("`", "")
+            for bound in low_high:
+                if _number(float(bound)) not in text:
+                    wrong.append(f"{section}.{f.name}: range {rule} not stated")
+            if "Default" not in body.split("\n|", 1)[1].split("\n")[0]:
+                continue
+            default = cells[2].strip("`")
+            try:
+                documented = tomllib.loads(f"x = {default}")["x"]
+            except tomllib.TOMLDecodeError:
+                continue  # "unset", "both", "the id"... said in words
+            defaults = cls(personas=["p"]) if cls is Template else cls()
+            if documented != (getattr(defaults, f.name) or type(documented)()):
+                wrong.append(f"{section}.{f.name}: default {default}")
+    assert wrong == [], "\n".join(wrong)

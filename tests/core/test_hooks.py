@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+import pytest
 from litestar import get
 from litestar.testing import AsyncTestClient
+from msgspec import Meta
 
 from parley import hookimpl
 from parley.core import store
+from parley.core.config import InvalidSetting, SettingsError
 from parley.core.events import ErrorEvent, MessageCompleted, MessageStarted, Transcript
 from parley.core.inbound import Inbound
+from parley.core.plugin_context import PluginContext
 from parley.core.plugins import make_plugin_manager
 from parley.core.runtime import Runtime
 from parley.core.tools import Tool
@@ -50,7 +56,7 @@ async def test_hook_register_llm_providers(make_settings):
     runtime = _runtime(make_settings, Plugin(), extra={"llm": {"provider": "scripted"}})
     await runtime.start(adapters=False)
     try:
-        assert runtime.llm is scripted
+        assert runtime.llm.primary is scripted  # inside its failover chain
         assert {"openai", "echo", "scripted"} <= set(runtime.registry.llm)
     finally:
         await runtime.stop()
@@ -65,7 +71,7 @@ async def test_hook_register_stt_providers(make_settings):
     runtime = _runtime(make_settings, Plugin(), extra={"stt": {"provider": "fake"}})
     await runtime.start(adapters=False)
     try:
-        assert isinstance(runtime.stt, FakeSTT)
+        assert isinstance(runtime.stt.primary, FakeSTT)
         assert runtime.engine.stt is runtime.stt
     finally:
         await runtime.stop()
@@ -80,7 +86,7 @@ async def test_hook_register_tts_providers(make_settings):
     runtime = _runtime(make_settings, Plugin(), extra={"tts": {"provider": "fake"}})
     await runtime.start(adapters=False)
     try:
-        assert isinstance(runtime.tts, FakeTTS)
+        assert isinstance(runtime.tts.primary, FakeTTS)
     finally:
         await runtime.stop()
 
@@ -143,28 +149,50 @@ async def test_hook_startup(make_settings):
 
     class Plugin:
         @hookimpl
-        async def startup(self, runtime):
-            seen.calls.append(("startup", runtime.engine is not None))
+        async def startup(self, context):
+            seen.calls.append(("startup", context))
 
     runtime = _runtime(make_settings, Plugin())
     await runtime.start(adapters=False)
-    await runtime.stop()
-    assert seen.calls == [("startup", True)]
+    try:
+        ((name, context),) = seen.calls
+        assert name == "startup" and isinstance(context, PluginContext)
+        assert not isinstance(context, Runtime) and not hasattr(context, "engine")
+        assert context.settings is runtime.settings and context.llm is runtime.llm
+        assert context.store is store
+        user = await context.store.get_or_create_user("test", "ctx")
+        conv = (await runtime.engine.open(user.id, "test")).conversation
+        said = await context.say(conv.id, "a word from a plugin")
+        assert any(isinstance(e, MessageCompleted) for e in said)
+        assert (await store.list_messages(conv.id))[-1].content == "a word from a plugin"
+        ended = await context.end(conv.id, "plugin_ended")
+        assert (ended.status, ended.reason_ended) == ("ended", "plugin_ended")
+    finally:
+        await runtime.stop()
 
 
 async def test_hook_shutdown(make_settings):
     seen = Recorder()
+    release = asyncio.Event()
 
     class Plugin:
         @hookimpl
-        def shutdown(self, runtime):
-            seen.calls.append(("shutdown", runtime.started))
+        def startup(self, context):
+            self.tasks = context.tasks("slow")
+            self.tasks.spawn(release.wait())
 
-    runtime = _runtime(make_settings, Plugin())
+        @hookimpl
+        def shutdown(self, context):
+            seen.calls.append(("shutdown", isinstance(context, PluginContext), len(self.tasks)))
+
+    plugin = Plugin()
+    runtime = _runtime(make_settings, plugin)
     await runtime.start(adapters=False)
     assert seen.calls == []
     await runtime.stop()
-    assert seen.calls == [("shutdown", True)]
+    # shutdown saw the task still running; the runtime cancelled it afterwards
+    assert seen.calls == [("shutdown", True, 1)]
+    assert len(plugin.tasks) == 0
 
 
 async def test_hook_conversation_started(make_engine):
@@ -241,6 +269,30 @@ async def test_hook_before_llm(make_engine, llm):
     sent = llm.requests[0].messages
     assert sent[0]["content"] == "You are Alex. Always rhyme."
     assert sent[-1] == {"role": "system", "content": "for alex"}
+
+
+async def test_before_llm_styles_combine_in_either_order(make_engine, llm):
+    """An in-place edit made after another plugin returned a list is kept, and the reverse."""
+
+    class Append:
+        @hookimpl
+        def before_llm(self, messages):
+            messages.append({"role": "system", "content": "appended in place"})
+
+    class Replace:
+        @hookimpl
+        def before_llm(self, messages):
+            return [*messages, {"role": "system", "content": "returned"}]
+
+    for plugins, expected in (
+        ((Append(), Replace()), ["returned", "appended in place"]),  # Replace runs first
+        ((Replace(), Append()), ["appended in place", "returned"]),
+    ):
+        engine = make_engine(plugins=plugins)
+        conv = await _conversation(engine)
+        llm.requests.clear()
+        await collect(engine.turn(conv.id, Inbound(text="hi")))
+        assert [m["content"] for m in llm.requests[0].messages[-2:]] == expected
 
 
 async def test_hook_transform_response(make_engine, llm):
@@ -352,29 +404,126 @@ async def test_hook_route(make_engine, llm):
     assert (state["persona"], state["by"]) == ("leo", "route")
 
 
+@dataclass
+class GreeterSettings:
+    """A plugin's settings: a ``Meta`` range, and a check across fields."""
+
+    times: Annotated[int, Meta(ge=1, le=10)] = 1
+    greeting: str = ""
+
+    def __post_init__(self) -> None:
+        if self.times > 1 and not self.greeting:
+            raise InvalidSetting("greeting", "must be set when times is more than 1")
+
+
 async def test_hook_register_settings(make_settings):
-    from dataclasses import dataclass
-
-    import pytest
-
-    from parley.core.config import SettingsError
-
-    @dataclass
-    class GreeterSettings:
-        times: int = 1
-
-        def __post_init__(self) -> None:
-            if self.times < 1:
-                raise ValueError(f"times must be at least 1, got {self.times}")
-
     class Plugin:
         @hookimpl
         def register_settings(self, register):
             register("greeter", GreeterSettings)
 
-    runtime = _runtime(make_settings, Plugin(), extra={"greeter": {"times": 3}})
+    runtime = _runtime(make_settings, Plugin(), extra={"greeter": {"times": 3, "greeting": "hi"}})
     runtime.collect()
-    assert runtime.plugin_settings["greeter"] == GreeterSettings(times=3)
+    assert runtime.plugin_settings["greeter"] == GreeterSettings(times=3, greeting="hi")
     bad = _runtime(make_settings, Plugin(), extra={"greeter": {"times": 0}})
-    with pytest.raises(SettingsError, match=r"^greeter\.times: times must be at least 1"):
+    with pytest.raises(
+        SettingsError, match=r"^greeter\.times: Expected `int` >= 1, got 0 \(allowed: 1 to 10\)$"
+    ):
         bad.collect()
+    bad = _runtime(make_settings, Plugin(), extra={"greeter": {"times": 2}})
+    with pytest.raises(SettingsError, match=r"^greeter\.greeting: must be set when times"):
+        bad.collect()
+
+
+def test_wrappers_and_async_register_hooks_are_refused_at_registration():
+    import pluggy
+
+    class NewStyle:
+        @hookimpl(wrapper=True)
+        def transform_response(self, text):
+            return (yield)
+
+    class OldStyle:
+        @hookimpl(hookwrapper=True)
+        def before_llm(self, messages):
+            yield
+
+    class AsyncRegister:
+        @hookimpl
+        async def register_tools(self, register):
+            pass
+
+    for plugin, fragment in (
+        (NewStyle(), "transform_response is a wrapper"),
+        (OldStyle(), "before_llm is a wrapper"),
+        (AsyncRegister(), "register_tools must be a plain function"),
+    ):
+        with pytest.raises(pluggy.PluginValidationError, match=fragment):
+            make_plugin_manager((), entry_points=False, extra=[("bad", plugin)])
+    pm = make_plugin_manager((), entry_points=False)
+    with pytest.raises(pluggy.PluginValidationError):
+        pm.register(NewStyle(), name="late")
+    assert pm.get_plugin("late") is None  # not left half-registered
+
+
+async def test_firstresult_waits_for_an_async_none(make_engine, llm):
+    """A firstresult hook stops at the first non-None *awaited* result, in pluggy's order."""
+    seen = Recorder()
+
+    class Abstains:
+        @hookimpl(tryfirst=True)
+        async def select_responders(self):
+            seen.calls.append("abstains")
+            return None
+
+    class Decides:
+        @hookimpl
+        def select_responders(self):
+            seen.calls.append("decides")
+            return ["leo"]
+
+    class Never:
+        @hookimpl(trylast=True)
+        def select_responders(self):
+            seen.calls.append("never")
+            return ["maya"]
+
+    engine = make_engine(plugins=(Decides(), Abstains(), Never()))
+    conv = await _conversation(engine, "duo")
+    events = await collect(engine.turn(conv.id, Inbound(text="hi")))
+    assert [e.character_id for e in events if isinstance(e, MessageStarted)] == ["leo"]
+    assert seen.calls == ["abstains", "decides"]
+
+
+def test_hook_register_commands():
+    import click
+    from click.testing import CliRunner
+
+    from parley.plugin_commands import PluginGroup
+
+    class Plugin:
+        @hookimpl
+        def register_commands(self, cli):
+            @cli.command()
+            @click.argument("name")
+            def hello(name):
+                """Say hello."""
+                click.echo(f"hello {name}")
+
+            @cli.command(name="builtin")
+            def clash():
+                click.echo("the plugin's")
+
+    group = PluginGroup(name="parley")
+
+    @group.command()
+    def builtin():
+        click.echo("the built-in")
+
+    group.plugin_manager = lambda: make_plugin_manager(
+        (), entry_points=False, extra=[("p", Plugin())]
+    )
+    runner = CliRunner()
+    assert runner.invoke(group, ["hello", "you"]).output == "hello you\n"
+    assert runner.invoke(group, ["builtin"]).output == "the built-in\n"
+    assert "hello" in runner.invoke(group, ["--help"]).output

@@ -193,7 +193,9 @@ async def test_off_without_urls(make_settings):
 
 
 async def test_bad_settings_stop_start_up(make_settings):
-    with pytest.raises(SettingsError, match=r"notify\.urls: urls must be http:// or https://"):
+    with pytest.raises(
+        SettingsError, match=r"^notify\.urls\[0\]: Expected `str` matching regex '\^https\?://'"
+    ):
         async with started(make_settings, {"urls": ["ftp://x"]}):
             pass
 

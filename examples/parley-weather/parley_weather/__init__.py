@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from parley import hookimpl
-from parley.core.providers import LLMChunk, LLMRequest, ToolCallDelta
-from parley.core.tools import Tool
+from parley import LLMChunk, LLMRequest, Tool, ToolCallDelta, hookimpl
 
 FORECASTS = ("sunny", "cloudy", "rainy", "windy")
 

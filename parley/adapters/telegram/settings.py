@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from parley.core.config import Settings, SettingsError, parse_section
+from msgspec import Meta
+
+from parley.core.config import InvalidSetting, Settings, SettingsError, parse_section
 
 __all__ = ["MODES", "REPLY_VOICE", "TelegramSettings", "load_telegram_settings"]
 
-MODES = ("polling", "webhook")
-REPLY_VOICE = ("auto", "always", "never")
+Mode = Literal["polling", "webhook"]
+ReplyVoice = Literal["auto", "always", "never"]
+MODES: tuple[str, ...] = get_args(Mode)
+REPLY_VOICE: tuple[str, ...] = get_args(ReplyVoice)
 TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
 
-_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]+")
 
 
@@ -27,48 +30,40 @@ class TelegramSettings:
     """Run the bot with ``parley serve``."""
     token: str = ""
     """The bot token from @BotFather; empty: the ``TELEGRAM_BOT_TOKEN`` environment variable."""
-    api_base: str = "https://api.telegram.org"
+    api_base: Annotated[str, Meta(pattern=r"^\s*https?://")] = "https://api.telegram.org"
     """Bot API server: requests go to ``{api_base}/bot{token}/{method}``, files come from
     ``{api_base}/file/bot{token}/{path}`` (a self-hosted ``telegram-bot-api`` or a test server)."""
-    mode: str = "polling"
+    mode: Mode = "polling"
     """``polling`` (getUpdates in the background) or ``webhook`` (``POST /webhooks/telegram``)."""
     webhook_url: str = ""
     """Public URL Telegram posts updates to, ending in ``/webhooks/telegram`` (webhook mode)."""
-    webhook_secret: str = ""
+    webhook_secret: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{0,256}$")] = ""
     """Secret Telegram sends back in ``X-Telegram-Bot-Api-Secret-Token``: 1-256 characters of
     ``A-Z a-z 0-9 _ -`` (webhook mode)."""
     template: str = ""
     """Template of new Telegram conversations; empty: ``conversation.default_template``."""
-    reply_voice: str = "auto"
+    reply_voice: ReplyVoice = "auto"
     """``auto``: a voice note is answered with a voice note, text with text; ``always``: every
     reply is a voice note; ``never``: every reply is text."""
     stream_edits: bool = False
     """Text replies appear at once and grow by editing the message (at most about once a second)."""
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.reply_voice not in REPLY_VOICE:
-            raise ValueError(
-                f"reply_voice must be one of {', '.join(REPLY_VOICE)}, got {self.reply_voice!r}"
-            )
         self.api_base = self.api_base.strip().rstrip("/")
-        if not self.api_base.startswith(("http://", "https://")):
-            raise ValueError(f"api_base must start with http:// or https://, got {self.api_base!r}")
-        if self.webhook_secret and not _SECRET.fullmatch(self.webhook_secret):
-            raise ValueError("webhook_secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         if not self.enabled:
             return
         token = self.resolved_token()
         if not token:
-            raise ValueError(f"token must be set (or the {TOKEN_ENV} environment variable)")
+            raise InvalidSetting("token", f"must be set (or the {TOKEN_ENV} environment variable)")
         if not _TOKEN.fullmatch(token):  # never echo the token itself
-            raise ValueError("token must look like 123456789:AAE... (the token from @BotFather)")
+            raise InvalidSetting(
+                "token", "must look like 123456789:AAE... (the token from @BotFather)"
+            )
         if self.mode == "webhook":
             if not self.webhook_url.startswith(("http://", "https://")):
-                raise ValueError("webhook_url must be an http(s) URL when mode is webhook")
+                raise InvalidSetting("webhook_url", "must be an http(s) URL when mode is webhook")
             if not self.webhook_secret:
-                raise ValueError("webhook_secret must be set when mode is webhook")
+                raise InvalidSetting("webhook_secret", "must be set when mode is webhook")
 
     def resolved_token(self) -> str:
         """``token``, or the ``TELEGRAM_BOT_TOKEN`` environment variable."""

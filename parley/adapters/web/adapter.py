@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Request, Response, Router
@@ -28,7 +28,6 @@ from parley.core.engine import Engine
 from parley.server import ApiError, error_response
 
 if TYPE_CHECKING:
-    from parley.adapters.web.ws import WebSession
     from parley.core.runtime import Runtime
 
 __all__ = [
@@ -36,6 +35,8 @@ __all__ = [
     "provide_caller",
     "provide_device_caller",
     "provide_web",
+    "session_error",
+    "too_deep",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,18 @@ class WebAdapter:
 
     name = "web"
 
-    def __init__(self, runtime: Runtime, settings: WebSettings) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: WebSettings,
+        handlers: Callable[[], list[Any]] = list,
+    ) -> None:
         self.runtime = runtime
         self.settings = settings
-        self.sockets: set[WebSession] = set()
+        self.handlers = handlers
+        """The route handlers to mount (``plugin.py`` names them: no import cycle back here)."""
+        self.sockets: set[Any] = set()
+        """Open ``/ws`` sessions (``ws.WebSession``)."""
         self.limiter = Limiter(
             settings.rate_limit,
             settings.rate_limit_per_address or 0,
@@ -67,28 +76,10 @@ class WebAdapter:
 
     def route_handlers(self) -> list[Any]:
         """One router holding every web route, with the adapter and the caller as dependencies."""
-        from parley.adapters.web import admin, chat, history, sessions, users, ws
-
         middleware = limits.middlewares(self.settings)
-        session_routes = Router(
-            path="/api/v1/chatbot/session",
-            route_handlers=sessions.HANDLERS,
-            exception_handlers={
-                HTTPException: _session_error,
-                RecursionError: partial(_too_deep, success=False),
-                Exception: _session_error,
-            },
-        )
         router = Router(
             path="/",
-            route_handlers=[
-                *chat.HANDLERS,
-                *history.HANDLERS,
-                *users.HANDLERS,
-                *admin.HANDLERS,
-                ws.websocket_handler,
-                session_routes,
-            ],
+            route_handlers=self.handlers(),
             dependencies={
                 "web": Provide(provide_web, sync_to_thread=False),
                 "caller": Provide(
@@ -96,7 +87,7 @@ class WebAdapter:
                 ),
             },
             middleware=middleware,
-            exception_handlers={RecursionError: _too_deep},
+            exception_handlers={RecursionError: too_deep},
             request_max_body_size=self.settings.max_body_bytes,
             tags=["web"],
         )
@@ -219,14 +210,14 @@ async def provide_device_caller(
 TOO_DEEP = "the body is not valid JSON: nested too deeply"
 
 
-def _too_deep(request: Request[Any, Any, Any], exc: Exception, **extra: Any) -> Response[Any]:
+def too_deep(request: Request[Any, Any, Any], exc: Exception, **extra: Any) -> Response[Any]:
     """A JSON body nested deeper than the decoder goes: the client's mistake, 400 ``invalid_json``
     (logged at DEBUG only)."""
     log.debug("%s %s: JSON body nested too deeply", request.method, request.url.path)
     return error_response(ApiError(400, "invalid_json", TOO_DEEP), **extra)
 
 
-def _session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Errors of the session routes also carry ``"success": false``."""
     if not isinstance(exc, HTTPException):
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -24,7 +24,12 @@ from parley.adapters.web.adapter import WebAdapter
 from parley.adapters.web.audio_urls import check_url
 from parley.adapters.web.identity import CHANNEL, Caller
 from parley.adapters.web.shapes import timestamp
-from parley.adapters.web.turns import raise_turn_error, run_turn
+from parley.adapters.web.turns import (
+    IdempotencyKey,
+    check_idempotency_key,
+    raise_turn_error,
+    run_turn,
+)
 from parley.core.engine import Engine
 from parley.core.events import ErrorEvent, MessageStarted, TextDelta, Transcript, TurnCompleted
 from parley.core.inbound import Inbound
@@ -116,10 +121,15 @@ async def device_conversation(
     responses=errors(*AUTH, *BODY, *TURN),
 )
 async def chat(
-    data: JSONBody[ChatRequest], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+    data: JSONBody[ChatRequest],
+    web: NamedDependency[WebAdapter],
+    caller: NamedDependency[Caller],
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Answer the device's message with the whole reply."""
+    key = check_idempotency_key(idempotency_key)
     inbound = await build_inbound(web, data)
+    inbound.idempotency_key = key
     conversation_id = await device_conversation(web, caller)
     outcome = await run_turn(web.engine, conversation_id, inbound)
     if outcome.error is not None:
@@ -200,10 +210,15 @@ async def sse_lines(engine: Engine, conversation_id: str, inbound: Inbound) -> A
     },
 )
 async def chat_stream(
-    data: JSONBody[ChatRequest], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+    data: JSONBody[ChatRequest],
+    web: NamedDependency[WebAdapter],
+    caller: NamedDependency[Caller],
+    idempotency_key: IdempotencyKey = None,
 ) -> ServerSentEvent:
     """Stream the reply: one ``data: {...}`` line per piece, then a final line."""
+    key = check_idempotency_key(idempotency_key)
     inbound = await build_inbound(web, data)
+    inbound.idempotency_key = key
     conversation_id = await device_conversation(web, caller)
     return ServerSentEvent(sse_lines(web.engine, conversation_id, inbound))
 

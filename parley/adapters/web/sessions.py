@@ -26,7 +26,12 @@ from parley.adapters.web.identity import (
     session_subject,
 )
 from parley.adapters.web.shapes import characters
-from parley.adapters.web.turns import raise_turn_error, run_turn
+from parley.adapters.web.turns import (
+    IdempotencyKey,
+    check_idempotency_key,
+    raise_turn_error,
+    run_turn,
+)
 from parley.core import store
 from parley.core.engine import EngineError
 from parley.core.inbound import Inbound
@@ -136,11 +141,14 @@ async def session_message(
     data: JSONBody[SessionMessage],
     web: NamedDependency[WebAdapter],
     authorization: Authorization,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Run one exchange; ``message_count`` counts the exchanges so far."""
+    key = check_idempotency_key(idempotency_key)
     text = check_text(data.message, web.settings, name="message")
     conversation = await _open_session(web, authorization, session_id)
-    outcome = await run_turn(web.engine, conversation.id, Inbound(text=text))
+    inbound = Inbound(text=text, idempotency_key=key)
+    outcome = await run_turn(web.engine, conversation.id, inbound)
     if outcome.error is not None:
         if outcome.error.code == "conversation_ended":
             raise ApiError(409, "session_ended", outcome.error.message)

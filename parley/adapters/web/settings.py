@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+
+from msgspec import Meta
+
+from parley.core.config import InvalidSetting
 
 if TYPE_CHECKING:
     from parley.core.config import Settings
 
 __all__ = ["AUDIO_OUTPUT_FORMATS", "WebSettings", "uvicorn_options"]
 
-AUDIO_OUTPUT_FORMATS = ("pcm_16000", "pcm_24000", "mp3_44100_128", "opus_48000_64")
+AudioOutputFormat = Literal["pcm_16000", "pcm_24000", "mp3_44100_128", "opus_48000_64"]
+AUDIO_OUTPUT_FORMATS: tuple[str, ...] = get_args(AudioOutputFormat)
 """Spoken reply formats the WebSocket offers."""
 
 
@@ -30,26 +35,26 @@ class WebSettings:
     cors_origins: list[str] = field(default_factory=list)
     """Origins allowed to call the API from a browser (``["https://example.com"]``, or ``["*"]``).
     Also checked against the ``Origin`` of WebSocket connections. Empty: no CORS headers."""
-    max_message_chars: int = 4000
+    max_message_chars: Annotated[int, Meta(ge=1, le=1_000_000)] = 4000
     """Longest user message, in characters (413 over HTTP, an error frame on the socket)."""
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=100_000_000)] = 1_048_576
     """Largest request body and largest WebSocket frame, in bytes (413 / an error frame)."""
-    rate_limit: int = 60
+    rate_limit: Annotated[int, Meta(ge=0, le=1_000_000)] = 60
     """Requests per minute per caller (token user, else device id, else address); the socket's
     user messages count against the same budget. 0 turns rate limiting off."""
-    rate_limit_per_address: int | None = None
+    rate_limit_per_address: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
     """Requests per minute per client address, whatever device ids it sends (None: twice
     ``rate_limit``; 0: no limit by address). Shared across processes when ``redis.url`` is set."""
     trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
     """Addresses (or CIDR networks) of reverse proxies whose ``X-Forwarded-For`` names the client;
     ``["*"]`` trusts any peer. Empty: the peer's own address is the client's."""
-    rate_limit_namespace: str = "parley:rate_limit"
+    rate_limit_namespace: Annotated[str, Meta(min_length=1)] = "parley:rate_limit"
     """Prefix of the rate-limit keys in Redis (when ``redis.url`` is set)."""
     admin_token: str = ""
     """Operator token: ``POST /api/v1/admin/reload-settings`` with ``Authorization: Bearer
     <token>``, or ``{"type": "refresh_characters", "data": {"admin_token": ...}}`` on the socket,
     reloads the settings folder. Empty: reloading over the web is off. At least 16 characters."""
-    audio_output_format: str = "pcm_24000"
+    audio_output_format: AudioOutputFormat = "pcm_24000"
     """Format of spoken replies on the WebSocket unless the client asks for another:
     ``pcm_16000``, ``pcm_24000``, ``mp3_44100_128`` or ``opus_48000_64``."""
     audio_url_hosts: list[str] = field(default_factory=list)
@@ -57,59 +62,30 @@ class WebSettings:
     subdomains). Empty: any host with a public address. A listed host may have a private
     address (an internal media server); unlisted private, loopback and link-local addresses
     are always refused."""
-    max_audio_bytes: int = 10_485_760
+    max_audio_bytes: Annotated[int, Meta(ge=1024, le=100_000_000)] = 10_485_760
     """Largest audio file fetched from ``audio_urls``, in bytes (413 beyond)."""
-    audio_url_timeout: float = 15.0
+    audio_url_timeout: Annotated[float, Meta(ge=0.1, le=600)] = 15.0
     """Seconds an ``audio_urls`` download may take, redirects included."""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_message_chars <= 1_000_000:
-            raise ValueError(
-                f"max_message_chars must be between 1 and 1000000, got {self.max_message_chars}"
-            )
-        if not 1024 <= self.max_body_bytes <= 100_000_000:
-            raise ValueError(
-                f"max_body_bytes must be between 1024 and 100000000, got {self.max_body_bytes}"
-            )
-        if not 0 <= self.rate_limit <= 1_000_000:
-            raise ValueError(f"rate_limit must be between 0 and 1000000, got {self.rate_limit}")
         if self.rate_limit_per_address is None:
-            self.rate_limit_per_address = 2 * self.rate_limit
-        if not 0 <= self.rate_limit_per_address <= 1_000_000:
-            raise ValueError(
-                "rate_limit_per_address must be between 0 and 1000000, "
-                f"got {self.rate_limit_per_address}"
-            )
+            self.rate_limit_per_address = min(2 * self.rate_limit, 1_000_000)
         for proxy in self.trusted_proxies:
             if proxy != "*":
                 try:
                     ipaddress.ip_network(proxy, strict=False)
                 except ValueError:
-                    raise ValueError(
-                        f"trusted_proxies: not an address or network: {proxy!r}"
-                    ) from None
+                    message = f"not an address or network: {proxy!r}"
+                    raise InvalidSetting("trusted_proxies", message) from None
         if self.admin_token and len(self.admin_token) < 16:
-            raise ValueError("admin_token must be at least 16 characters long")
-        if self.audio_output_format not in AUDIO_OUTPUT_FORMATS:
-            raise ValueError(
-                f"audio_output_format must be one of {', '.join(AUDIO_OUTPUT_FORMATS)}, "
-                f"got {self.audio_output_format!r}"
-            )
-        if not 1024 <= self.max_audio_bytes <= 100_000_000:
-            raise ValueError(
-                f"max_audio_bytes must be between 1024 and 100000000, got {self.max_audio_bytes}"
-            )
-        if not 0.1 <= self.audio_url_timeout <= 600:
-            raise ValueError(
-                f"audio_url_timeout must be between 0.1 and 600, got {self.audio_url_timeout}"
-            )
+            raise InvalidSetting("admin_token", "must be at least 16 characters long")
         for host in self.audio_url_hosts:
-            if not isinstance(host, str) or not host.strip("*."):
-                raise ValueError(f"audio_url_hosts: not a host name: {host!r}")
+            if not host.strip("*."):
+                raise InvalidSetting("audio_url_hosts", f"not a host name: {host!r}")
         if self.auth_secret and len(self.auth_secret.encode()) < 32:
-            raise ValueError("auth_secret must be at least 32 bytes long (RFC 7518, HS256)")
+            raise InvalidSetting("auth_secret", "must be at least 32 bytes long (RFC 7518, HS256)")
         if self.require_auth and not self.auth_secret:
-            raise ValueError("require_auth must be false while web.auth_secret is empty")
+            raise InvalidSetting("require_auth", "must be false while web.auth_secret is empty")
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

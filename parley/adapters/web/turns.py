@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
+
+from litestar.params import HeaderParameter
 
 from parley.core.engine import Engine
 from parley.core.events import (
@@ -19,7 +21,47 @@ from parley.core.events import (
 from parley.core.inbound import Inbound
 from parley.server import ApiError
 
-__all__ = ["Reply", "TurnOutcome", "error_status", "raise_turn_error", "run_turn"]
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "IdempotencyKey",
+    "Reply",
+    "TurnOutcome",
+    "check_idempotency_key",
+    "error_status",
+    "raise_turn_error",
+    "run_turn",
+]
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 255
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name=IDEMPOTENCY_HEADER,
+        required=False,
+        description=(
+            "A key the client picks for this message (a UUID, say): a request repeated with the "
+            "same key, after a timeout or a dropped connection, gets the first request's answer "
+            "and never runs a second turn."
+        ),
+    ),
+]
+"""The optional ``Idempotency-Key`` header of the message routes."""
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    """The header's key, or None; 422 when empty, too long or not printable ASCII."""
+    if value is None:
+        return None
+    key = value.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
+        raise ApiError(
+            422,
+            "validation_error",
+            f"{IDEMPOTENCY_HEADER}: 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+        )
+    return key
 
 
 @dataclass(slots=True)

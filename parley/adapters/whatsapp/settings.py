@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
-from parley.core.config import check_range
+from msgspec import Meta
+
+from parley.core.config import InvalidSetting
 
 __all__ = ["REPLY_VOICE_MODES", "WhatsAppSettings"]
 
-REPLY_VOICE_MODES = ("auto", "always", "never")
+ReplyVoice = Literal["auto", "always", "never"]
+REPLY_VOICE_MODES: tuple[str, ...] = get_args(ReplyVoice)
 
 _REQUIRED_WHEN_ENABLED = ("verify_token", "app_secret", "access_token", "phone_number_id")
 
@@ -27,45 +31,30 @@ class WhatsAppSettings:
     """Graph API bearer token (a system user's permanent token). Keep it in .secrets.toml."""
     phone_number_id: str = ""
     """The business phone number id replies are sent from; other numbers' messages are ignored."""
-    graph_base: str = "https://graph.facebook.com/v21.0"
+    graph_base: Annotated[str, Meta(pattern=r"^https?://")] = "https://graph.facebook.com/v21.0"
     """Graph API base with its version; requests go to ``{graph_base}/{phone_number_id}/messages``."""
     template: str = ""
     """Template of WhatsApp conversations; empty: ``conversation.default_template``."""
-    reply_voice: str = "auto"
+    reply_voice: ReplyVoice = "auto"
     """``auto``: a voice note answers a voice note; ``always``: every reply; ``never``: text only."""
-    voice_format: str = "pcm_24000"
+    voice_format: Annotated[str, Meta(pattern=r"^pcm_\d+$")] = "pcm_24000"
     """Raw PCM format asked of the TTS provider before conversion to OGG/Opus (``pcm_<rate>``)."""
-    timeout: float = 20.0
+    timeout: Annotated[float, Meta(ge=0.1, le=600)] = 20.0
     """Seconds before a Graph API request is abandoned."""
-    max_retries: int = 3
+    max_retries: Annotated[int, Meta(ge=0, le=10)] = 3
     """Retries of a Graph API request on 5xx, 429 and network errors."""
-    retry_backoff: float = 0.5
+    retry_backoff: Annotated[float, Meta(ge=0, le=60)] = 0.5
     """Seconds before the first retry; doubled at each further one (capped at 8 s)."""
-    max_body_bytes: int = 3 * 1024 * 1024
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 3 * 1024 * 1024
     """Largest webhook delivery accepted (Meta sends at most 3 MB); larger ones get 413."""
-    max_media_bytes: int = 16 * 1024 * 1024
+    max_media_bytes: Annotated[int, Meta(ge=1024, le=100 * 1024 * 1024)] = 16 * 1024 * 1024
     """Largest inbound audio downloaded (WhatsApp's own audio limit is 16 MB)."""
-    drain_timeout: float = 10.0
+    drain_timeout: Annotated[float, Meta(ge=0, le=600)] = 10.0
     """Seconds ``stop`` waits for running turns; unanswered messages are answered after restart."""
 
     def __post_init__(self) -> None:
-        if self.reply_voice not in REPLY_VOICE_MODES:
-            raise ValueError(
-                f"reply_voice must be one of {', '.join(REPLY_VOICE_MODES)}, "
-                f"got {self.reply_voice!r}"
-            )
-        if not self.graph_base.startswith(("http://", "https://")):
-            raise ValueError(f"graph_base must be an http(s) URL, got {self.graph_base!r}")
         self.graph_base = self.graph_base.rstrip("/")
-        if not self.voice_format.startswith("pcm_"):
-            raise ValueError(f"voice_format must be a pcm_<rate> format, got {self.voice_format!r}")
-        check_range("timeout", self.timeout, 0.1, 600)
-        check_range("max_retries", self.max_retries, 0, 10)
-        check_range("retry_backoff", self.retry_backoff, 0, 60)
-        check_range("max_body_bytes", self.max_body_bytes, 1024, 64 * 1024 * 1024)
-        check_range("max_media_bytes", self.max_media_bytes, 1024, 100 * 1024 * 1024)
-        check_range("drain_timeout", self.drain_timeout, 0, 600)
         if self.enabled:
             for key in _REQUIRED_WHEN_ENABLED:
                 if not getattr(self, key):
-                    raise ValueError(f"{key} must be set when whatsapp.enabled is true")
+                    raise InvalidSetting(key, "must be set when whatsapp.enabled is true")

@@ -51,10 +51,20 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _next_seq() -> int:
-    """Nanosecond clock, forced strictly increasing within the process."""
+    """Nanosecond clock, forced strictly increasing within the process (SQLite: one process)."""
     global _last_seq
     _last_seq = max(time.time_ns(), _last_seq + 1)
     return _last_seq
+
+
+async def _seq() -> int:
+    """The next message ``seq``: the database sequence on PostgreSQL (one order across
+    processes and hosts), else :func:`_next_seq`."""
+    db = Message._meta.db
+    if db.capabilities.dialect != "postgres":
+        return _next_seq()
+    _, rows = await db.execute_query("SELECT nextval('parley_message_seq') AS seq")
+    return int(rows[0]["seq"])
 
 
 def _check_fields(fields: dict[str, Any], allowed: frozenset[str], what: str) -> None:

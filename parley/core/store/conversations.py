@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "list_conversations",
     "start_conversation",
     "update_conversation",
+    "update_state",
 ]
 
 _CONVERSATION_FIELDS = frozenset(
@@ -140,6 +142,36 @@ async def update_conversation(conversation_id: str, **fields: Any) -> Conversati
             value = dict(value or {})
         setattr(conv, key, value)
     await conv.save(update_fields=list(fields))
+    return _conversation_record(conv)
+
+
+async def update_state(
+    conversation_id: str, change: Callable[[dict[str, Any]], Any], **fields: Any
+) -> ConversationRecord:
+    """Change the conversation's ``state`` atomically: ``change(state)`` edits the current state in
+    place, under a row lock (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite transactions are
+    serialised), so concurrent changes of different keys never erase each other. ``fields``
+    (e.g. ``language``) are written in the same transaction.
+
+    Write ``state`` only through this function: :func:`update_conversation` with ``state`` replaces
+    the whole dict and can lose a concurrent change.
+    """
+    _check_fields(fields, _CONVERSATION_FIELDS - {"state"}, "conversation")
+    cid = _uuid(conversation_id)
+    async with in_transaction() as conn:
+        conv = (
+            await Conversation.filter(id=cid).using_db(conn).select_for_update().first()
+            if cid
+            else None
+        )
+        if conv is None:
+            raise LookupError(f"no conversation {conversation_id!r}")
+        state = dict(conv.state or {})
+        change(state)
+        conv.state = state
+        for key, value in fields.items():
+            setattr(conv, key, _utc(value) if isinstance(value, datetime) else value)
+        await conv.save(using_db=conn, update_fields=["state", *fields])
     return _conversation_record(conv)
 
 

@@ -13,8 +13,8 @@ from parley.core.store._common import (
     _check_fields,
     _is_duplicate,
     _message_record,
-    _next_seq,
     _now,
+    _seq,
     _uuid,
 )
 from parley.core.store.models import (
@@ -36,6 +36,7 @@ __all__ = [
     "pending_messages",
     "prune_inbound",
     "recent_messages",
+    "settle_abandoned",
     "update_message",
 ]
 
@@ -80,7 +81,7 @@ async def add_message(
     try:
         msg = await Message.create(
             conversation_id=cid,
-            seq=_next_seq(),
+            seq=await _seq(),
             role=role,
             content=content,
             status=status,
@@ -109,21 +110,23 @@ async def update_message(
 ) -> MessageRecord:
     """Set fields of a message (content, status, tokens_in, tokens_out, metadata...).
 
-    ``move_to_end`` orders the message after every message stored so far (an adapter stored it
-    ahead of its turn; the turn places it where it is answered).
+    ``move_to_end`` orders a message still ``pending`` after every message stored so far (an
+    adapter stored it ahead of its turn; the turn places it where it is answered). A message
+    already answered keeps its place (a turn re-run after a crash answers it where it is).
     """
     _check_fields(fields, _MESSAGE_FIELDS, "message")
     mid = _uuid(message_id)
     msg = await Message.get_or_none(id=mid) if mid else None
     if msg is None:
         raise LookupError(f"no message {message_id!r}")
+    move_to_end = move_to_end and msg.status == "pending"
     if not fields and not move_to_end:
         return _message_record(msg)
     for key, value in fields.items():
         setattr(msg, key, dict(value or {}) if key == "metadata" else value)
     update_fields = list(fields)
     if move_to_end:
-        msg.seq = _next_seq()
+        msg.seq = await _seq()
         update_fields.append("seq")
     try:
         await msg.save(update_fields=update_fields)
@@ -204,6 +207,14 @@ async def pending_messages(channel: str) -> list[MessageRecord]:
         .order_by("seq")
     )
     return [_message_record(m) for m in msgs]
+
+
+async def settle_abandoned(older_than: datetime) -> int:
+    """Replies still ``pending`` that were started before ``older_than`` were cut by a crash:
+    mark them ``interrupted`` (their saved text kept); return how many."""
+    return await Message.filter(
+        role="assistant", status="pending", created_at__lt=older_than
+    ).update(status="interrupted")
 
 
 async def claim_inbound(channel: str, key: str) -> bool:

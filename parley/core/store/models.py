@@ -20,7 +20,9 @@ __all__ = [
     "FailedDelivery",
     "Identity",
     "InboundKey",
+    "InboxItem",
     "Message",
+    "OutboundSend",
     "User",
     "tortoise_config",
 ]
@@ -104,8 +106,8 @@ class Conversation(Model):
 class Message(Model):
     """One message of a conversation, ordered by seq.
 
-    ``seq`` is a nanosecond clock forced strictly increasing per process, so order and
-    ``after=`` are exact even for messages stored within the same millisecond.
+    ``seq`` comes from the database sequence parley_message_seq on PostgreSQL (one order for every
+    process and host); on SQLite (one process) from a nanosecond clock forced strictly increasing.
     """
 
     id = fields.UUIDField(primary_key=True)
@@ -149,6 +151,49 @@ class InboundKey(Model):
 
     class Meta:
         table = "parley_inbound_key"
+        unique_together = (("channel", "key"),)
+
+
+class InboxItem(Model):
+    """An inbound message or job, stored before it is acknowledged and claimed under a lease.
+
+    ``id`` comes from the database's sequence: it is the order of arrival. Only the oldest
+    unfinished item of a ``lane`` (a chat, a sender, a conversation) may be claimed, so a lane's
+    items are answered one at a time and in order, whichever process claims them.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    channel = fields.CharField(max_length=32)
+    key = fields.CharField(max_length=255)
+    lane = fields.CharField(max_length=255)
+    status = fields.CharField(max_length=16, default="queued", db_default="queued")
+    claimed_by = fields.CharField(max_length=128, null=True)
+    lease_until = fields.DatetimeField(null=True)
+    attempts = fields.IntField(default=0, db_default=0)
+    payload = fields.JSONField(default=dict)
+    result = fields.JSONField(default=dict)
+    conversation_id = fields.UUIDField(null=True)
+    user_message_id = fields.UUIDField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True, db_default=Now())
+    done_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "parley_inbox"
+        unique_together = (("channel", "key"),)
+        indexes = [Index(fields=("status", "id")), Index(fields=("lane", "id"))]
+
+
+class OutboundSend(Model):
+    """One part of a reply delivered to a platform, so a retried turn does not send it again."""
+
+    id = fields.UUIDField(primary_key=True)
+    channel = fields.CharField(max_length=32)
+    key = fields.CharField(max_length=255)
+    platform_id = fields.CharField(max_length=255, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True, db_default=Now())
+
+    class Meta:
+        table = "parley_outbound_send"
         unique_together = (("channel", "key"),)
 
 

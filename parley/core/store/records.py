@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["ConversationRecord", "FailedDeliveryRecord", "MessageRecord", "UserRecord"]
+__all__ = [
+    "ConversationRecord",
+    "FailedDeliveryRecord",
+    "InboxRecord",
+    "MessageRecord",
+    "UserRecord",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +82,33 @@ class FailedDeliveryRecord:
     status_code: int | None
     error: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRecord:
+    """An inbound message (or job) in the durable inbox.
+
+    ``status``: ``queued`` (waiting), ``claimed`` (a process answers it under a lease until
+    ``lease_until``), ``done`` (its turn is stored; ``result`` says what it produced), ``failed``
+    (given up after too many attempts).
+    """
+
+    id: int
+    channel: str
+    key: str
+    lane: str
+    status: str
+    claimed_by: str | None
+    lease_until: datetime | None
+    attempts: int
+    payload: dict[str, Any]
+    result: dict[str, Any]
+    conversation_id: str | None
+    user_message_id: str | None
+    created_at: datetime
+    done_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the item is ``done`` or ``failed``."""
+        return self.status in ("done", "failed")

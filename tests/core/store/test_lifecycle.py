@@ -24,8 +24,10 @@ PARLEY_TABLES = {
     "parley_message",
     "parley_inbound_key",
     "parley_failed_delivery",
+    "parley_inbox",
+    "parley_outbound_send",
 }
-MIGRATIONS = ["0001_initial", "0002_failed_delivery"]
+MIGRATIONS = ["0001_initial", "0002_failed_delivery", "0003_inbox"]
 
 
 async def _tables() -> set[str]:

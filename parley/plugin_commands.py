@@ -1,0 +1,56 @@
+"""The ``parley`` command group, extended by plugins through the ``register_commands`` hook."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    import pluggy
+
+__all__ = ["PluginGroup"]
+
+log = logging.getLogger(__name__)
+
+
+class PluginGroup(click.Group):
+    """A click group that adds the commands of installed plugins when they are first needed
+    (an unknown command name, or the list in ``--help``), so ``parley serve`` loads no extra."""
+
+    _plugins_loaded = False
+
+    def plugin_manager(self) -> pluggy.PluginManager:
+        """The plugins whose commands are added: built-ins and entry points (every installed
+        plugin: ``plugins.disable`` is a setting of the running instance, read later)."""
+        from parley.core.plugins import make_plugin_manager
+
+        return make_plugin_manager()
+
+    def _load_plugin_commands(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from parley.core.plugins import Hooks
+
+        extra = click.Group()
+        Hooks(self.plugin_manager()).call_sync("register_commands", cli=extra)
+        for name, command in extra.commands.items():
+            if name in self.commands:
+                log.warning("a plugin's command %r is ignored: the name is taken", name)
+                continue
+            self.add_command(command, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and plugin commands, sorted."""
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else a plugin's."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command

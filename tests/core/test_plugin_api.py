@@ -1,0 +1,32 @@
+"""The names docs/plugins.md promises are importable from ``parley`` and are the real ones."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import parley
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_documented_name_is_importable_from_parley():
+    docs = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    table = docs.split("## What a plugin imports", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| (.+?) \|", table, flags=re.MULTILINE)
+    documented = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
+    assert documented == set(parley.__all__)
+    for name in set(parley.__all__) - {"hookimpl"}:
+        assert getattr(parley, name).__name__ == name, name
+    assert parley.hookimpl.project_name == "parley"
+
+
+def test_importing_parley_stays_cheap():
+    """``import parley`` loads none of the heavy parts (the ORM, the web framework)."""
+    code = (
+        "import sys, parley; print(sorted(m for m in ('tortoise', 'litestar') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
