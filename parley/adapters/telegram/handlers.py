@@ -18,6 +18,7 @@ from parley.core import store
 from parley.core.engine import Engine, Opened
 from parley.core.inbound import Inbound
 from parley.core.speech import SpeechOptions
+from parley.core.text import clean
 
 __all__ = ["HELP", "UNSUPPORTED", "Handlers"]
 
@@ -141,7 +142,7 @@ class Handlers:
 
     async def text(self, message: Message) -> None:
         """A text message: the reply as text (or voice with ``reply_voice = always``)."""
-        await self._turn(message, Inbound(text=message.text or ""), voice_in=False)
+        await self._turn(message, Inbound(text=clean(message.text or "")), voice_in=False)
 
     async def voice(self, message: Message) -> None:
         """A voice note: STT, the turn, and the reply as a voice note (per ``reply_voice``)."""
@@ -158,7 +159,7 @@ class Handlers:
             await self._unreadable(message, "voice", "download_failed", str(exc))
             return
         inbound = Inbound(
-            text=message.caption or "",
+            text=clean(message.caption or ""),
             audio=audio,
             audio_mime=voice.mime_type or "audio/ogg",
             metadata={"telegram_voice_duration": voice.duration},
@@ -182,7 +183,7 @@ class Handlers:
             await self._unreadable(message, "photo", "too_large", str(exc))
             return
         url = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
-        inbound = Inbound(text=message.caption or "", image_urls=[url])
+        inbound = Inbound(text=clean(message.caption or ""), image_urls=[url])
         await self._turn(message, inbound, voice_in=False)
 
     async def unsupported(self, message: Message) -> None:
@@ -198,7 +199,7 @@ class Handlers:
             await store.add_message(
                 conversation.id,
                 "user",
-                message.caption or "",
+                clean(message.caption or ""),
                 status="failed",
                 lang=conversation.language,
                 metadata={
