@@ -232,16 +232,6 @@ class MetricsPlugin:
         """A small "adapter" whose only part is the WebSocket-counting middleware."""
         register("metrics", _socket_adapter)
 
-    @hookimpl
-    def startup(self, runtime: Runtime) -> None:
-        """Build the series and subscribe them to the runtime's telemetry (when enabled)."""
-        settings: MetricsSettings = runtime.plugin_settings.get("metrics") or MetricsSettings()
-        if not settings.enabled:
-            return
-        metrics = _metrics_of(runtime)
-        metrics.track_breakers()
-        runtime.telemetry.subscribe(metrics.observe)
-
 
 def _metrics_of(runtime: Runtime) -> Metrics:
     metrics: Metrics | None = getattr(runtime, "metrics", None)
@@ -269,7 +259,10 @@ class _SocketAdapter:
         app_config.setdefault("middleware", []).append(middleware)
 
     async def start(self) -> None:
-        return None
+        """Subscribe the series to the runtime's telemetry (providers are built by now)."""
+        metrics = _metrics_of(self.runtime)
+        metrics.track_breakers()
+        self.runtime.telemetry.subscribe(metrics.observe)
 
     async def stop(self) -> None:
         return None

@@ -30,6 +30,7 @@ from parley.plugins.local.settings import LocalSettings
 
 if TYPE_CHECKING:
     from parley.core.config import Settings
+    from parley.core.plugin_context import PluginContext
     from parley.core.runtime import Runtime
     from parley.plugins.local.llm import LocalLLM
     from parley.plugins.local.stt import WhisperSTT
@@ -131,12 +132,12 @@ class LocalPlugin:
         register("piper", make_piper_tts)
 
     @hookimpl
-    def startup(self, runtime: Runtime) -> None:
+    def startup(self, context: PluginContext) -> None:
         """Load the local models in the background (one after the other: two cores)."""
         providers = [
             (kind, provider)
             for kind in ("llm", "stt", "tts")
-            if getattr(provider := getattr(runtime, kind, None), "name", None) in LOCAL_NAMES
+            if getattr(provider := getattr(context, kind, None), "name", None) in LOCAL_NAMES
             and hasattr(provider, "load")
         ]
         if providers:
@@ -158,7 +159,7 @@ class LocalPlugin:
             log.info("local models ready: %s", ", ".join(loaded))
 
     @hookimpl
-    async def shutdown(self, runtime: Runtime) -> None:
+    async def shutdown(self) -> None:
         """Stop waiting for models still loading (a short ``parley chat`` ends before them)."""
         for task in self.tasks.running():
             task.cancel()
