@@ -82,7 +82,9 @@ class ChatConversations:
         if conversation is not None:
             return Opened(conversation, None, resumed=True)
         choices = await self._choices(who)
-        opened = await self.engine.resume_or_open(who.owner.id, CHANNEL, **self._open_args(choices))
+        opened = await self.engine.resume_or_open(
+            who.owner.id, CHANNEL, **self._open_args(choices), greet=self.settings.greeting
+        )
         await self._remember(opened.conversation, who.chat_id, choices)
         return opened
 
@@ -99,7 +101,9 @@ class ChatConversations:
         if previous is not None:
             reason = "expired" if self.engine.is_expired(previous) else "new_conversation"
             await self.engine.end(previous.id, reason, farewell=False)
-        opened = await self.engine.open(who.owner.id, CHANNEL, **self._open_args(choices))
+        opened = await self.engine.open(
+            who.owner.id, CHANNEL, **self._open_args(choices), greet=self.settings.greeting
+        )
         await self._remember(opened.conversation, who.chat_id, choices)
         return opened
 

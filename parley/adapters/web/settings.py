@@ -26,6 +26,8 @@ class WebSettings:
 
     enabled: bool = True
     """Serve the web routes and the WebSocket."""
+    greeting: bool = True
+    """Open new conversations with the template's greeting (false: no greeting here)."""
     auth_secret: str = ""
     """HS256 secret shared with the host site's backend. Set, a signed token (``sub`` and ``exp``)
     identifies the user; empty, callers are identified by device id only and tokens are ignored.

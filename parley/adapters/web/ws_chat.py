@@ -72,6 +72,11 @@ class ChatFrames:
         return self.web.engine
 
     @property
+    def greet(self) -> bool:
+        """Whether new conversations open with a greeting (``web.greeting``)."""
+        return self.web.settings.greeting
+
+    @property
     def user_id(self) -> str:
         """The identified caller's user id."""
         return self.caller.user_id if self.caller else ""
@@ -186,7 +191,7 @@ class ChatFrames:
             live = self.web.runtime.conversations.get(current.id)
             await live.submit(End("new_conversation", farewell=False, origin=self.id))
         opened = await self.engine.open(
-            self.user_id, CHANNEL, template_id=template_id, language=language
+            self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
         )
         await self.announce(opened, carry_overrides=True)
 
@@ -240,7 +245,7 @@ class ChatFrames:
             if current.template_id in self.engine.settings.templates:
                 template_id = current.template_id
         opened = await self.engine.resume_or_open(
-            self.user_id, CHANNEL, template_id=template_id, language=language
+            self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
         )
         await self.announce(opened, carry_overrides=not opened.resumed)
         return opened.conversation

@@ -23,6 +23,8 @@ class WhatsAppSettings:
 
     enabled: bool = False
     """Mount the webhook and answer WhatsApp messages."""
+    greeting: bool = True
+    """Open new conversations with the template's greeting (false: no greeting here)."""
     verify_token: str = ""
     """The token typed into Meta's webhook set-up; ``GET /webhooks/whatsapp`` checks it."""
     app_secret: str = ""

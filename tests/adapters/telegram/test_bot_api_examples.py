@@ -166,3 +166,14 @@ async def _stored_user() -> Any:
     conversation = await store.find_open_conversation(user.id, "telegram")
     messages = await store.list_messages(conversation.id)
     return next(m for m in messages if m.role == "user")
+
+
+async def test_greetings_can_be_turned_off_for_telegram(tg, api):
+    tg.llm.push("Straight to the answer.")
+    async with tg.running(greeting=False):
+        tg.push(tg.text("what are your opening hours?"))
+        await api.wait_sent("sendMessage")
+        tg.push(tg.text("/new"))
+        await api.wait_for(lambda: len(api.sent("sendMessage")) >= 2)
+    texts = [c.params["text"] for c in api.sent("sendMessage")]
+    assert texts == ["Straight to the answer.", "New conversation started."]

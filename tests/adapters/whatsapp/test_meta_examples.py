@@ -228,3 +228,11 @@ async def test_an_over_long_text_is_cut_stored_and_answered_politely(serve, grap
         )
     assert providers.llm.requests == []
     assert graph.texts(USER) == [APOLOGIES["message_too_long"]]
+
+
+async def test_greetings_can_be_turned_off_for_whatsapp(serve, graph, providers):
+    providers.llm.push("We open at nine.")
+    async with serve(greeting=False) as served:  # the language pack has a greeting
+        await served.deliver(example("text"))
+        await served.idle()
+    assert graph.texts(USER) == ["We open at nine."]  # the answer, no greeting first
