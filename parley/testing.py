@@ -201,7 +201,7 @@ async def running_server(
         with socket.socket() as probe:
             probe.bind((host, 0))
             port = probe.getsockname()[1]
-    from parley.adapters.web.settings import ws_max_size
+    from parley.adapters.web.settings import uvicorn_options
 
     runtime = getattr(app.state, "runtime", None)
     config = uvicorn.Config(
@@ -211,7 +211,7 @@ async def running_server(
         log_level="warning",
         lifespan="on",
         ws="websockets-sansio",
-        ws_max_size=ws_max_size(runtime.settings) if runtime is not None else 16 * 1024 * 1024,
+        **(uvicorn_options(runtime.settings) if runtime is not None else {}),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

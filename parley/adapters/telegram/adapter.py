@@ -21,9 +21,10 @@ from aiogram import Dispatcher
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.types import Update
 from litestar import Request, Response, post
+from pydantic import ValidationError
 
 from parley.adapters.telegram.chats import CHANNEL
-from parley.adapters.telegram.handlers import Handlers
+from parley.adapters.telegram.handlers import Handlers, invalid_update
 from parley.adapters.telegram.replies import Replier
 from parley.adapters.telegram.settings import TelegramSettings
 from parley.adapters.telegram.transport import TokenFilter, log, make_bot, poll_under_lease
@@ -203,7 +204,12 @@ class TelegramAdapter:
             return []
         adapter = self
 
-        @post(WEBHOOK_PATH, status_code=200, include_in_schema=False)
+        @post(
+            WEBHOOK_PATH,
+            status_code=200,
+            include_in_schema=False,
+            request_max_body_size=self.settings.max_body_bytes,
+        )
         async def telegram_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, bool]]:
             """Receive one update: 403 without the right secret; 200 at once, handled after."""
             given = request.headers.get(SECRET_HEADER, "")
@@ -232,5 +238,7 @@ class TelegramAdapter:
     async def _feed(self, update: dict[str, Any]) -> None:
         try:
             await self.dispatcher.feed_raw_update(self.bot, update)
+        except ValidationError as exc:  # fields the Bot API requires are missing
+            log.warning("Telegram update dropped: %s", invalid_update(exc))
         except Exception as exc:
             log.error("Telegram webhook update not handled: %s: %s", type(exc).__name__, exc)

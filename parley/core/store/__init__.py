@@ -54,7 +54,12 @@ from parley.core.store.records import (
     MessageRecord,
     UserRecord,
 )
-from parley.core.store.users import get_or_create_user, get_user, set_user_memory
+from parley.core.store.users import (
+    get_or_create_user,
+    get_user,
+    move_identity,
+    set_user_memory,
+)
 
 __all__ = [
     "ConversationRecord",
@@ -86,6 +91,7 @@ __all__ = [
     "list_failed_deliveries",
     "list_messages",
     "migrate",
+    "move_identity",
     "pending_messages",
     "ping",
     "prune_inbound",
