@@ -1,138 +1,136 @@
-"""Time to first audio: the streaming speech pipeline against "wait for the whole reply, then speak".
+"""Parley's benchmark suite: Parley beside a bare baseline on the same fake providers.
 
-Runs the real engine (SQLite in a temp folder) with fake providers of set latency (bench/fakes.py)
-and prints a Markdown table (docs/benchmarks.md holds a copy). ``make bench`` runs it.
+``make bench`` runs it (under 10 minutes on 2 cores) and writes docs/benchmarks.md with tables
+and PNG plots (docs/benchmarks/), plus the raw results as JSON beside them. Every server is its
+own process (CPU and memory read per process); systems are interleaved and every figure is the
+median of repeats, with the spread.
 
-    python bench/run.py [--runs N]
+    python bench/run.py [--smoke] [--out docs/benchmarks.md] [--postgres URL] [--redis URL]
+
+``--smoke`` runs every section at tiny sizes in seconds (the test suite does, so it cannot rot).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import json
+import os
+import platform
+import sys
 import tempfile
 import time
-from contextlib import aclosing
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from fakes import TalkingTTS, TypingLLM  # bench/ is on sys.path when run as a script
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from parley.core import store
-from parley.core.engine import Engine
-from parley.core.events import AudioChunk, MessageCompleted
-from parley.core.inbound import Inbound
-from parley.core.loading import settings_from_dict
-from parley.core.plugins import Hooks, make_plugin_manager
-from parley.core.speech import SpeechOptions
+import asyncpg
+import report
+import sections
+from sections import Sizes
 
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    first_token: float
-    per_token: float
-    first_byte: float
-
-
-SCENARIOS = [
-    Scenario("fast LLM, fast TTS", 0.25, 0.015, 0.10),
-    Scenario("typical LLM, typical TTS", 0.45, 0.030, 0.20),
-    Scenario("slow LLM, slow TTS", 0.80, 0.050, 0.35),
-]
-
-SETTINGS = {
-    "llm": {"provider": "typing"},
-    "conversation": {"default_template": "t"},
-    "personas": {"p": {"name": "P", "system_prompt": "Be helpful."}},
-    "templates": {"t": {"personas": ["p"]}},
-}
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = Sizes(
+    levels=(1, 3),
+    seconds=0.6,
+    warmup=0.2,
+    repeats=1,
+    sockets=5,
+    audio_turns=1,
+    anatomy_turns=2,
+    speech_scenarios=1,
+    history=(50,),
+    database_rows=300,
+    history_turns=1,
+    scale_conversations=2,
+)
+POSTGRES = ("postgres://postgres@127.0.0.1:5432/test", "postgres://root@127.0.0.1:5432/test")
 
 
-async def _engine(scenario: Scenario) -> tuple[Engine, str]:
-    settings = settings_from_dict(SETTINGS)
-    engine = Engine(
-        settings,
-        Hooks(make_plugin_manager((), entry_points=False)),
-        TypingLLM(first_token=scenario.first_token, per_token=scenario.per_token),
-        tts=TalkingTTS(first_byte=scenario.first_byte),
-    )
-    user = await store.get_or_create_user("bench", "bench")
-    conversation = (await engine.open(user.id, "bench")).conversation
-    return engine, conversation.id
-
-
-async def streaming(scenario: Scenario) -> tuple[float, float]:
-    """Time to first audio and to last audio with the pipeline."""
-    engine, conversation_id = await _engine(scenario)
-    started = time.perf_counter()
-    first = last = None
-    turn = engine.turn(conversation_id, Inbound(text="plan my morning"), speech=SpeechOptions())
-    async with aclosing(turn) as events:
-        async for event in events:
-            if isinstance(event, AudioChunk):
-                first = first or time.perf_counter() - started
-                last = time.perf_counter() - started
-    assert first is not None and last is not None
-    return first, last
-
-
-async def wait_then_speak(scenario: Scenario) -> tuple[float, float]:
-    """Time to first and last audio when the whole reply is synthesised once it is complete."""
-    engine, conversation_id = await _engine(scenario)
-    started = time.perf_counter()
-    text = ""
-    async with aclosing(engine.turn(conversation_id, Inbound(text="plan my morning"))) as events:
-        async for event in events:
-            if isinstance(event, MessageCompleted):
-                text = event.text
-    assert engine.tts is not None
-    first = last = None
-    async for _chunk in engine.tts.synthesize(text):
-        first = first or time.perf_counter() - started
-        last = time.perf_counter() - started
-    assert first is not None and last is not None
-    return first, last
-
-
-async def main(runs: int) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        await store.connect(f"sqlite://{Path(folder) / 'bench.sqlite3'}")
+async def _postgres(explicit: str | None) -> tuple[str | None, str]:
+    """A reachable PostgreSQL URL, or None and why not."""
+    errors = []
+    for url in (explicit,) if explicit else POSTGRES:
         try:
-            rows = []
-            for scenario in SCENARIOS:
-                s_first, s_last, w_first, w_last = [], [], [], []
-                for _ in range(runs):
-                    first, last = await streaming(scenario)
-                    s_first.append(first)
-                    s_last.append(last)
-                    first, last = await wait_then_speak(scenario)
-                    w_first.append(first)
-                    w_last.append(last)
-                rows.append((scenario, *map(statistics.median, (s_first, w_first, s_last, w_last))))
-        finally:
-            await store.close()
-    words = len(TypingLLM(first_token=0, per_token=0).words)
-    print(f"Median of {runs} runs; a reply of {words} words in 6 sentences.\n")
-    print(
-        "| Scenario (LLM first token / per token, TTS first byte) | First audio, streaming "
-        "| First audio, wait then speak | Speed-up | Last audio, streaming "
-        "| Last audio, wait then speak |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for scenario, s_first, w_first, s_last, w_last in rows:
-        label = (
-            f"{scenario.name} ({scenario.first_token * 1000:.0f} / {scenario.per_token * 1000:.0f} ms, "
-            f"{scenario.first_byte * 1000:.0f} ms)"
+            conn = await asyncpg.connect(url, timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            errors.append(f"{url}: {type(exc).__name__}")
+            continue
+        await conn.close()
+        return url, ""
+    return None, "PostgreSQL unreachable (" + "; ".join(errors) + ")"
+
+
+async def main(args: argparse.Namespace) -> dict:
+    """Run every section into a temp folder; return the results."""
+    sizes = SMOKE if args.smoke else Sizes()
+    results: dict = {}
+    timings: dict = {}
+    loads: list[float] = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        folder = Path(tmp)
+
+        async def section(name: str, coroutine) -> None:
+            started = time.perf_counter()
+            print(f"[bench] {name}...", flush=True)
+            results[name] = await coroutine
+            timings[name] = round(time.perf_counter() - started, 1)
+            loads.append(os.getloadavg()[0])
+
+        await section("text", sections.text(sizes, folder))
+        await section("sockets", sections.sockets(sizes, folder))
+        await section("speech", sections.speech(sizes, folder))
+        await section("history", sections.history(sizes, folder))
+        postgres, why = await _postgres(args.postgres)
+        if postgres:
+            await section("scale", sections.scale(sizes, folder, postgres, args.redis))
+        else:
+            results["scale"] = {"available": False, "why": why}
+        extra = ["--smoke"] if args.smoke else []
+        await section(
+            "local_voice",
+            asyncio.to_thread(sections.optional, ROOT / "bench/local_voice.py", extra, 240),
         )
-        print(
-            f"| {label} | {s_first * 1000:.0f} ms | {w_first * 1000:.0f} ms | "
-            f"{w_first / s_first:.1f}x | {s_last * 1000:.0f} ms | {w_last * 1000:.0f} ms |"
+        await section(
+            "chaos", asyncio.to_thread(sections.optional, ROOT / "bench/chaos.py", extra, 240)
         )
+    results["seconds"] = timings
+    results["load_average"] = loads
+    return results
+
+
+def _header(sizes_name: str, results: dict) -> list[str]:
+    total = sum(results["seconds"].values())
+    return [
+        "Written by `make bench` (`bench/run.py`); do not edit by hand: the prose at the end "
+        "comes from `bench/notes.md`.",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {sizes_name}, on {os.cpu_count()} cores "
+        f"({platform.machine()}, Python {platform.python_version()}), {total:.0f} s. The machine "
+        "is shared: absolute numbers move between runs, ratios measured in one run are what "
+        f"count. Load average (1 min) after each section: "
+        f"{', '.join(f'{x:.1f}' for x in results['load_average'])}.",
+        "",
+        "- **baseline** (`bench/baseline.py`): a Litestar WebSocket, the openai SDK and Tortoise "
+        "on SQLite, the same history window (20), 3 SQL statements a turn.",
+        "- **Parley**: `parley serve` with the `openai` and `elevenlabs` providers, SQLite.",
+        "- Both talk to the same fake LLM and TTS servers (`bench/fakes.py`, OpenAI and "
+        "ElevenLabs wire formats over loopback HTTP); the load client is `bench/load.py`.",
+    ]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per scenario (median reported)")
-    asyncio.run(main(parser.parse_args().runs))
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks.md")
+    parser.add_argument("--postgres", help="PostgreSQL URL for the 1 vs 2 processes section")
+    parser.add_argument("--redis", default=os.environ.get("PARLEY_BENCH_REDIS", ""))
+    arguments = parser.parse_args()
+    arguments.redis = arguments.redis or "redis://127.0.0.1:6379/0"
+    found = asyncio.run(main(arguments))
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    name = "smoke sizes" if arguments.smoke else "full sizes"
+    report.write(found, arguments.out, _header(name, found))
+    arguments.out.with_suffix(".json").write_text(json.dumps(found, indent=1, default=str))
+    print(f"[bench] wrote {arguments.out}")

@@ -16,6 +16,7 @@ __all__ = [
     "AudioError",
     "DecodedAudio",
     "decode_to_pcm16",
+    "encode_as",
     "encode_ogg_opus",
     "is_ogg",
     "pcm_rate",
@@ -132,12 +133,24 @@ def _resample_pcm(pcm: bytes, rate: int, target: int) -> DecodedAudio:
 
 def encode_ogg_opus(audio: DecodedAudio, *, bitrate: int = 32000) -> bytes:
     """Encode mono PCM16 as an OGG/Opus file (48 kHz), the format of voice notes."""
+    return _encode(audio, "ogg", "libopus", "s16", 48000, bitrate)
+
+
+def _encode(
+    audio: DecodedAudio,
+    container_format: str,
+    codec: str,
+    sample_format: str,
+    rate: int,
+    bitrate: int,
+) -> bytes:
+    """Encode mono PCM16 with ``codec`` at ``rate`` into a ``container_format`` file."""
     av = _av()
     buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="ogg") as container:
-        stream = container.add_stream("libopus", rate=48000, layout="mono")
+    with av.open(buffer, mode="w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=rate, layout="mono")
         stream.bit_rate = bitrate
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
+        resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
         frame = av.AudioFrame(format="s16", layout="mono", samples=len(audio.pcm) // 2)
         frame.planes[0].update(audio.pcm)
         frame.sample_rate = audio.sample_rate
@@ -167,3 +180,20 @@ def to_ogg_opus(
         max_seconds=max_seconds,
     )
     return encode_ogg_opus(decoded), decoded.duration
+
+
+def encode_as(audio: DecodedAudio, output_format: str) -> bytes:
+    """Encode mono PCM16 as ``output_format``: ``pcm_<rate>`` (resampled if needed),
+    ``opus_48000_<kbps>`` (OGG/Opus) or ``mp3_<rate>_<kbps>``; ValueError for anything else."""
+    rate = pcm_rate(output_format)
+    if rate is not None:
+        if rate == audio.sample_rate:
+            return audio.pcm
+        return _resample_pcm(audio.pcm, audio.sample_rate, rate).pcm
+    kind, _, rest = output_format.partition("_")
+    parts = rest.split("_")
+    if kind == "opus" and len(parts) == 2 and parts[1].isdigit():
+        return encode_ogg_opus(audio, bitrate=int(parts[1]) * 1000)
+    if kind == "mp3" and len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+        return _encode(audio, "mp3", "libmp3lame", "s16p", int(parts[0]), int(parts[1]) * 1000)
+    raise ValueError(f"cannot encode audio as {output_format!r}")

@@ -163,7 +163,7 @@ def test_plugins_lists_builtins_and_entry_points(tmp_path, hello_plugin):
     assert "openai  [built-in]" in out and "echo  [built-in]" in out
     assert "hello  [entry point (parley-hello 0.3.0)]" in out
     assert "register_llm_providers, transform_response" in out
-    assert "llm providers: echo, hello, openai" in out
+    assert "llm providers: echo, hello, local, openai" in out
 
 
 def test_entry_point_plugin_in_a_conversation(tmp_path, hello_plugin):
@@ -216,7 +216,10 @@ def test_serve_health_and_clean_exit(tmp_path):
         assert body == {
             "status": "ok",
             "database": "ok",
+            "redis": "not configured",
             "providers": {"llm": "echo", "stt": None, "tts": None},
+            "down": [],
+            "pid": process.pid,
         }
         schema = httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", timeout=5)
         assert schema.status_code == 200 and "/health" in schema.json()["paths"]

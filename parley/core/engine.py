@@ -2,6 +2,9 @@
 
 Always consume :meth:`Engine.turn` completely or close it (``contextlib.aclosing``): the turn holds
 the conversation's lock until it finishes, and an abandoned reply is stored as ``interrupted``.
+Every event :meth:`Engine.turn` and :meth:`Engine.say` yield is also published on the engine's
+event bus (:mod:`parley.core.bus`), so every subscriber of the conversation sees it, in this
+process or another; the conversation runtime (:mod:`parley.core.conversation`) builds on that.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from parley.core import saying, store
+from parley.core.bus import EventBus
 from parley.core.config import ModelSettings, Persona, Settings, Template
 from parley.core.context import build_messages, is_termination, user_content
 from parley.core.events import (
@@ -39,6 +43,7 @@ from parley.core.reply import ReplyResult, ReplyTools, stream_reply
 from parley.core.responders import choose_responders, handed_off, speaker
 from parley.core.speech import SpeechOptions, speak
 from parley.core.store.records import ConversationRecord, MessageRecord
+from parley.core.telemetry import Telemetry
 from parley.core.tools import ToolRegistry
 
 __all__ = ["Engine", "EngineError", "Opened", "message_events"]
@@ -100,8 +105,13 @@ class Engine:
         tts: TTSProvider | None = None,
         locks: Locks | None = None,
         tools: ToolRegistry | None = None,
+        telemetry: Telemetry | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         self.settings = settings
+        self.telemetry = telemetry or Telemetry()
+        self.bus = bus if bus is not None else EventBus()
+        """Where every event of a turn or a prompt is published (its subscribers render it)."""
         self.hooks = hooks
         self.llm = llm
         self.stt = stt
@@ -138,8 +148,11 @@ class Engine:
         *,
         template_id: str | None = None,
         language: str | None = None,
+        greet: bool = True,
     ) -> Opened:
-        """Start a new conversation for ``user_id`` and store its greeting (if the language has one)."""
+        """Start a new conversation for ``user_id`` and store its greeting: the template's, else
+        the language's ``prompts.start`` (none with ``greet=False``: a channel that turned
+        greetings off)."""
         template = self.template(template_id)
         lang = language or self.settings.conversation.language
         conversation = await store.start_conversation(
@@ -147,8 +160,8 @@ class Engine:
         )
         await self.hooks.call("conversation_started", conversation=conversation)
         greeting = None
-        start = self.settings.language(lang).prompts.start
-        if start:
+        start = template.greeting_for(lang, self.settings.language(lang).prompts.start)
+        if start and greet:
             persona = speaker(self.settings, conversation, template)
             greeting = await self._say(conversation, persona, start)
         return Opened(conversation, greeting)
@@ -160,18 +173,25 @@ class Engine:
         *,
         template_id: str | None = None,
         language: str | None = None,
+        greet: bool = True,
     ) -> Opened:
-        """The user's open conversation on ``channel``, or a new one.
+        """The user's open conversation on ``channel``, or a new one (greeted unless ``greet`` is
+        false).
 
         An open conversation idle past ``conversation.session_ttl`` is ended (``expired``) first.
         Concurrent calls for one user and channel (several tabs, simultaneous requests) get the
         same conversation: they are serialised by a lock on (user, channel).
         """
         async with self.locks.hold(f"user:{user_id}:{channel}"):
-            return await self._resume_or_open(user_id, channel, template_id, language)
+            return await self._resume_or_open(user_id, channel, template_id, language, greet)
 
     async def _resume_or_open(
-        self, user_id: str, channel: str, template_id: str | None, language: str | None
+        self,
+        user_id: str,
+        channel: str,
+        template_id: str | None,
+        language: str | None,
+        greet: bool = True,
     ) -> Opened:
         ended = []
         current = await store.find_open_conversation(user_id, channel)
@@ -180,7 +200,9 @@ class Engine:
             current = None
         if current is not None:
             return Opened(current, None, resumed=True)
-        opened = await self.open(user_id, channel, template_id=template_id, language=language)
+        opened = await self.open(
+            user_id, channel, template_id=template_id, language=language, greet=greet
+        )
         return Opened(opened.conversation, opened.greeting, ended=ended)
 
     def is_expired(self, conversation: ConversationRecord) -> bool:
@@ -229,11 +251,14 @@ class Engine:
         *,
         speech: SpeechOptions | None = None,
         end_reason: str | None = None,
+        origin: str | None = None,
     ) -> AsyncIterator[Event]:
         """Say ``text`` outside a turn (a nudge, the timeout prompt): stored as the speaker's
         message and yielded like a reply, spoken with ``speech``; then, with ``end_reason``, the
-        conversation ends (ConversationEnded). Nothing when the conversation is not open."""
-        return saying.say(self, conversation_id, text, speech=speech, end_reason=end_reason)
+        conversation ends (ConversationEnded). Nothing when the conversation is not open.
+        Each event is published on the bus too, with ``origin`` (see :meth:`turn`)."""
+        events = saying.say(self, conversation_id, text, speech=speech, end_reason=end_reason)
+        return self._published(conversation_id, events, origin)
 
     def replay(
         self, message: MessageRecord, *, speech: SpeechOptions | None = None
@@ -244,41 +269,68 @@ class Engine:
     # -- turns -----------------------------------------------------------------------------
 
     async def turn(
-        self, conversation_id: str, inbound: Inbound, *, speech: SpeechOptions | None = None
+        self,
+        conversation_id: str,
+        inbound: Inbound,
+        *,
+        speech: SpeechOptions | None = None,
+        origin: str | None = None,
     ) -> AsyncIterator[Event]:
         """Run one user turn and yield its events. Turns of one conversation run in arrival order.
 
+        Each event is also published on :attr:`bus` before it is yielded, tagged with ``origin``
+        (who asked for the turn: a subscriber knows its own turns by it).
+
         With ``speech`` (and a TTS provider) each reply is also spoken: Sentence, AudioChunk and
         AudioCompleted events follow its text as it streams (see :mod:`parley.core.speech`).
-        Audio in ``inbound`` is transcribed first: an STT failure yields ``ErrorEvent("stt_failed")``
-        and no turn runs (nothing is stored, no LLM call); silence yields ``stt_empty``.
+        Audio is transcribed first: an STT failure yields ``ErrorEvent("stt_failed")``, silence
+        ``stt_empty``; its stored message is then marked ``failed`` and no turn runs (no LLM call).
         With ``inbound.idempotency_key`` the turn runs once per key (see
         :mod:`parley.core.inbox_turns`): a repeat gets the first turn's answer.
         """
         if inbound.idempotency_key is not None and self.inbox is not None:
 
             def run(conversation_id: str, inbound: Inbound) -> AsyncIterator[Event]:
-                return self.run_turn(conversation_id, inbound, speech)
+                return self.run_turn(conversation_id, inbound, speech, origin=origin)
 
             keyed = keyed_turn(self.inbox, run, self.locks, conversation_id, inbound)
             async with aclosing(keyed) as events:
                 async for event in events:
                     yield event
             return
-        async with aclosing(self.run_turn(conversation_id, inbound, speech)) as events:
+        async with aclosing(
+            self.run_turn(conversation_id, inbound, speech, origin=origin)
+        ) as events:
             async for event in events:
                 yield event
 
     async def run_turn(
-        self, conversation_id: str, inbound: Inbound, speech: SpeechOptions | None = None
+        self,
+        conversation_id: str,
+        inbound: Inbound,
+        speech: SpeechOptions | None = None,
+        *,
+        origin: str | None = None,
     ) -> AsyncIterator[Event]:
         """One turn under the conversation's lock, ignoring ``idempotency_key`` (the inbox runs
-        keyed turns through it)."""
+        keyed turns through it); its events are published on the bus with ``origin``."""
+        turn = self._turn(conversation_id, inbound, speech)
         async with (
+            self.telemetry.turn(conversation_id, inbound) as scope,  # span, timings, log line
             self.locks.hold(conversation_id),
-            aclosing(self._turn(conversation_id, inbound, speech)) as events,
+            aclosing(self._published(conversation_id, turn, origin)) as events,
         ):
             async for event in events:
+                scope.observe(event)
+                yield event
+
+    async def _published(
+        self, conversation_id: str, events: AsyncIterator[Event], origin: str | None
+    ) -> AsyncIterator[Event]:
+        """``events``, each published on the bus before it is yielded."""
+        async with aclosing(events) as stream:  # type: ignore[type-var]
+            async for event in stream:
+                await self.bus.publish(conversation_id, event, origin)
                 yield event
 
     async def _turn(
@@ -405,7 +457,8 @@ class Engine:
                 started_at=started_at,
                 tools=self._reply_tools(persona),
             )
-            if speech is not None and self.tts is not None:
+            spoken = speech is not None and self.tts is not None
+            if spoken:
                 reply = speak(
                     reply,
                     tts=self.tts,
@@ -417,7 +470,9 @@ class Engine:
                 async for event in events:
                     yield event
             if result.message_id:
-                stored = await store.get_message(result.message_id)
+                # Speech adds its timings after the reply was stored: read those back.
+                stored = None if spoken else result.stored
+                stored = stored or await store.get_message(result.message_id)
                 if stored is not None:
                     turn_messages.append(stored)
             turn_messages.extend(result.tool_messages)

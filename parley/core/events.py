@@ -101,6 +101,8 @@ class MessageCompleted(Event):
     character_name: str | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
+    provider: str | None = None
+    """The LLM provider that wrote it (its label in the failover chain), when one did."""
 
 
 @dataclass(frozen=True, slots=True)

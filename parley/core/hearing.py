@@ -62,6 +62,8 @@ async def transcribe(
         except Exception as exc:
             log.exception("speech-to-text failed")
             error = ErrorEvent("stt_failed", f"speech recognition failed: {exc}")
+    if transcription is not None and transcription.provider:
+        inbound.metadata["stt_provider"] = transcription.provider  # stored on the user message
     if error is None and transcription is not None and not (transcription.text + text).strip():
         error = ErrorEvent("stt_empty", "no speech was recognised in the audio")
     if error is not None and inbound.user_message_id is not None:

@@ -27,6 +27,7 @@ __all__ = [
     "ProviderError",
     "ProviderRateLimited",
     "ProviderRegistry",
+    "ProviderStalled",
     "ProviderTimeout",
     "ProviderUnavailable",
     "STTProvider",
@@ -69,6 +70,12 @@ class ProviderTimeout(ProviderError):
 
     code = "provider_timeout"
     retryable = True
+
+
+class ProviderStalled(ProviderTimeout):
+    """The provider stopped sending in the middle of its answer (``llm.stall_timeout``)."""
+
+    code = "provider_stalled"
 
 
 class ProviderUnavailable(ProviderError):
@@ -114,6 +121,9 @@ class LLMChunk:
     tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     usage: Usage | None = None
+    provider: str | None = None
+    """Which provider of a failover chain produced this chunk (set on the first chunk with
+    content by :class:`~parley.core.failover.FailoverLLM`)."""
 
 
 @dataclass(slots=True)
@@ -136,6 +146,8 @@ class Transcription:
     language: str | None = None
     confidence: float | None = None
     duration: float | None = None
+    provider: str | None = None
+    """Which provider of a failover chain transcribed it."""
 
 
 # -- live (streaming) speech-to-text -----------------------------------------------------------

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from parley.core import store
 from parley.core.adapter import Adapter
+from parley.core.bus import EventBus, RedisEventBus
+from parley.core.choice import AUTO, choose
 from parley.core.config import Settings, SettingsError
+from parley.core.conversation import Conversations
 from parley.core.engine import Engine
+from parley.core.failover import primary_settings
+from parley.core.failover_speech import build_chain
 from parley.core.inbox import Inbox, InboxSettings
 from parley.core.inbox_turns import start_inbox
 from parley.core.loading import load_settings
@@ -19,6 +26,7 @@ from parley.core.locks import LocalLocks, RedisLocks
 from parley.core.plugin_context import PluginContext
 from parley.core.plugins import Hooks, make_plugin_manager
 from parley.core.providers import LLMProvider, ProviderRegistry, STTProvider, TTSProvider
+from parley.core.telemetry import Telemetry
 from parley.core.tools import ToolRegistry
 
 __all__ = ["Runtime"]
@@ -44,13 +52,17 @@ class Runtime:
         self.llm: LLMProvider | None = None
         self.stt: STTProvider | None = None
         self.tts: TTSProvider | None = None
+        self.telemetry = Telemetry()
         self._engine: Engine | None = None
         self.context = PluginContext(self)
         self.locks: LocalLocks | RedisLocks | None = None
         self.inbox: Inbox | None = None
         """The durable inbox; adapters register their channels' handlers in ``start``."""
+        self.bus: EventBus | None = None
+        self._conversations: Conversations | None = None
         self.started = False
         self.collected = False
+        self._reloading = asyncio.Lock()
 
     @property
     def engine(self) -> Engine:
@@ -58,6 +70,13 @@ class Runtime:
         if self._engine is None:
             raise RuntimeError("the runtime has not started")
         return self._engine
+
+    @property
+    def conversations(self) -> Conversations:
+        """The live conversations of this process (after :meth:`start`)."""
+        if self._conversations is None:
+            raise RuntimeError("the runtime has not started")
+        return self._conversations
 
     def _registrar(self, kind: str) -> Callable[..., None]:
         table = getattr(self.registry, kind)
@@ -100,22 +119,28 @@ class Runtime:
                 self.adapters[name] = adapter
 
     def build_llm(self) -> LLMProvider:
-        """The configured LLM provider; the offline ``echo`` one when ``openai`` has no key."""
+        """The configured LLM provider (``auto``: see :mod:`parley.core.choice`); the offline
+        ``echo`` one when ``openai`` has neither a key nor a ``base_url``."""
         llm = self.settings.llm
         name = llm.provider
-        if name == "openai" and not llm.resolved_api_key() and "echo" in self.registry.llm:
+        if name == AUTO:
+            return self._choose("llm")
+        configured = llm.resolved_api_key() or llm.base_url
+        if name == "openai" and not configured and "echo" in self.registry.llm:
             self.notices.append(
                 "No LLM API key: set llm.api_key (settings/.secrets.toml or PARLEY_LLM__API_KEY) "
                 "or OPENAI_API_KEY. Using the offline 'echo' provider meanwhile."
             )
             name = "echo"
-        return self.registry.make("llm", name, self.settings)
+        return self.registry.make("llm", name, primary_settings(self.settings, "llm"))
 
     def _optional_provider(self, kind: str) -> Any:
         section = self.settings.raw.get(kind) or {}
         name = section.get("provider") if isinstance(section, dict) else None
         if not name:
             return None
+        if name == AUTO:
+            return self._choose(kind)
         if name not in getattr(self.registry, kind):
             known = ", ".join(sorted(getattr(self.registry, kind))) or "none"
             self.notices.append(
@@ -123,7 +148,7 @@ class Runtime:
             )
             return None
         try:
-            return self.registry.make(kind, name, self.settings)
+            return self.registry.make(kind, name, primary_settings(self.settings, kind))
         except SettingsError:
             raise
         except Exception as exc:  # a missing SDK or key must not stop text chat
@@ -131,15 +156,33 @@ class Runtime:
             self.notices.append(f"{kind} provider {name!r} unavailable ({off}): {exc}")
             return None
 
+    def _choose(self, kind: str) -> Any:
+        choice = choose(kind, self.settings, self.registry)
+        if kind == "llm" and choice.provider is None:
+            known = ", ".join(sorted(self.registry.llm)) or "none"
+            raise SettingsError(
+                f"llm.provider: 'auto' found no usable provider (registered: {known})"
+            )
+        notice = choice.notice()
+        if notice:
+            self.notices.append(notice)
+        return choice.provider
+
     def build_providers(self) -> None:
         """Build the LLM, STT and TTS providers once (``start`` does it; ``parley serve`` does it
         earlier so a bad ``stt``/``tts`` setting stops it with the key's name)."""
         if self.llm is not None:
             return
         self.collect()
-        self.llm = self.build_llm()
-        self.stt = self._optional_provider("stt")
-        self.tts = self._optional_provider("tts")
+        # Each wrapped in its failover chain (fallbacks, watchdogs, breakers, telemetry).
+        self.llm = build_chain(
+            "llm", self.build_llm(), self.registry, self.settings, self.telemetry
+        )
+        for kind in ("stt", "tts"):
+            primary = self._optional_provider(kind)
+            if primary is not None:
+                primary = build_chain(kind, primary, self.registry, self.settings, self.telemetry)
+            setattr(self, kind, primary)
 
     async def start(self, *, connect_db: bool = True, adapters: bool = True) -> None:
         """Open the database (applying migrations), build providers and the engine, start adapters."""
@@ -149,6 +192,8 @@ class Runtime:
             await store.connect(self.settings.database.url)
         redis = self.settings.redis
         self.locks = RedisLocks(redis.url, ttl=redis.lock_ttl) if redis.url else LocalLocks()
+        self.bus = RedisEventBus(redis.url) if redis.url else EventBus()
+        await self.bus.start()
         self._engine = Engine(
             self.settings,
             self.hooks,
@@ -157,10 +202,13 @@ class Runtime:
             tts=self.tts,
             locks=self.locks,
             tools=self.tools,
+            telemetry=self.telemetry,
+            bus=self.bus,
         )
         self.inbox = Inbox(self.settings.section("inbox", InboxSettings))
         self._engine.inbox = self.inbox
         start_inbox(self.inbox, self._engine.run_turn, self.locks)
+        self._conversations = Conversations(self._engine, self.bus)
         self.started = True
         for notice in self.notices:
             log.warning(notice)
@@ -183,8 +231,13 @@ class Runtime:
                 await adapter.stop()
             except Exception:
                 log.exception("adapter %s failed to stop", adapter.name)
+        if self._conversations is not None:
+            await self._conversations.close()
         await self.hooks.call("shutdown", context=self.context)
         await self.context.close()
+        if self.bus is not None:
+            await self.bus.close()
+            self.bus = None
         if self.locks is not None:
             await self.locks.close()
         for provider in (self.llm, self.stt, self.tts):
@@ -208,8 +261,30 @@ class Runtime:
         """
         if self.settings.directory is None:
             raise SettingsError("settings: not loaded from a settings folder; nothing to reload")
-        settings = load_settings(self.settings.directory)
+        return self._apply_settings(*self._load(self.settings.directory))
+
+    async def reload(self) -> Settings:
+        """:meth:`reload_settings` off the event loop: the folder is read and validated in a
+        thread, then swapped in (one reload at a time)."""
+        if self.settings.directory is None:
+            raise SettingsError("settings: not loaded from a settings folder; nothing to reload")
+        async with self._reloading:
+            loaded = await asyncio.to_thread(self._load, self.settings.directory)
+            return self._apply_settings(*loaded)
+
+    def _load(self, directory: Path) -> tuple[Settings, dict[str, Any]]:
+        """The folder's settings and every plugin section, validated (SettingsError if bad)."""
+        settings = load_settings(directory)
+        sections = {
+            name: settings.section(name, type(current))
+            for name, current in self.plugin_settings.items()
+        }
+        return settings, sections
+
+    def _apply_settings(self, settings: Settings, sections: dict[str, Any]) -> Settings:
+        """Swap in the settings: the runtime's, the engine's and the plugins' sections."""
         self.settings = settings
+        self.plugin_settings.update(sections)
         if self._engine is not None:
             self._engine.settings = settings
         return settings

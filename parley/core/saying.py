@@ -9,18 +9,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from parley.core import store
+from parley.core.config import Settings, Template
 from parley.core.events import ConversationEnded, Event, MessageCompleted, MessageStarted, TextDelta
+from parley.core.locks import Locks
+from parley.core.plugins import Hooks
+from parley.core.providers import TTSProvider
 from parley.core.responders import speaker
 from parley.core.speech import SpeechOptions, speak
-from parley.core.store.records import MessageRecord
+from parley.core.store.records import ConversationRecord, MessageRecord
 
-if TYPE_CHECKING:
-    from parley.core.engine import Engine
+__all__ = ["Speaker", "replay", "say"]
 
-__all__ = ["replay", "say"]
+
+class Speaker(Protocol):
+    """What saying needs of the engine (:class:`~parley.core.engine.Engine` is one)."""
+
+    settings: Settings
+    hooks: Hooks
+    locks: Locks
+    tts: TTSProvider | None
+
+    def template(self, template_id: str | None) -> Template: ...
+
+    def is_expired(self, conversation: ConversationRecord) -> bool: ...
 
 
 async def _stored(message: MessageRecord) -> AsyncIterator[Event]:
@@ -32,7 +46,7 @@ async def _stored(message: MessageRecord) -> AsyncIterator[Event]:
 
 
 def replay(
-    engine: Engine, message: MessageRecord, *, speech: SpeechOptions | None = None
+    engine: Speaker, message: MessageRecord, *, speech: SpeechOptions | None = None
 ) -> AsyncIterator[Event]:
     """A stored message as MessageStarted, TextDelta, MessageCompleted; with ``speech`` (and a TTS
     provider) also spoken in its persona's voice (Sentence, AudioChunk, AudioCompleted)."""
@@ -44,7 +58,7 @@ def replay(
 
 
 async def say(
-    engine: Engine,
+    engine: Speaker,
     conversation_id: str,
     text: str | None,
     *,

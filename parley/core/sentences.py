@@ -1,8 +1,10 @@
 """Sentences for speech: cut from streamed text as it arrives, cleaned of Markdown and emojis.
 
-:class:`SentenceSplitter` scans the text once, left to right, and decides each cut from a small
-window after it (the terminator, closing quotes, the space, the next character). It waits for that
-window rather than guessing, so the same text gives the same sentences however it was chunked.
+:class:`SentenceSplitter` scans the text once, left to right, and cuts a sentence as soon as its end is
+certain: a terminator followed by whitespace, or the end of the stream. Only where the next word
+decides (``etc. and`` / ``etc. So``, ``No. 5``, ``"why?" and`` after closing quotes) does it wait
+for that word's first character. It never guesses, so the same text gives the same sentences
+however it was chunked.
 
 It does not cut at abbreviations (``Dr.``, ``e.g.``, ``U.S.``), initials, decimals (``3.14``),
 ellipses (``...``, ``…``), inside URLs, file names or numbered-list markers. A line break ends a
@@ -36,6 +38,11 @@ _BEFORE_NUMBER = frozenset(
     """.split()
 )
 """Words whose period does not end a sentence when a number follows (``No. 5``, ``Jan. 3``)."""
+_UNDECIDED = _BEFORE_NUMBER | {"etc", "al", "cf"}
+"""Words whose period ends a sentence or not depending on the next word (``etc. and`` / ``etc. So``).
+
+After any other word, a terminator followed by whitespace ends the sentence at once; after these,
+and after closing quotes (``"why?" and``), the splitter waits for the next word's first character."""
 _DOTTED = re.compile(r"^(?:[A-Za-z]\.)+[A-Za-z]$")
 """``U.S``, ``e.g``, ``a.m``: letters joined by periods."""
 _CLAUSE = re.compile(r"[,;:]\s|\s[—–-]\s")
@@ -131,6 +138,10 @@ class SentenceSplitter:
         token = _word_before(buf, start, i) if run == "." else ""
         if _is_abbreviation(token, buf[start:i]):
             return -k
+        if k == j and token.lower() not in _UNDECIDED:
+            return k  # "done. ": certain at the whitespace, whatever follows
+        # "etc. and" / "etc. Come", "No. 5" / "No. That", 'asked "why?" and' / '"Go." Then':
+        # the first character after the whitespace decides.
         m = k
         while m < len(buf) and buf[m] in " \t":
             m += 1
@@ -138,7 +149,7 @@ class SentenceSplitter:
             return k if final else None
         following = buf[m]
         if following.islower():
-            return -k  # "etc. and", "approx. five", 'he asked "why?" and left'
+            return -k
         if following.isdigit() and token.lower() in _BEFORE_NUMBER:
             return -k
         return k

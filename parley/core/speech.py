@@ -42,6 +42,7 @@ from parley.core.events import (
 )
 from parley.core.providers import ProviderError, TTSProvider
 from parley.core.sentences import SentenceSplitter, SpeechText
+from parley.core.telemetry import provider_sink
 
 __all__ = ["DEFAULT_FORMAT", "SentenceSplitter", "SpeechOptions", "speak"]
 
@@ -122,6 +123,8 @@ class _Speaker:
         self.spoken = 0
         self.sentences = 0
         self.failed = False
+        self.providers: list[str] = []
+        """Which TTS providers spoke (a failover chain reports through ``provider_sink``)."""
         self._jobs: list[_Job] = []
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._sender = asyncio.create_task(self._send())
@@ -140,6 +143,7 @@ class _Speaker:
         self._queue.put_nowait(job)
 
     async def _synthesise(self, job: _Job) -> None:
+        provider_sink.set(self._spoke_with)  # this task's own context
         async with self.limit:
             if self.failed:
                 job.chunks.put_nowait(_END)
@@ -162,6 +166,11 @@ class _Speaker:
                     with suppress(Exception):
                         await aclose()
         job.chunks.put_nowait(_END)
+
+    def _spoke_with(self, provider: str) -> None:
+        if provider not in self.providers:
+            self.providers.append(provider)
+            self.timing["tts_providers"] = self.providers
 
     async def _send(self) -> None:
         while (job := await self._queue.get()) is not None:

@@ -56,7 +56,7 @@ async def test_hook_register_llm_providers(make_settings):
     runtime = _runtime(make_settings, Plugin(), extra={"llm": {"provider": "scripted"}})
     await runtime.start(adapters=False)
     try:
-        assert runtime.llm is scripted
+        assert runtime.llm.primary is scripted  # inside its failover chain
         assert {"openai", "echo", "scripted"} <= set(runtime.registry.llm)
     finally:
         await runtime.stop()
@@ -71,7 +71,7 @@ async def test_hook_register_stt_providers(make_settings):
     runtime = _runtime(make_settings, Plugin(), extra={"stt": {"provider": "fake"}})
     await runtime.start(adapters=False)
     try:
-        assert isinstance(runtime.stt, FakeSTT)
+        assert isinstance(runtime.stt.primary, FakeSTT)
         assert runtime.engine.stt is runtime.stt
     finally:
         await runtime.stop()
@@ -86,7 +86,7 @@ async def test_hook_register_tts_providers(make_settings):
     runtime = _runtime(make_settings, Plugin(), extra={"tts": {"provider": "fake"}})
     await runtime.start(adapters=False)
     try:
-        assert isinstance(runtime.tts, FakeTTS)
+        assert isinstance(runtime.tts.primary, FakeTTS)
     finally:
         await runtime.stop()
 

@@ -78,11 +78,19 @@ def test_splitter_cuts_as_text_arrives():
     assert splitter.flush() == ["I am fine"]
 
 
-def test_splitter_waits_only_for_the_deciding_character():
+def test_splitter_cuts_at_the_whitespace_after_a_terminator():
     splitter = SentenceSplitter()
-    assert splitter.feed("It is done.") == []  # "3.14"? "done. and"? not known yet
-    assert splitter.feed(" ") == []
-    assert splitter.feed("N") == ["It is done."]
+    assert splitter.feed("It is done.") == []  # "done.txt"? not known yet
+    assert splitter.feed(" ") == ["It is done."]  # certain now: no need to see the next word
+    assert splitter.feed("Is it? ") == ["Is it?"]
+    assert splitter.flush() == []
+
+
+@pytest.mark.parametrize("opening", ["We sell pears, etc.", "See No.", 'He asked "why?"'])
+def test_splitter_waits_for_the_next_word_only_where_it_decides(opening):
+    splitter = SentenceSplitter()
+    assert splitter.feed(opening + " ") == []
+    assert splitter.feed("T") == [opening]
 
 
 def test_long_sentence_is_cut_at_a_clause_boundary():

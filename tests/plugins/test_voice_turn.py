@@ -17,7 +17,7 @@ from parley.core.inbound import Inbound
 from parley.core.plugins import make_plugin_manager
 from parley.core.runtime import Runtime
 from parley.core.speech import SpeechOptions
-from parley.testing import ScriptedLLM, Step, collect
+from parley.testing import ScriptedLLM, Step, collect, deepgram_transcript
 
 VOICE = {
     "stt": {
@@ -35,23 +35,6 @@ VOICE = {
 }
 
 
-def _transcript(text: str) -> dict:
-    return {
-        "metadata": {
-            "request_id": "r",
-            "sha256": "",
-            "created": "2026-01-01T00:00:00Z",
-            "duration": 1.0,
-            "channels": 1,
-            "models": [],
-            "model_info": {},
-        },
-        "results": {
-            "channels": [{"alternatives": [{"transcript": text, "confidence": 0.9, "words": []}]}]
-        },
-    }
-
-
 async def test_spoken_turn_from_settings(make_settings):
     llm = ScriptedLLM([Step(["It is ", "noon. ", "Anything else?"], delay=0.01)])
 
@@ -66,7 +49,7 @@ async def test_spoken_turn_from_settings(make_settings):
     ogg = encode_ogg_opus(DecodedAudio(b"\0\0" * 8000, 16000))
     with respx.mock(assert_all_called=True) as mock:
         listen = mock.post("http://dg.test/v1/listen").mock(
-            return_value=httpx.Response(200, json=_transcript("what time is it"))
+            return_value=httpx.Response(200, json=deepgram_transcript("what time is it"))
         )
         speech = mock.post(url__regex=r"http://el\.test/v1/text-to-speech/[^/]+/stream").mock(
             side_effect=lambda request: httpx.Response(
@@ -125,11 +108,11 @@ async def test_missing_keys_turn_voice_off_with_a_notice(make_settings, monkeypa
 
 async def test_unknown_voice_provider_is_a_notice(make_settings):
     runtime = Runtime(
-        make_settings({"stt": {"provider": "whisper"}}), make_plugin_manager((), entry_points=False)
+        make_settings({"stt": {"provider": "vosk"}}), make_plugin_manager((), entry_points=False)
     )
     runtime.build_providers()
     assert runtime.stt is None
-    assert any("stt.provider: no provider named 'whisper'" in n for n in runtime.notices)
+    assert any("stt.provider: no provider named 'vosk'" in n for n in runtime.notices)
 
 
 async def test_bad_voice_setting_stops_start_up(make_settings):

@@ -28,15 +28,18 @@ from aiogram import Dispatcher
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.types import Update
 from litestar import Request, Response, post
+from pydantic import ValidationError
 
 from parley.adapters.telegram.chats import CHANNEL, RESUMING
-from parley.adapters.telegram.handlers import Handlers
+from parley.adapters.telegram.handlers import Handlers, invalid_update
 from parley.adapters.telegram.replies import SEND_SCOPE, Replier, SendScope
 from parley.adapters.telegram.settings import TelegramSettings
-from parley.adapters.telegram.transport import TokenFilter, log, make_bot
+from parley.adapters.telegram.transport import TokenFilter, log, make_bot, poll_under_lease
 from parley.core import store
 from parley.core.inbox_turns import settle_leftovers
+from parley.core.leases import make_lease
 from parley.core.locks import LocalLocks
+from parley.core.retry import retrying
 from parley.core.store.records import InboxRecord
 from parley.server import ApiError
 
@@ -120,17 +123,19 @@ class TelegramAdapter:
             await self._background
 
     async def _poll(self) -> None:
-        with suppress(TelegramUnauthorizedError):
-            await self._retry("deleteWebhook", lambda: self.bot.delete_webhook())
-        if self.failure:
-            return
-        log.info("Telegram polling started")
-        await self.dispatcher.start_polling(
+        lease = make_lease(f"telegram-polling-{self.bot.id}", self.runtime.settings)
+        await poll_under_lease(
+            self.dispatcher,
             self.bot,
-            handle_signals=False,
-            close_bot_session=False,
+            lease,
+            prepare=self._prepare_polling,
             allowed_updates=ALLOWED_UPDATES,
         )
+
+    async def _prepare_polling(self) -> bool:
+        with suppress(TelegramUnauthorizedError):
+            await self._retry("deleteWebhook", lambda: self.bot.delete_webhook())
+        return not self.failure
 
     async def _set_webhook(self) -> None:
         with suppress(TelegramUnauthorizedError):
@@ -145,19 +150,22 @@ class TelegramAdapter:
             log.info("Telegram webhook registered at %s", self.settings.webhook_url)
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await call()
-                return
-            except TelegramUnauthorizedError:
-                self.failure = "the Bot API refused telegram.token (401 Unauthorized)"
-                log.error("Telegram %s failed: %s; the bot is not running", what, self.failure)
-                raise
-            except Exception as exc:
-                log.error("Telegram %s failed: %s; retrying in %.0f s", what, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+        """Until it succeeds (1 s, 2 s, 4 s... at most 60 s apart), unless the token is refused."""
+        try:
+            async for attempt in retrying(
+                f"Telegram {what}",
+                on=lambda exc: not isinstance(exc, TelegramUnauthorizedError),
+                retries=None,
+                backoff=1.0,
+                max_backoff=60.0,
+                logger=log,
+            ):
+                with attempt:
+                    await call()
+        except TelegramUnauthorizedError:
+            self.failure = "the Bot API refused telegram.token (401 Unauthorized)"
+            log.error("Telegram %s failed: %s; the bot is not running", what, self.failure)
+            raise
 
     # -- every update ----------------------------------------------------------------------
 
@@ -262,7 +270,12 @@ class TelegramAdapter:
             return []
         adapter = self
 
-        @post(WEBHOOK_PATH, status_code=200, include_in_schema=False)
+        @post(
+            WEBHOOK_PATH,
+            status_code=200,
+            include_in_schema=False,
+            request_max_body_size=self.settings.max_body_bytes,
+        )
         async def telegram_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, bool]]:
             """Receive one update: 403 without the right secret; 200 at once, handled after."""
             given = request.headers.get(SECRET_HEADER, "")
@@ -273,7 +286,7 @@ class TelegramAdapter:
                 raise ApiError(503, "unavailable", "the Telegram adapter is not running")
             try:
                 update = json.loads(await request.body())
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deeply
                 raise ApiError(400, "bad_request", "the body is not JSON") from None
             if not isinstance(update, dict):
                 raise ApiError(400, "bad_request", "an update must be a JSON object")
@@ -286,6 +299,9 @@ class TelegramAdapter:
         """Store a webhook update in the inbox (a malformed one is logged and dropped)."""
         try:
             parsed = Update.model_validate(update, context={"bot": self.bot})
+        except ValidationError as exc:  # fields the Bot API requires are missing
+            log.warning("Telegram update dropped: %s", invalid_update(exc))
+            return
         except ValueError as exc:
             log.error("Telegram webhook update not handled: %s: %s", type(exc).__name__, exc)
             return

@@ -24,6 +24,7 @@ from parley.adapters.telegram.settings import TelegramSettings
 from parley.core import store
 from parley.core.engine import Engine, Opened
 from parley.core.store.records import ConversationRecord, UserRecord
+from parley.core.text import clean
 
 __all__ = ["CHANNEL", "RESUMING", "ChatConversations", "Participants", "display_name"]
 
@@ -38,7 +39,7 @@ def display_name(user: TelegramUser | None) -> str | None:
     """First and last name of a Telegram user."""
     if user is None:
         return None
-    return " ".join(part for part in (user.first_name, user.last_name) if part) or None
+    return clean(" ".join(part for part in (user.first_name, user.last_name) if part)) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ class ChatConversations:
         if chat.type == "private" and sender is not None:
             owner = sender
         else:
-            name = chat.title or chat.full_name or None
+            name = clean(chat.title or chat.full_name or "") or None
             owner = await store.get_or_create_user(CHANNEL, str(chat.id), display_name=name)
         return Participants(sender, owner, chat.id)
 
@@ -85,7 +86,9 @@ class ChatConversations:
         if conversation is not None:
             return Opened(conversation, None, resumed=True)
         choices = await self._choices(who)
-        opened = await self.engine.resume_or_open(who.owner.id, CHANNEL, **self._open_args(choices))
+        opened = await self.engine.resume_or_open(
+            who.owner.id, CHANNEL, **self._open_args(choices), greet=self.settings.greeting
+        )
         await self._remember(opened.conversation, who.chat_id, choices)
         return opened
 
@@ -102,7 +105,9 @@ class ChatConversations:
         if previous is not None:
             reason = "expired" if self.engine.is_expired(previous) else "new_conversation"
             await self.engine.end(previous.id, reason, farewell=False)
-        opened = await self.engine.open(who.owner.id, CHANNEL, **self._open_args(choices))
+        opened = await self.engine.open(
+            who.owner.id, CHANNEL, **self._open_args(choices), greet=self.settings.greeting
+        )
         await self._remember(opened.conversation, who.chat_id, choices)
         return opened
 

@@ -27,7 +27,16 @@ from parley.adapters.telegram.text import CAPTION_LIMIT, fits, split_text
 from parley.adapters.telegram.transport import log
 from parley.core import store
 
-__all__ = ["APOLOGIES", "SEND_SCOPE", "ChatAction", "LiveText", "Replier", "SendScope"]
+__all__ = [
+    "APOLOGIES",
+    "SEND_SCOPE",
+    "TOPIC",
+    "ChatAction",
+    "LiveText",
+    "Replier",
+    "SendScope",
+    "in_topic",
+]
 
 
 @dataclass(slots=True)
@@ -46,11 +55,24 @@ class SendScope:
 SEND_SCOPE: ContextVar[SendScope | None] = ContextVar("parley_telegram_sends", default=None)
 """The send records of the turn being answered (None: sends are not recorded)."""
 
+TOPIC: ContextVar[int | None] = ContextVar("telegram_topic", default=None)
+"""The forum topic (``message_thread_id``) of the update being handled: every message sent while
+handling it goes to that topic (set by the handlers' router, per update task)."""
+
+
+def in_topic() -> dict[str, int]:
+    """``{"message_thread_id": ...}`` for the current update's topic, or nothing."""
+    topic = TOPIC.get()
+    return {"message_thread_id": topic} if topic is not None else {}
+
+
 APOLOGIES = {
     "default": "Sorry, something went wrong on my side. Please try again in a moment.",
     "stt_failed": "Sorry, I couldn't make out that voice note. Could you say it again, or type it?",
     "stt_unavailable": "Sorry, I can't listen to voice notes right now. Please type your message.",
     "too_large": "Sorry, that file is too large for me.",
+    "message_too_long": "Sorry, that message is too long for me. Could you send it in shorter "
+    "parts?",
 }
 """Short messages the user gets when something fails; the cause goes to the log."""
 
@@ -79,7 +101,11 @@ class Replier:
         """Send ``text`` split at paragraph or sentence boundaries; return the message ids."""
         ids = []
         for piece in split_text(text):
-            ids.append(await self.once(lambda piece=piece: self.bot.send_message(chat_id, piece)))
+            ids.append(
+                await self.once(
+                    lambda piece=piece: self.bot.send_message(chat_id, piece, **in_topic())
+                )
+            )
         return ids
 
     async def send_voice(self, chat_id: int, ogg: bytes, duration: float, text: str) -> None:
@@ -91,6 +117,7 @@ class Replier:
                 BufferedInputFile(ogg, filename="reply.ogg"),
                 duration=max(1, round(duration)),
                 caption=caption,
+                **in_topic(),
             )
         )
         if text and caption is None:
@@ -99,7 +126,9 @@ class Replier:
     async def apologise(self, chat_id: int, code: str = "default") -> None:
         """Tell the user something failed; never raises (the failure itself is logged)."""
         try:
-            await self.bot.send_message(chat_id, APOLOGIES.get(code, APOLOGIES["default"]))
+            await self.bot.send_message(
+                chat_id, APOLOGIES.get(code, APOLOGIES["default"]), **in_topic()
+            )
         except Exception as exc:
             log.warning("could not tell chat %s about a failure: %s", chat_id, exc)
 
@@ -117,7 +146,7 @@ class ChatAction:
     async def _run(self) -> None:
         while True:
             try:
-                await self.bot.send_chat_action(self.chat_id, self.action)
+                await self.bot.send_chat_action(self.chat_id, self.action, **in_topic())
             except Exception as exc:  # cosmetic: never let it break the turn
                 log.debug("chat action %s in chat %s failed: %s", self.action, self.chat_id, exc)
             await asyncio.sleep(self.interval)
@@ -184,7 +213,7 @@ class LiveText:
             last = index == len(pieces) - 1
             if self.message_id is None:
                 self.message_id = await self.replier.once(
-                    lambda piece=piece: bot.send_message(self.chat_id, piece)
+                    lambda piece=piece: bot.send_message(self.chat_id, piece, **in_topic())
                 )
                 self.messages += 1
             elif piece != self.shown:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
-from functools import partial
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Request, Response, Router
@@ -14,51 +12,36 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import HeaderParameter
 
+from parley.adapters.web import limits
 from parley.adapters.web.audio_urls import AudioFetcher
 from parley.adapters.web.identity import (
     Caller,
     IdentityError,
     bearer_token,
     identify,
-    rate_limit_key,
 )
+from parley.adapters.web.limits import Limiter
 from parley.adapters.web.settings import WebSettings
 from parley.core.engine import Engine
-from parley.server import ApiError, error_response
+from parley.server import ApiError, error_response, log_unhandled
 
 if TYPE_CHECKING:
-    from parley.adapters.web.ws import WebSession
     from parley.core.runtime import Runtime
 
-__all__ = ["Limiter", "WebAdapter", "provide_caller", "provide_web"]
+__all__ = [
+    "WebAdapter",
+    "provide_caller",
+    "provide_device_caller",
+    "provide_web",
+    "session_error",
+    "too_deep",
+]
 
 log = logging.getLogger(__name__)
 
 DEVICE_HEADER = "X-Device-ID"
-
-
-class Limiter:
-    """A sliding one-minute window per key (user messages on the WebSocket); 0 = no limit."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._hits: dict[str, deque[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        """Count one hit for ``key``; False when the window is full."""
-        if not self.per_minute:
-            return True
-        now = time.monotonic()
-        hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - 60:
-            hits.popleft()
-        if len(hits) >= self.per_minute:
-            return False
-        hits.append(now)
-        return True
 
 
 class WebAdapter:
@@ -66,11 +49,24 @@ class WebAdapter:
 
     name = "web"
 
-    def __init__(self, runtime: Runtime, settings: WebSettings) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: WebSettings,
+        handlers: Callable[[], list[Any]] = list,
+    ) -> None:
         self.runtime = runtime
         self.settings = settings
-        self.sockets: set[WebSession] = set()
-        self.limiter = Limiter(settings.rate_limit)
+        self.handlers = handlers
+        """The route handlers to mount (``plugin.py`` names them: no import cycle back here)."""
+        self.sockets: set[Any] = set()
+        """Open ``/ws`` sessions (``ws.WebSession``)."""
+        self.limiter = Limiter(
+            settings.rate_limit,
+            settings.rate_limit_per_address or 0,
+            redis=_redis(runtime.settings.redis.url),
+            namespace=settings.rate_limit_namespace,
+        )
         self.audio = AudioFetcher(settings)
 
     @property
@@ -80,41 +76,30 @@ class WebAdapter:
 
     def route_handlers(self) -> list[Any]:
         """One router holding every web route, with the adapter and the caller as dependencies."""
-        from parley.adapters.web import chat, history, sessions, users, ws
-
-        middleware = []
-        if self.settings.rate_limit:
-            limit = RateLimitConfig(
-                rate_limit=("minute", self.settings.rate_limit),
-                identifier_for_request=partial(_rate_limit_key, self.settings),
-            )
-            middleware.append(limit.middleware)
-        session_routes = Router(
-            path="/api/v1/chatbot/session",
-            route_handlers=sessions.HANDLERS,
-            exception_handlers={HTTPException: _session_error, Exception: _session_error},
-        )
+        middleware = limits.middlewares(self.settings)
         router = Router(
             path="/",
-            route_handlers=[
-                *chat.HANDLERS,
-                *history.HANDLERS,
-                *users.HANDLERS,
-                ws.websocket_handler,
-                session_routes,
-            ],
+            route_handlers=self.handlers(),
             dependencies={
                 "web": Provide(provide_web, sync_to_thread=False),
-                "caller": Provide(provide_caller),
+                "caller": Provide(
+                    provide_caller if self.settings.auth_secret else provide_device_caller
+                ),
             },
             middleware=middleware,
+            exception_handlers={RecursionError: too_deep},
             request_max_body_size=self.settings.max_body_bytes,
             tags=["web"],
         )
         return [router]
 
     def configure_app(self, app_config: dict[str, Any]) -> None:
-        """CORS for ``web.cors_origins``."""
+        """CORS for ``web.cors_origins``; rate limits counted in Redis when ``redis.url`` is set."""
+        redis_url = self.runtime.settings.redis.url
+        if redis_url:
+            namespace = self.settings.rate_limit_namespace
+            stores = app_config.setdefault("stores", {})
+            stores[limits.STORE] = limits.redis_store(redis_url, f"{namespace}:http")
         if self.settings.cors_origins:
             app_config["cors_config"] = CORSConfig(
                 allow_origins=list(self.settings.cors_origins),
@@ -147,6 +132,7 @@ class WebAdapter:
             for wait in late:
                 wait.cancel()
         await self.audio.aclose()
+        await self.limiter.aclose()
 
 
 # Litestar deep-copies routers when it registers them: what they hold must not reach the runtime.
@@ -158,9 +144,25 @@ def provide_web(state: State) -> WebAdapter:
     return adapter
 
 
-def _rate_limit_key(settings: WebSettings, request: Request[Any, Any, Any]) -> str:
-    client = request.client.host if request.client else None
-    return rate_limit_key(settings, request.headers, client)
+def _redis(url: str) -> Any:
+    """A Redis client for ``redis.url`` (None when empty)."""
+    if not url:
+        return None
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url)
+
+
+_DEVICE_SCHEMA = {"pattern": r"^[A-Za-z0-9._~-]{1,128}$", "minLength": 1, "maxLength": 128}
+"""The device id's shape, for the OpenAPI document only (a bad one is answered by
+:func:`identify` with 400 ``invalid_device_id``)."""
+
+
+async def _caller(web: WebAdapter, device_id: str | None, authorization: str | None) -> Caller:
+    try:
+        return await identify(web.settings, device_id, bearer_token(authorization))
+    except IdentityError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
 
 
 async def provide_caller(
@@ -170,7 +172,9 @@ async def provide_caller(
         HeaderParameter(
             name=DEVICE_HEADER,
             required=False,
-            description="Anonymous device id (letters, digits, . _ ~ -; up to 128).",
+            description="Anonymous device id (letters, digits, . _ ~ -; up to 128); "
+            "not needed with a token.",
+            schema_extra=_DEVICE_SCHEMA,
         ),
     ] = None,
     authorization: Annotated[
@@ -178,19 +182,43 @@ async def provide_caller(
         HeaderParameter(
             name="Authorization",
             required=False,
-            description="Bearer <HS256 JWT with sub and exp> when web.auth_secret is set.",
+            description="Bearer <HS256 JWT with sub and exp> (web.auth_secret is set).",
         ),
     ] = None,
 ) -> Caller:
-    """The identified caller; 400 without credentials, 401 for a bad token or a refused device."""
-    try:
-        return await identify(web.settings, device_id, bearer_token(authorization))
-    except IdentityError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    """The identified caller (device id or token); 400 without credentials, 401 for a bad token
+    or a refused device."""
+    return await _caller(web, device_id, authorization)
 
 
-def _session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+async def provide_device_caller(
+    web: NamedDependency[WebAdapter],
+    device_id: Annotated[
+        str | None,
+        HeaderParameter(
+            name=DEVICE_HEADER,
+            required=True,  # documented as required; a missing one is our 400, not Litestar's
+            description="Anonymous device id (letters, digits, . _ ~ -; up to 128).",
+            schema_extra=_DEVICE_SCHEMA,
+        ),
+    ] = None,
+) -> Caller:
+    """The caller when ``web.auth_secret`` is empty: the device id is required (400 without)."""
+    return await _caller(web, device_id, None)
+
+
+TOO_DEEP = "the body is not valid JSON: nested too deeply"
+
+
+def too_deep(request: Request[Any, Any, Any], exc: Exception, **extra: Any) -> Response[Any]:
+    """A JSON body nested deeper than the decoder goes: the client's mistake, 400 ``invalid_json``
+    (logged at DEBUG only)."""
+    log.debug("%s %s: JSON body nested too deeply", request.method, request.url.path)
+    return error_response(ApiError(400, "invalid_json", TOO_DEEP), **extra)
+
+
+def session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Errors of the session routes also carry ``"success": false``."""
     if not isinstance(exc, HTTPException):
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log_unhandled(request, exc)
     return error_response(exc, success=False)

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from litestar import post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
@@ -32,7 +33,8 @@ from parley.adapters.web.turns import (
 from parley.core.engine import Engine
 from parley.core.events import ErrorEvent, MessageStarted, TextDelta, Transcript, TurnCompleted
 from parley.core.inbound import Inbound
-from parley.server import ApiError
+from parley.openapi import AUTH, BODY, TURN, errors
+from parley.server import ApiError, log_failure, outage_error
 
 __all__ = ["HANDLERS", "ChatRequest", "sse_lines"]
 
@@ -54,6 +56,18 @@ class ChatRequest(msgspec.Struct):
     audio_urls: list[str] = msgspec.field(default_factory=list)
     """Voice messages (at most one) fetched and transcribed before the turn; the transcript
     follows ``content``."""
+
+
+class StreamEvent(msgspec.Struct):
+    """One Server-Sent Event of ``/chat/stream`` (the OpenAPI document describes each event)."""
+
+    data: str
+    """A JSON object: a piece ``{content, is_final: false, message_id, character_id,
+    character_name, timestamp}``, the final ``{content: "", is_final: true, conversation_id,
+    turn_count, conversation_ended, reason}`` or an error ``{error, is_final: true}``."""
+    event: str | msgspec.UnsetType = msgspec.UNSET
+    id: str | msgspec.UnsetType = msgspec.UNSET
+    retry: int | msgspec.UnsetType = msgspec.UNSET
 
 
 async def build_inbound(web: WebAdapter, body: ChatRequest) -> Inbound:
@@ -96,11 +110,16 @@ async def device_conversation(
     web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
 ) -> str:
     """The device's open conversation (a new one after it ended or expired)."""
-    opened = await web.engine.resume_or_open(caller.user_id, CHANNEL)
+    opened = await web.engine.resume_or_open(caller.user_id, CHANNEL, greet=web.settings.greeting)
     return opened.conversation.id
 
 
-@post("/chat/", status_code=200, summary="Chat (one JSON reply)")
+@post(
+    "/chat/",
+    status_code=200,
+    summary="Chat (one JSON reply)",
+    responses=errors(*AUTH, *BODY, *TURN),
+)
 async def chat(
     data: JSONBody[ChatRequest],
     web: NamedDependency[WebAdapter],
@@ -165,17 +184,32 @@ async def sse_lines(engine: Engine, conversation_id: str, inbound: Inbound) -> A
                         conversation_ended=event.conversation_ended,
                         reason=event.reason,
                     )
-    except Exception:
-        log.exception("chat stream of conversation %s failed", conversation_id)
+    except Exception as exc:
+        outage = log_failure(exc, f"chat stream of conversation {conversation_id}")
         if not failed:
             error = {"code": "internal_error", "message": "something went wrong on our side"}
+            error = outage_error(outage) if outage else error  # database or Redis down
             yield _line({"error": error, "is_final": True, "timestamp": timestamp()})
         return
     if not failed:
         yield _line({"content": "", "timestamp": timestamp(), "is_final": True, **final})
 
 
-@post("/chat/stream", status_code=200, summary="Chat (Server-Sent Events)")
+@post(
+    "/chat/stream",
+    status_code=200,
+    summary="Chat (Server-Sent Events)",
+    responses={
+        200: ResponseSpec(
+            data_container=StreamEvent,
+            media_type="text/event-stream",
+            description="One `data: {json}` line per piece of the reply, then a final one "
+            "(`is_final: true`), or an error line (`error`, `is_final: true`).",
+            generate_examples=False,
+        ),
+        **errors(*AUTH, *BODY, 409),
+    },
+)
 async def chat_stream(
     data: JSONBody[ChatRequest],
     web: NamedDependency[WebAdapter],

@@ -87,7 +87,7 @@ def parse_frame(raw: str, max_bytes: int) -> tuple[str, dict[str, Any]]:
         raise FrameError("frame_too_large", f"frames are limited to {max_bytes} bytes")
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deeply
         raise FrameError(
             "invalid_json", 'frames are JSON objects: {"type": "...", "data": {...}}'
         ) from None

@@ -15,6 +15,7 @@ from parley.adapters.web.identity import Caller
 from parley.adapters.web.shapes import conversation_json, iso, message_json
 from parley.core import store
 from parley.core.store.records import ConversationRecord, MessageRecord
+from parley.openapi import AUTH, errors
 from parley.server import ApiError
 
 __all__ = ["HANDLERS", "HIDDEN_ROLES", "STALE_PENDING", "readable_messages"]
@@ -85,7 +86,7 @@ async def _before(caller: Caller, before: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@get("/api/v1/conversations", summary="List conversations")
+@get("/api/v1/conversations", summary="List conversations", responses=errors(*AUTH, 422))
 async def list_conversations(
     caller: NamedDependency[Caller],
     limit: Annotated[int, QueryParameter(ge=1, le=100, description="Page size.")] = 20,
@@ -103,7 +104,11 @@ async def list_conversations(
     return {"conversations": conversations, "next_before": next_before}
 
 
-@get("/api/v1/conversations/{conversation_id:str}/messages", summary="List messages")
+@get(
+    "/api/v1/conversations/{conversation_id:str}/messages",
+    summary="List messages",
+    responses=errors(*AUTH, 404, 422),
+)
 async def list_messages(
     conversation_id: FromPath[str],
     caller: NamedDependency[Caller],
@@ -122,7 +127,12 @@ async def list_messages(
     }
 
 
-@delete("/api/v1/conversations/{conversation_id:str}", status_code=200, summary="Erase")
+@delete(
+    "/api/v1/conversations/{conversation_id:str}",
+    status_code=200,
+    summary="Erase",
+    responses=errors(*AUTH, 404),
+)
 async def delete_conversation(
     conversation_id: FromPath[str],
     web: NamedDependency[WebAdapter],

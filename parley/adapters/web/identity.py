@@ -3,6 +3,11 @@
 A device id maps to the user of identity (``web``, device id). With ``web.auth_secret`` set, a
 token's ``sub`` maps to the user of identity (``web``, ``jwt:<sub>``): device ids cannot contain
 ``:``, so a device can never pose as a signed-in user. Without a secret, tokens are ignored.
+
+The session API (``/api/v1/chatbot/session``) has its own rule, :func:`session_caller`: without
+a secret, the body's ``user_id`` names the user in its own namespace (identity
+(``web-session``, user id)), apart from device ids; with a secret, the token is required and
+its ``sub`` must be the ``user_id``.
 """
 
 from __future__ import annotations
@@ -18,17 +23,26 @@ from parley.core import store
 
 __all__ = [
     "CHANNEL",
+    "SESSION_IDENTITY",
     "Caller",
     "IdentityError",
     "bearer_token",
     "identify",
     "rate_limit_key",
     "resolve_identity",
+    "session_caller",
+    "session_subject",
     "verify_token",
 ]
 
 CHANNEL = "web"
 """The identities channel of web callers."""
+
+SESSION_IDENTITY = "web-session"
+"""The identities channel of session API users named by ``user_id`` (no secret set)."""
+
+MAX_SESSION_USER_ID = 256
+"""Longest ``user_id`` of the session API, in characters."""
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 
@@ -122,3 +136,33 @@ def rate_limit_key(settings: WebSettings, headers: Any, client_host: str | None)
         return resolve_identity(settings, headers.get("x-device-id"), token)[0]
     except IdentityError:
         return f"addr:{client_host or 'unknown'}"
+
+
+def session_subject(settings: WebSettings, token: str | None) -> str | None:
+    """The token's ``sub`` on the session API: required with ``web.auth_secret`` (401 without),
+    None when no secret is set (the session id is then what grants access)."""
+    if not settings.auth_secret:
+        return None
+    if not token:
+        raise IdentityError(
+            401, "auth_required", "a signed token is required (Authorization: Bearer <token>)"
+        )
+    return verify_token(token, settings.auth_secret)
+
+
+async def session_caller(settings: WebSettings, user_id: str, token: str | None) -> Caller:
+    """Who creates a session: the token's user (its ``sub`` must be ``user_id``: 403 else) with
+    ``web.auth_secret``; without it, ``user_id`` in its own identity namespace."""
+    if not user_id.strip() or len(user_id) > MAX_SESSION_USER_ID:
+        raise IdentityError(
+            422, "validation_error", f"user_id: 1 to {MAX_SESSION_USER_ID} characters"
+        )
+    subject = session_subject(settings, token)
+    if subject is not None:
+        if subject != user_id:
+            raise IdentityError(403, "user_mismatch", "user_id does not match the token")
+        external_id = f"jwt:{subject}"
+        user = await store.get_or_create_user(CHANNEL, external_id)
+        return Caller(user.id, external_id, subject)
+    user = await store.get_or_create_user(SESSION_IDENTITY, user_id)
+    return Caller(user.id, user_id)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from parley.adapters.web.settings import WebSettings
 from parley.core.hookspecs import hookimpl
@@ -12,7 +13,35 @@ if TYPE_CHECKING:
     from parley.adapters.web.adapter import WebAdapter
     from parley.core.runtime import Runtime
 
-__all__ = ["make_web_adapter", "register_adapters"]
+__all__ = ["make_web_adapter", "register_adapters", "route_handlers"]
+
+
+def route_handlers(*, memory: bool = True) -> list[Any]:
+    """Every web route: chat, history, ``/ws``, the session API (its own errors) and, with the
+    ``memory`` plugin loaded (``memory``), the caller's memory erasure."""
+    from litestar import Router
+    from litestar.exceptions import HTTPException
+
+    from parley.adapters.web import admin, chat, history, sessions, users, ws
+    from parley.adapters.web.adapter import session_error, too_deep
+
+    session_routes = Router(
+        path="/api/v1/chatbot/session",
+        route_handlers=sessions.HANDLERS,
+        exception_handlers={
+            HTTPException: session_error,
+            RecursionError: partial(too_deep, success=False),
+            Exception: session_error,
+        },
+    )
+    return [
+        *chat.HANDLERS,
+        *history.HANDLERS,
+        *(users.HANDLERS if memory else ()),
+        *admin.HANDLERS,
+        ws.websocket_handler,
+        session_routes,
+    ]
 
 
 def make_web_adapter(runtime: Runtime) -> WebAdapter | None:
@@ -20,7 +49,10 @@ def make_web_adapter(runtime: Runtime) -> WebAdapter | None:
     from parley.adapters.web.adapter import WebAdapter
 
     settings = runtime.settings.section("web", WebSettings)
-    return WebAdapter(runtime, settings) if settings.enabled else None
+    if not settings.enabled:
+        return None
+    memory = runtime.pm.get_plugin("memory") is not None  # plugins.disable may leave it out
+    return WebAdapter(runtime, settings, partial(route_handlers, memory=memory))
 
 
 @hookimpl

@@ -1,17 +1,30 @@
-"""Session API: ``/api/v1/chatbot/session`` create, message, end (every body has ``success``)."""
+"""Session API: ``/api/v1/chatbot/session`` create, message, end (every body has ``success``).
+
+Its front ends send no device id. Without ``web.auth_secret``, ``user_id`` names the caller on
+create (its own identity namespace) and the session id, a random UUID, is what grants access to
+message and end. With the secret, every call carries a token: on create its ``sub`` must be
+``user_id``; afterwards only the token's user reaches the session.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import delete, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from parley.adapters.web.access import check_language, check_text, owned_conversation
 from parley.adapters.web.adapter import WebAdapter
-from parley.adapters.web.identity import Caller
+from parley.adapters.web.identity import (
+    CHANNEL,
+    Caller,
+    IdentityError,
+    bearer_token,
+    session_caller,
+    session_subject,
+)
 from parley.adapters.web.shapes import characters
 from parley.adapters.web.turns import (
     IdempotencyKey,
@@ -23,6 +36,7 @@ from parley.core import store
 from parley.core.engine import EngineError
 from parley.core.inbound import Inbound
 from parley.core.store.records import ConversationRecord
+from parley.openapi import BODY, errors
 from parley.server import ApiError
 
 __all__ = ["HANDLERS", "SESSION_CHANNEL"]
@@ -48,24 +62,61 @@ class SessionMessage(msgspec.Struct):
     message: str
 
 
-async def _open_session(caller: Caller, session_id: str) -> ConversationRecord:
-    conversation = await owned_conversation(caller, session_id, what="session")
+Authorization = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Authorization",
+        required=False,
+        description="Bearer <HS256 JWT with sub and exp>: required when web.auth_secret is set.",
+    ),
+]
+
+
+async def _open_session(
+    web: WebAdapter, authorization: str | None, session_id: str
+) -> ConversationRecord:
+    """The open session ``session_id``: 404 when unknown (or, with a token, someone else's)."""
+    try:
+        subject = session_subject(web.settings, bearer_token(authorization))
+    except IdentityError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    if subject is None:
+        conversation = await store.get_conversation(session_id)
+        if conversation is None or conversation.channel != SESSION_CHANNEL:
+            raise ApiError(404, "not_found", "session not found")
+    else:
+        user = await store.get_or_create_user(CHANNEL, f"jwt:{subject}")
+        caller = Caller(user.id, f"jwt:{subject}", subject)
+        conversation = await owned_conversation(caller, session_id, what="session")
+        if conversation.channel != SESSION_CHANNEL:
+            raise ApiError(404, "not_found", "session not found")
     if not conversation.is_open:
         raise ApiError(409, "session_ended", "the session has ended")
     return conversation
 
 
-@post("/", status_code=200, summary="Start a session")
+@post(
+    "/",
+    status_code=200,
+    summary="Start a session",
+    responses=errors(*BODY, 401, 403, 404, 429, 503, session=True),
+)
 async def create_session(
-    data: JSONBody[SessionCreate], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+    data: JSONBody[SessionCreate], web: NamedDependency[WebAdapter], authorization: Authorization
 ) -> dict[str, Any]:
     """Start a conversation; the greeting (if the language has one) is stored and returned."""
-    if caller.authenticated and data.user_id != caller.subject:
-        raise ApiError(403, "user_mismatch", "user_id does not match the token")
+    try:
+        caller = await session_caller(web.settings, data.user_id, bearer_token(authorization))
+    except IdentityError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
     language = check_language(data.language)
     try:
         opened = await web.engine.open(
-            caller.user_id, SESSION_CHANNEL, template_id=data.template_id, language=language
+            caller.user_id,
+            SESSION_CHANNEL,
+            template_id=data.template_id,
+            language=language,
+            greet=web.settings.greeting,
         )
     except EngineError as exc:
         raise ApiError(404, "unknown_template", exc.message) from None
@@ -83,18 +134,23 @@ async def create_session(
     }
 
 
-@post("/{session_id:str}/message", status_code=200, summary="Send a message to a session")
+@post(
+    "/{session_id:str}/message",
+    status_code=200,
+    summary="Send a message to a session",
+    responses=errors(*BODY, 401, 404, 409, 429, 502, 503, 504, session=True),
+)
 async def session_message(
     session_id: FromPath[str],
     data: JSONBody[SessionMessage],
     web: NamedDependency[WebAdapter],
-    caller: NamedDependency[Caller],
+    authorization: Authorization,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Run one exchange; ``message_count`` counts the exchanges so far."""
     key = check_idempotency_key(idempotency_key)
     text = check_text(data.message, web.settings, name="message")
-    conversation = await _open_session(caller, session_id)
+    conversation = await _open_session(web, authorization, session_id)
     inbound = Inbound(text=text, idempotency_key=key)
     outcome = await run_turn(web.engine, conversation.id, inbound)
     if outcome.error is not None:
@@ -110,12 +166,17 @@ async def session_message(
     }
 
 
-@delete("/{session_id:str}", status_code=200, summary="End a session")
+@delete(
+    "/{session_id:str}",
+    status_code=200,
+    summary="End a session",
+    responses=errors(400, 401, 404, 409, 429, 503, session=True),
+)
 async def end_session(
-    session_id: FromPath[str], web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
+    session_id: FromPath[str], web: NamedDependency[WebAdapter], authorization: Authorization
 ) -> dict[str, Any]:
     """End the conversation with reason ``user_ended``."""
-    conversation = await _open_session(caller, session_id)
+    conversation = await _open_session(web, authorization, session_id)
     ended = await web.engine.end(conversation.id, "user_ended", farewell=False)
     finished = ended.ended_at or ended.last_activity_at
     return {

@@ -1,18 +1,25 @@
 """``/ws``: the WebSocket protocol (docs/protocol.md), one :class:`WebSession` per connection.
 
+The socket is a transport over the conversation runtime (:mod:`parley.core.conversation`): it
+parses frames into commands for the live conversation it is attached to, and renders every event
+of that conversation as frames, whichever process or client caused it (a turn of this socket,
+another tab, a REST request, another process). A user message that arrived elsewhere is shown
+as a ``user_message`` frame before its turn's frames.
+
 Frames that touch the conversation (``user_message``, ``new_conversation``, the switch of
 ``resume``, a finished spoken utterance) become jobs that one worker runs strictly in the order
-received, so messages sent while a reply streams are answered in turn, none dropped. Every other
-frame (``model_settings``, ``refresh_characters``, ``resume``'s history, voice controls, audio)
-is handled at once, even while a reply streams. All outgoing frames go through one
-:class:`Outbox`. Voice lives in :mod:`~parley.adapters.web.ws_voice` (listening, audio replies,
-barge-in), silence in :mod:`~parley.adapters.web.nudges`.
+received (a turn job waits until the runtime has stored its turn), so messages sent while a reply
+streams are answered in turn, none dropped. Every other frame (``model_settings``,
+``refresh_characters``, ``resume``'s history, ``interrupt``, voice controls, audio) is handled at
+once, even while a reply streams. All outgoing frames go through one :class:`Outbox`. Voice lives
+in :mod:`~parley.adapters.web.ws_voice`, conversation frames in :mod:`~parley.adapters.web.ws_chat`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, suppress
 from typing import Any
@@ -31,24 +38,25 @@ from parley.adapters.web.frames import (
     parse_frame,
     render,
 )
-from parley.adapters.web.identity import CHANNEL, Caller, IdentityError, bearer_token, identify
-from parley.adapters.web.nudges import Nudges
+from parley.adapters.web.identity import CHANNEL, IdentityError, bearer_token, identify
 from parley.adapters.web.outbox import Outbox
-from parley.adapters.web.ws_chat import ChatFrames, Job
+from parley.adapters.web.shapes import message_json
+from parley.adapters.web.ws_chat import ChatFrames
 from parley.adapters.web.ws_voice import Voice
 from parley.core import store
+from parley.core.bus import Envelope
+from parley.core.conversation_silence import Silence
 from parley.core.engine import EngineError
 from parley.core.events import (
     AudioChunk,
     AudioCompleted,
     ConversationEnded,
     Event,
-    MessageCompleted,
-    MessageStarted,
+    Interrupted,
+    TurnStarted,
 )
 from parley.core.speech import SpeechOptions
-from parley.core.store.records import ConversationRecord
-from parley.server import ApiError
+from parley.server import CLOSE_TRY_AGAIN_LATER, ApiError, outage_frame
 
 __all__ = ["WebSession", "websocket_handler"]
 
@@ -65,29 +73,24 @@ CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4400, 
 
 
 class WebSession(ChatFrames):
-    """One WebSocket connection: its caller, current conversation, job queue and outbox."""
+    """One WebSocket connection: its caller, the live conversation it is attached to, its job
+    queue and outbox."""
 
     def __init__(self, web: WebAdapter, socket: WebSocket[Any, Any, Any]) -> None:
         self.web = web
         self.socket = socket
+        self.id = uuid.uuid4().hex
+        """This socket's name on the event bus (the ``origin`` of the turns it asks for)."""
         self.outbox = Outbox(socket)
-        self.caller: Caller | None = None
-        self.conversation: ConversationRecord | None = None
+        self.caller = None
+        self.conversation = None
         self.conversation_open = False
-        """False once the current conversation ended on this socket (bye, max_turns, timeout)."""
-        self.model_overrides: dict[str, Any] = {}
-        self.jobs: asyncio.Queue[tuple[Job, bool]] = asyncio.Queue()
-        """Jobs in order, each with whether it is a reply that barge-in may cut short."""
+        """False once the current conversation ended (bye, max_turns, timeout)."""
+        self.model_overrides = {}
+        self.live = None
+        self.attachment = None
+        self.jobs = asyncio.Queue()
         self.done = asyncio.Event()
-        self.current_job: asyncio.Task[None] | None = None
-        self.replying = False
-        """The current job is a reply (a turn, a nudge): barge-in may cut it short."""
-        self.streaming: str | None = None
-        """Id of the message whose text or audio is being sent (None between messages)."""
-        self._cut: asyncio.Task[None] | None = None
-        self._cut_metadata: dict[str, Any] | None = None
-        """What the client's ``interrupt`` adds to the metadata of the message it cuts."""
-        self.nudges = Nudges(self)
         self.voice = Voice(self)
         self.handlers: dict[str, Handler] = {
             "user_message": self.on_user_message,
@@ -101,6 +104,21 @@ class WebSession(ChatFrames):
             "interrupt": self.on_interrupt,
         }
 
+    @property
+    def nudges(self) -> Silence | None:
+        """The silence timer of the attached conversation."""
+        return self.live.silence if self.live is not None else None
+
+    @property
+    def replying(self) -> bool:
+        """A reply of the attached conversation is running here (interrupt may cut it)."""
+        return self.live is not None and self.live.replying
+
+    @property
+    def streaming(self) -> str | None:
+        """Id of the message being streamed in the attached conversation, if any."""
+        return self.live.streaming if self.live is not None else None
+
     # -- life --------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -108,17 +126,25 @@ class WebSession(ChatFrames):
         self.web.sockets.add(self)
         worker: asyncio.Task[None] | None = None
         try:
-            if not await self.connect():
+            try:
+                if not await self.connect():
+                    return
+            except Exception as exc:
+                frame = outage_frame(exc, "websocket connect")
+                if frame is None:
+                    raise
+                await self.outbox.send(frame)
+                await self.outbox.close(CLOSE_TRY_AGAIN_LATER, "unavailable")
                 return
             worker = asyncio.create_task(self.work())
             await self.receive()
         finally:
-            self.nudges.stop()
             await self.voice.close()
             if worker is not None:
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
+            await self.detach()
             self.web.sockets.discard(self)
             self.done.set()
 
@@ -156,13 +182,13 @@ class WebSession(ChatFrames):
         except EngineError as exc:
             return await self.refuse(CLOSE_NOT_FOUND, exc.code, exc.message)
         opened = await self.engine.resume_or_open(
-            self.user_id, CHANNEL, template_id=template_id, language=language
+            self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
         )
         if opened.resumed and template_id and opened.conversation.template_id != template_id:
             # The client asked for another kind of conversation than the open one.
             await self.engine.end(opened.conversation.id, "new_conversation", farewell=False)
             opened = await self.engine.open(
-                self.user_id, CHANNEL, template_id=template_id, language=language
+                self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
             )
         await self.announce(opened)
         return True
@@ -182,49 +208,22 @@ class WebSession(ChatFrames):
                 await self.guarded(lambda data=message["bytes"]: self.voice.on_binary(data))
 
     async def work(self) -> None:
-        """Run queued jobs one at a time, in order (each in its own task: see :meth:`interrupt`)."""
+        """Run queued jobs one at a time, in order."""
         while True:
-            if self.jobs.empty():
-                self.nudges.idle()
-            job, replying = await self.jobs.get()
-            self.nudges.busy()
-            self.replying = replying
-            self.current_job = asyncio.create_task(self.guarded(job))
-            try:
-                await asyncio.wait({self.current_job})
-            except asyncio.CancelledError:
-                self.current_job.cancel()
-                with suppress(asyncio.CancelledError):
-                    await self.current_job
-                raise
-            finally:
-                self.current_job = None
-                self.replying = False
-
-    def queue_prompt(self, job: Job) -> None:
-        """Queue something the assistant says on its own (a nudge); barge-in may cut it short."""
-        self.jobs.put_nowait((job, True))
+            job = await self.jobs.get()
+            await self.guarded(job)
 
     async def interrupt(self, metadata: dict[str, Any] | None = None) -> str | None:
-        """Cut the reply in progress short (barge-in); queued jobs go on.
+        """Cut the reply in progress short (barge-in, the stop button); queued jobs go on.
 
-        A reply cut mid-stream is stored as ``interrupted`` with its text so far, and the client
-        gets ``{"type": "interrupted", "message_id"}`` before anything else of the next job.
-        Returns that message id, or None when no reply was running. ``metadata`` is merged into
-        the cut message's stored metadata (the client's ``interrupt``).
+        The runtime stores it as ``interrupted`` with its text so far and every socket of the
+        conversation gets ``{"type": "interrupted", "message_id"}`` before anything else of the
+        next job. Returns that message id, or None when no reply was running. ``metadata`` is
+        merged into the cut message's stored metadata (the client's ``interrupt``).
         """
-        job, message_id = self.current_job, self.streaming
-        if job is None or job.done() or not self.replying:
+        if self.live is None:
             return None
-        if self._cut is not job:  # cancel once: a second cancel would cut the clean-up short
-            self._cut = job
-            self._cut_metadata = metadata
-            job.cancel()
-        try:
-            await asyncio.wait({job})
-        finally:
-            self._cut_metadata = None
-        return message_id
+        return await self.live.interrupt(metadata)
 
     def barge_in_allowed(self) -> bool:
         """Whether the user's speech or messages may cut a reply short: audio replies are on
@@ -243,7 +242,12 @@ class WebSession(ChatFrames):
         if self.replying and self.barge_in_allowed():
             await self.interrupt()
 
-    async def guarded(self, action: Job) -> None:
+    def touch(self) -> None:
+        """The user did something: the silence clock starts over."""
+        if self.live is not None:
+            self.live.touch()
+
+    async def guarded(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action``; what goes wrong becomes an error frame and the socket stays open."""
         try:
             await action()
@@ -251,9 +255,12 @@ class WebSession(ChatFrames):
             await self.outbox.send(error_frame(exc.code, exc.message))
         except ApiError as exc:
             await self.outbox.send(error_frame(exc.code, exc.detail))
-        except Exception:
-            log.exception("websocket frame failed")
-            await self.outbox.send(error_frame("internal_error", "something went wrong"))
+        except Exception as exc:
+            frame = outage_frame(exc)  # the database or Redis is down: the client sends again
+            if frame is None:
+                log.exception("websocket frame failed")
+                frame = error_frame("internal_error", "something went wrong")
+            await self.outbox.send(frame)
 
     # -- outgoing ------------------------------------------------------------------------------
 
@@ -261,57 +268,45 @@ class WebSession(ChatFrames):
         """How replies are spoken now (None: text only)."""
         return self.voice.speech()
 
-    async def stream(
-        self, events: AsyncIterator[Event], conversation_id: str, *, spoken: bool = False
-    ) -> None:
-        """Send a reply's events as they come: JSON frames, and audio as binary frames.
+    async def deliver(self, envelope: Envelope) -> None:
+        """One event of the attached conversation (from this socket's turn or anyone else's)."""
+        event = envelope.event
+        mine = envelope.origin == self.id
+        if isinstance(event, TurnStarted) and not mine:
+            await self.show_user_message(event)
+        elif isinstance(event, ConversationEnded):
+            if self.conversation is not None and event.conversation_id == self.conversation.id:
+                self.conversation_open = False
+        elif isinstance(event, AudioChunk | AudioCompleted) and not mine:
+            if not self.voice.audio_on:
+                return  # another client's spoken reply: this one reads it
+        await self.send_event(event, envelope.conversation_id)
 
-        ``spoken``: the events include speech, so a message is in flight until its
-        ``AudioCompleted`` rather than its ``MessageCompleted``.
+    async def show_user_message(self, event: TurnStarted) -> None:
+        """``user_message``: a message that reached the conversation elsewhere, before its turn."""
+        message = await store.get_message(event.user_message_id)
+        if message is not None:
+            await self.outbox.send(
+                {
+                    "type": "user_message",
+                    "conversation_id": event.conversation_id,
+                    "message": message_json(message),
+                }
+            )
 
-        Cut short by :meth:`interrupt`, the client gets an ``interrupted`` frame for the message
-        in flight (the engine has stored it as ``interrupted`` by then).
-        """
-        try:
-            async with aclosing(events) as stream:
-                async for event in stream:
-                    if isinstance(event, MessageStarted):
-                        self.streaming = event.message_id
-                    elif isinstance(event, AudioCompleted) or (
-                        isinstance(event, MessageCompleted) and not spoken
-                    ):
-                        self.streaming = None
-                    elif isinstance(event, ConversationEnded):
-                        self.conversation_open = False
-                    if isinstance(event, AudioChunk):
-                        sent = await self.outbox.send_bytes(audio_frame(event))
-                    else:
-                        frame = render(event, conversation_id)
-                        sent = frame is None or await self.outbox.send(frame)
-                    if not sent:
-                        return  # the client left: the reply is stored as interrupted
-        except asyncio.CancelledError:
-            if self._cut is asyncio.current_task() and self.streaming is not None:
-                if self._cut_metadata is not None:  # the client's interrupt: say so
-                    with suppress(LookupError):
-                        await self.merge_metadata(self.streaming, self._cut_metadata)
-                await self.outbox.send({"type": "interrupted", "message_id": self.streaming})
-            raise
-        finally:
-            self.streaming = None
+    async def send_event(self, event: Event, conversation_id: str) -> bool:
+        """One event as its frame (audio as a binary frame); False when the client left."""
+        if isinstance(event, AudioChunk):
+            return await self.outbox.send_bytes(audio_frame(event))
+        frame = render(event, conversation_id)
+        return frame is None or await self.outbox.send(frame)
 
-    async def send_turn_complete(self, conversation_id: str, *, reason: str) -> None:
-        """``turn_complete`` for a conversation that ended outside a turn (timeout)."""
-        conversation = await self.refreshed()
-        await self.outbox.send(
-            {
-                "type": "turn_complete",
-                "turn_count": conversation.turn_count if conversation else 0,
-                "conversation_ended": True,
-                "reason": reason,
-                "conversation_id": conversation_id,
-            }
-        )
+    async def stream(self, events: AsyncIterator[Event], conversation_id: str) -> None:
+        """Send events made for this socket alone (a replayed greeting) as they come."""
+        async with aclosing(events) as stream:
+            async for event in stream:
+                if not await self.send_event(event, conversation_id):
+                    return
 
     # -- incoming frames -----------------------------------------------------------------------
 
@@ -321,9 +316,10 @@ class WebSession(ChatFrames):
 
         A reply in flight is cut short as by barge-in. Otherwise ``message_id``, when it is the
         latest assistant message of the socket's conversation and ``complete``, is marked
-        ``interrupted`` (text kept) and the client gets ``interrupted``. An id that is not an
-        assistant message of this conversation is error ``unknown_message``; anything else
-        (already interrupted, an older message, no id) changes nothing and is not answered.
+        ``interrupted`` (text kept) and the conversation's sockets get ``interrupted``. An id
+        that is not an assistant message of this conversation is error ``unknown_message``;
+        anything else (already interrupted, an older message, no id) changes nothing and is not
+        answered.
         """
         message_id = optional_str(data, "message_id")
         played = data.get("played_sentences")
@@ -338,7 +334,7 @@ class WebSession(ChatFrames):
             )
         if cause != "stop" and not self.barge_in_allowed():
             return  # speech or a message: the template's barge_in decides; a stop always cuts
-        self.nudges.touch()
+        self.touch()
         conversation = self.conversation
         message = None
         if message_id is not None:
@@ -357,7 +353,7 @@ class WebSession(ChatFrames):
         if message is None or message.id != self.streaming:  # played counts name another one
             cut_metadata = {"interrupted_by": "client"}
         cut = await self.interrupt(cut_metadata) if self.replying else None
-        if cut is not None:  # cut mid-stream: the client got ``interrupted`` from stream()
+        if cut is not None:  # cut mid-stream: the runtime published ``interrupted``
             return
         if message is None or conversation is None:
             return
@@ -367,13 +363,7 @@ class WebSession(ChatFrames):
         await store.update_message(
             message.id, status="interrupted", metadata={**latest.metadata, **metadata}
         )
-        await self.outbox.send({"type": "interrupted", "message_id": message.id})
-
-    async def merge_metadata(self, message_id: str, extra: dict[str, Any]) -> None:
-        """Merge ``extra`` into a stored message's metadata."""
-        stored = await store.get_message(message_id)
-        if stored is not None:
-            await store.update_message(message_id, metadata={**stored.metadata, **extra})
+        await self.engine.bus.publish(conversation.id, Interrupted(message.id), self.id)
 
     async def on_text(self, raw: str) -> None:
         """Parse and dispatch one text frame."""

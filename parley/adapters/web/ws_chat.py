@@ -2,7 +2,9 @@
 
 :class:`ChatFrames` is the part of :class:`~parley.adapters.web.ws.WebSession` that speaks the
 web issue's protocol: ``user_message``, ``new_conversation``, ``resume``, ``model_settings``,
-``refresh_characters``, and the ``conversation_started`` announcement with its greeting.
+``refresh_characters``, and the ``conversation_started`` announcement with its greeting. The
+socket is attached to the live conversation (:mod:`parley.core.conversation`) of its current
+conversation: turns, ends and model settings are commands to it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from parley.adapters.web.access import check_language, check_text, owned_conversation
+from parley.adapters.web.admin import reload_from_socket
 from parley.adapters.web.frames import FrameError, merge_model_settings, optional_str, required_str
 from parley.adapters.web.history import readable_messages
 from parley.adapters.web.identity import CHANNEL, Caller
 from parley.adapters.web.shapes import characters, message_json
 from parley.core import store
-from parley.core.config import SettingsError
+from parley.core.bus import Envelope
+from parley.core.conversation import Attachment, LiveConversation
+from parley.core.conversation_commands import End, ModelSettings, UserTurn
 from parley.core.engine import Engine, Opened
 from parley.core.events import Event
 from parley.core.inbound import Inbound
@@ -26,11 +31,12 @@ from parley.core.speech import SpeechOptions
 from parley.core.store.records import ConversationRecord
 
 if TYPE_CHECKING:
+    from litestar import WebSocket
+
     from parley.adapters.web.adapter import WebAdapter
-    from parley.adapters.web.nudges import Nudges
     from parley.adapters.web.outbox import Outbox
 
-__all__ = ["HISTORY_LIMIT", "MAX_QUEUED", "ChatFrames", "Job"]
+__all__ = ["CLIENT_ID_MAX", "HISTORY_LIMIT", "MAX_QUEUED", "ChatFrames", "Job"]
 
 Job = Callable[[], Awaitable[None]]
 
@@ -40,23 +46,35 @@ MAX_QUEUED = 32
 HISTORY_LIMIT = 500
 """Messages per ``history`` frame (``has_more`` tells when a client should page over HTTP)."""
 
+CLIENT_ID_MAX = 200
+"""Longest ``client_id`` of a ``user_message`` (the message's idempotency key)."""
+
 
 class ChatFrames:
     """Conversation frames and jobs of a socket (mixed into ``WebSession``)."""
 
     web: WebAdapter
+    socket: WebSocket[Any, Any, Any]
+    id: str
     outbox: Outbox
     caller: Caller | None
     conversation: ConversationRecord | None
     conversation_open: bool
     model_overrides: dict[str, Any]
-    jobs: asyncio.Queue[tuple[Job, bool]]
-    nudges: Nudges
+    jobs: asyncio.Queue[Job]
+    live: LiveConversation | None
+    """The live conversation the socket is attached to (its current conversation)."""
+    attachment: Attachment | None
 
     @property
     def engine(self) -> Engine:
         """The runtime's engine."""
         return self.web.engine
+
+    @property
+    def greet(self) -> bool:
+        """Whether new conversations open with a greeting (``web.greeting``)."""
+        return self.web.settings.greeting
 
     @property
     def user_id(self) -> str:
@@ -69,35 +87,46 @@ class ChatFrames:
 
         async def barge_in(self) -> None: ...
 
-        async def stream(
-            self, events: AsyncIterator[Event], conversation_id: str, *, spoken: bool = False
-        ) -> None: ...
+        def touch(self) -> None: ...
+
+        async def deliver(self, envelope: Envelope) -> None: ...
+
+        async def stream(self, events: AsyncIterator[Event], conversation_id: str) -> None: ...
 
     # -- frames ----------------------------------------------------------------------------------
 
-    async def queue_message(self, text: str, metadata: dict[str, Any] | None = None) -> None:
+    async def queue_message(
+        self, text: str, metadata: dict[str, Any] | None = None, client_id: str | None = None
+    ) -> None:
         """Queue a turn for ``text``: answered after the replies before it, or, when barge-in
         applies, right after the reply in flight is cut short. FrameError when over the rate
         limit or when the queue is full."""
-        if not self.web.limiter.allow(self.caller.external_id if self.caller else ""):
+        client = self.socket.client
+        caller = self.caller.external_id if self.caller else ""
+        if not await self.web.limiter.allow(caller, client.host if client else None):
             raise FrameError("rate_limited", "too many messages; wait a moment")
         if self.jobs.qsize() >= MAX_QUEUED:
             raise FrameError("queue_full", "too many messages waiting for an answer")
-        self.nudges.touch()
+        self.touch()
         await self.barge_in()
-        self.jobs.put_nowait((partial(self.turn, text, metadata), True))
+        self.jobs.put_nowait(partial(self.turn, text, metadata, client_id))
 
     async def on_user_message(self, data: dict[str, Any]) -> None:
-        """Queue a turn."""
+        """Queue a turn (``client_id``, optional: the message's idempotency key)."""
         text = check_text(required_str(data, "text"), self.web.settings, name="data.text")
-        await self.queue_message(text)
+        client_id = optional_str(data, "client_id")
+        if client_id is not None and not 0 < len(client_id) <= CLIENT_ID_MAX:
+            raise FrameError(
+                "invalid_frame", f"data.client_id must be 1 to {CLIENT_ID_MAX} characters"
+            )
+        await self.queue_message(text, client_id=client_id)
 
     async def on_new_conversation(self, data: dict[str, Any]) -> None:
         """Queue the start of a new conversation (the open one ends, reason new_conversation)."""
         template_id = optional_str(data, "template_id")
         language = check_language(optional_str(data, "language"))
         self.engine.template(template_id)  # unknown_template now, not after the queue
-        self.jobs.put_nowait((partial(self.new_conversation, template_id, language), False))
+        self.jobs.put_nowait(partial(self.new_conversation, template_id, language))
 
     async def on_resume(self, data: dict[str, Any]) -> None:
         """Send the history at once; switch to the conversation in order with queued messages."""
@@ -117,7 +146,7 @@ class ChatFrames:
                 "characters": characters(self.engine, conversation.template_id),
             }
         )
-        self.jobs.put_nowait((partial(self.switch_to, conversation.id), False))
+        self.jobs.put_nowait(partial(self.switch_to, conversation.id))
 
     async def on_model_settings(self, data: dict[str, Any]) -> None:
         """Validate and store sampling overrides on the conversation (used from the next reply)."""
@@ -129,11 +158,8 @@ class ChatFrames:
         )
 
     async def on_refresh_characters(self, data: dict[str, Any]) -> None:
-        """Reload personas and templates from the settings folder; send the characters."""
-        try:
-            self.web.runtime.reload_settings()
-        except SettingsError as exc:
-            raise FrameError("reload_failed", str(exc)) from None
+        """An operator's reload of the settings folder (``data.admin_token``); send the characters."""
+        await reload_from_socket(self.web, data)
         template_id = self.conversation.template_id if self.conversation else None
         await self.outbox.send(
             {
@@ -145,23 +171,27 @@ class ChatFrames:
 
     # -- jobs ------------------------------------------------------------------------------------
 
-    async def turn(self, text: str, metadata: dict[str, Any] | None = None) -> None:
-        """Answer one user message (typed, or a finished spoken utterance with its metadata)."""
+    async def turn(
+        self, text: str, metadata: dict[str, Any] | None = None, client_id: str | None = None
+    ) -> None:
+        """Answer one user message (typed, or a finished spoken utterance with its metadata):
+        a command to the live conversation, waited for until its turn is stored."""
         conversation = await self.current_conversation()
         if metadata is not None and "audio" in metadata:
             await self.engine.hooks.call("transcribed", conversation=conversation, text=text)
-        inbound = Inbound(text=text, metadata=dict(metadata or {}))
-        speech = self.speech()
-        events = self.engine.turn(conversation.id, inbound, speech=speech)
-        await self.stream(events, conversation.id, spoken=speech is not None)
+        inbound = Inbound(text=text, metadata=dict(metadata or {}), idempotency_key=client_id)
+        assert self.live is not None
+        await self.live.submit(UserTurn(inbound, speech=self.speech(), origin=self.id))
 
     async def new_conversation(self, template_id: str | None, language: str | None) -> None:
         """End the socket's open conversation and start another."""
         current = await self.refreshed()
         if current is not None and current.is_open and current.channel == CHANNEL:
-            await self.engine.end(current.id, "new_conversation", farewell=False)
+            await self.detach()  # the new one's ``conversation_started`` says enough
+            live = self.web.runtime.conversations.get(current.id)
+            await live.submit(End("new_conversation", farewell=False, origin=self.id))
         opened = await self.engine.open(
-            self.user_id, CHANNEL, template_id=template_id, language=language
+            self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
         )
         await self.announce(opened, carry_overrides=True)
 
@@ -169,15 +199,34 @@ class ChatFrames:
         """Make the resumed conversation the socket's conversation."""
         assert self.caller is not None
         self.use(await owned_conversation(self.caller, conversation_id))
+        if self.attachment is not None:
+            self.attachment.enable_silence()
 
     # -- conversation ----------------------------------------------------------------------------
 
     def use(self, conversation: ConversationRecord) -> None:
-        """Make ``conversation`` current, with its stored model settings."""
+        """Make ``conversation`` current, with its stored model settings, and attach the socket
+        to its live conversation (every event of it is rendered from now on)."""
         self.conversation = conversation
         self.conversation_open = conversation.is_open
         self.model_overrides = dict(conversation.state.get("model_settings") or {})
-        self.nudges.reset()
+        if self.live is not None and self.live.id == conversation.id and self.attachment:
+            return
+        if self.attachment is not None:  # nothing of this socket runs there now: just leave
+            self.attachment.close()
+        self.live = self.web.runtime.conversations.get(conversation.id)
+        self.attachment = self.live.subscribe(self.deliver, conversation=conversation)
+        self.live.set_speech(self.speech())
+
+    async def detach(self) -> None:
+        """Leave the live conversation: its events are no longer rendered; when no one else is
+        attached, the reply this socket asked for is cut short (stored before this returns)."""
+        live, attachment = self.live, self.attachment
+        self.live = self.attachment = None
+        if attachment is not None:
+            attachment.close()
+        if live is not None:
+            await live.leave(self.id)
 
     async def refreshed(self) -> ConversationRecord | None:
         """The current conversation as stored now (None when there is none or it was erased)."""
@@ -197,7 +246,7 @@ class ChatFrames:
             if current.template_id in self.engine.settings.templates:
                 template_id = current.template_id
         opened = await self.engine.resume_or_open(
-            self.user_id, CHANNEL, template_id=template_id, language=language
+            self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
         )
         await self.announce(opened, carry_overrides=not opened.resumed)
         return opened.conversation
@@ -211,6 +260,8 @@ class ChatFrames:
             self.model_overrides = overrides
             await self.store_overrides(opened.conversation.id)
         conversation = opened.conversation
+        if self.live is not None:
+            await self.live.ready()
         await self.outbox.send(
             {
                 "type": "conversation_started",
@@ -222,14 +273,14 @@ class ChatFrames:
             }
         )
         if opened.greeting is not None:
-            speech = self.speech()
-            events = self.engine.replay(opened.greeting, speech=speech)
-            await self.stream(events, conversation.id, spoken=speech is not None)
+            events = self.engine.replay(opened.greeting, speech=self.speech())
+            await self.stream(events, conversation.id)
+        if self.attachment is not None:
+            self.attachment.enable_silence()
 
     async def store_overrides(self, conversation_id: str) -> None:
         """Write the socket's model settings into the conversation's state."""
-        conversation = await store.get_conversation(conversation_id)
-        if conversation is None:
-            return
-        state = {**conversation.state, "model_settings": dict(self.model_overrides)}
-        self.conversation = await store.update_conversation(conversation_id, state=state)
+        live = self.web.runtime.conversations.get(conversation_id)
+        stored = await live.submit(ModelSettings(dict(self.model_overrides)))
+        if stored is not None:
+            self.conversation = stored

@@ -1,40 +1,31 @@
-"""Voice on the socket: live listening (microphone in), audio replies (speech out), barge-in.
+"""Voice on the socket: live listening (microphone in), audio replies (speech out).
 
-``start_listening`` opens a live session with the engine's STT provider; binary client frames
-are sent to it. Its results become ``speech_started``, ``transcription_update`` and
-``transcription_finished`` frames; a finished utterance is queued as a turn, like a typed
-``user_message``. Audio replies are on while listening, or as ``audio_settings`` says; each
-reply is then spoken by the engine and its audio sent as tagged binary frames.
+``start_listening`` asks the live conversation to open a live STT session
+(:meth:`~parley.core.conversation.LiveConversation.listen`); binary client frames are sent to it.
+What it hears becomes ``speech_started``, ``transcription_update`` and ``transcription_finished``
+frames (the runtime restarts the silence clock and cuts a spoken reply short on its own); a
+finished utterance is queued as a turn, like a typed ``user_message``. Audio replies are on while
+listening, or as ``audio_settings`` says; each reply is then spoken by the engine and its audio
+sent as tagged binary frames.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from parley.adapters.web.access import check_text
 from parley.adapters.web.frames import FrameError, error_frame, output_format_json
 from parley.adapters.web.settings import AUDIO_OUTPUT_FORMATS
-from parley.core.listening import Heard, Utterances
-from parley.core.providers import (
-    LiveResult,
-    LiveSession,
-    LiveSTTProvider,
-    LiveTranscript,
-    ProviderError,
-    SpeechStarted,
-)
+from parley.core.conversation_listening import Listening
+from parley.core.listening import Heard
+from parley.core.providers import LiveSTTProvider, ProviderError
 from parley.core.speech import SpeechOptions
 from parley.server import ApiError
 
 if TYPE_CHECKING:
-    from parley.adapters.web.ws import WebSession
+    from parley.adapters.web.ws_chat import ChatFrames
 
-__all__ = ["INPUT_FORMATS", "Listening", "Voice"]
-
-log = logging.getLogger(__name__)
+__all__ = ["INPUT_FORMATS", "Voice"]
 
 INPUT_FORMATS = ("pcm16", "webm")
 """Microphone formats: ``pcm16`` (mono signed 16-bit little-endian), ``webm`` (MediaRecorder)."""
@@ -42,159 +33,14 @@ INPUT_FORMATS = ("pcm16", "webm")
 SAMPLE_RATES = (8000, 48000)
 """Lowest and highest ``sample_rate`` of ``pcm16`` input."""
 
-STOP_TIMEOUT = 10.0
-"""Seconds ``stop_listening`` waits for the provider's last results."""
-
-CANCEL_TIMEOUT = 1.0
-"""Seconds a closing socket gives the provider's session to close."""
-
-
-class Listening:
-    """One live STT session of a socket, and the task reading its results."""
-
-    def __init__(
-        self, voice: Voice, live: LiveSession, audio_format: str, sample_rate: int | None
-    ) -> None:
-        self.voice = voice
-        self.live = live
-        self.format = audio_format
-        self.sample_rate = sample_rate
-        self.utterances = Utterances()
-        self.loop = asyncio.get_running_loop()
-        self.bytes = 0
-        """Audio bytes sent to the provider."""
-        self.first_audio: float | None = None
-        """When the first audio frame arrived (loop time)."""
-        self.utterance_started: float | None = None
-        self.speech_end: float | None = None
-        """End of the utterance's last final words, in seconds into the stream."""
-        self.stopping = False
-        self.task = asyncio.create_task(self.read())
-
-    @property
-    def session(self) -> WebSession:
-        return self.voice.session
-
-    async def send(self, audio: bytes) -> None:
-        """Pass microphone audio on; a failure ends the listening with an error frame."""
-        if self.first_audio is None:
-            self.first_audio = self.loop.time()
-        self.bytes += len(audio)
-        try:
-            await self.live.send(audio)
-        except ProviderError as exc:
-            await self.voice.failed(self, exc)
-
-    def position(self) -> float | None:
-        """Seconds of audio streamed so far (raw PCM by its size, else by the clock)."""
-        if self.format == "pcm16" and self.sample_rate:
-            return self.bytes / 2 / self.sample_rate
-        if self.first_audio is None:
-            return None
-        return self.loop.time() - self.first_audio
-
-    async def read(self) -> None:
-        """Turn the provider's results into frames and turns until the session ends."""
-        try:
-            async for result in self.live:
-                await self.on_result(result)
-        except ProviderError as exc:
-            await self.voice.failed(self, exc)
-            return
-        except Exception as exc:
-            log.exception("live transcription failed")
-            await self.voice.failed(self, ProviderError(f"{type(exc).__name__}: {exc}"))
-            return
-        if self.voice.listening is not self:
-            return  # failed meanwhile
-        heard = self.utterances.flush()  # stopped mid-utterance: answer what was said
-        if heard is not None:
-            await self.heard(heard)
-        if not self.stopping:  # the provider ended the session on its own
-            await self.voice.ended(self, "closed")
-
-    async def on_result(self, result: LiveResult) -> None:
-        """One result: show it, let the user cut in, queue a finished utterance."""
-        if self.utterance_started is None and isinstance(result, SpeechStarted | LiveTranscript):
-            self.utterance_started = self.loop.time()
-        if isinstance(result, SpeechStarted):
-            await self.session.outbox.send({"type": "speech_started"})
-            self.session.nudges.touch()
-            await self.session.barge_in()
-            return
-        if (
-            isinstance(result, LiveTranscript)
-            and result.is_final
-            and result.text.strip()
-            and result.start is not None
-        ):
-            self.speech_end = result.start + (result.duration or 0.0)
-        heard = self.utterances.add(result)
-        if heard is not None:
-            await self.heard(heard)
-
-    async def heard(self, heard: Heard) -> None:
-        """Show what the user is saying; answer a finished utterance."""
-        session = self.session
-        session.nudges.touch()
-        if not heard.final:
-            await session.outbox.send({"type": "transcription_update", "text": heard.text})
-            await session.barge_in()
-            return
-        metadata = self.metadata()
-        await session.outbox.send({"type": "transcription_finished", "text": heard.text})
-        try:
-            text = check_text(heard.text, session.web.settings, name="transcript")
-            await session.queue_message(text, metadata)
-        except FrameError as exc:
-            await session.outbox.send(error_frame(exc.code, exc.message))
-        except ApiError as exc:
-            await session.outbox.send(error_frame(exc.code, exc.detail))
-
-    def metadata(self) -> dict[str, Any]:
-        """What the user message keeps about the utterance (and resets it)."""
-        now = self.loop.time()
-        audio: dict[str, Any] = {
-            "format": self.format,
-            "sample_rate": self.sample_rate,
-            "live": True,
-            "stt_provider": getattr(self.voice.session.engine.stt, "name", None),
-        }
-        metadata: dict[str, Any] = {"audio": audio}
-        if self.utterance_started is not None:
-            audio["utterance_ms"] = round((now - self.utterance_started) * 1000)
-        position = self.position()
-        if self.speech_end is not None and position is not None:
-            # How long after the end of the speech the final transcript came.
-            metadata["stt_ms"] = max(0, round((position - self.speech_end) * 1000))
-        self.utterance_started = self.speech_end = None
-        return metadata
-
-    async def stop(self) -> None:
-        """Close the session; wait (boundedly) for its last results to be handled."""
-        self.stopping = True
-        with suppress(ProviderError):
-            await self.live.close()
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT):
-                await asyncio.shield(self.task)
-        except TimeoutError:
-            await self.cancel()
-
-    async def cancel(self) -> None:
-        """Drop the session at once (the socket closed): nobody waits for its last results."""
-        self.stopping = True
-        self.task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self.task
-        with suppress(Exception):
-            await asyncio.wait_for(self.live.close(), CANCEL_TIMEOUT)
-
 
 class Voice:
-    """A socket's voice state: the listening session and whether (and how) replies are spoken."""
+    """A socket's voice state: the listening session and whether (and how) replies are spoken.
 
-    def __init__(self, session: WebSession) -> None:
+    It is the :class:`~parley.core.conversation_listening.Hearer` of its listening session.
+    """
+
+    def __init__(self, session: ChatFrames) -> None:
         self.session = session
         self.listening: Listening | None = None
         self.enabled: bool | None = None
@@ -214,6 +60,8 @@ class Voice:
 
     async def announce(self) -> None:
         """``audio_format``: whether replies are spoken, and in which format."""
+        if self.session.live is not None:  # the silence prompts speak as the replies do
+            self.session.live.set_speech(self.speech())
         await self.session.outbox.send(
             {
                 "type": "audio_format",
@@ -241,20 +89,19 @@ class Voice:
             raise FrameError("invalid_frame", "data.sample_rate must be an integer")
         if not low <= sample_rate <= high:
             raise FrameError("invalid_frame", f"data.sample_rate must be {low} to {high}")
-        stt = self.session.engine.stt
-        if not isinstance(stt, LiveSTTProvider):
-            raise FrameError("stt_unavailable", "live speech recognition is not available")
         rate = sample_rate if audio_format == "pcm16" else None
-        conversation = self.session.conversation
-        language = conversation.language if conversation else None
+        live = self.session.live
+        stt = self.session.engine.stt
+        if live is None or not isinstance(stt, LiveSTTProvider):
+            raise FrameError("stt_unavailable", "live speech recognition is not available")
         try:
-            live = await stt.live(encoding=audio_format, sample_rate=rate, language=language)
+            listening = await live.listen(self, encoding=audio_format, sample_rate=rate)
         except ProviderError as exc:
             await self.session.outbox.send(
                 error_frame("stt_failed", exc.message, retryable=exc.retryable)
             )
             return
-        self.listening = Listening(self, live, audio_format, rate)
+        self.listening = listening
         await self.session.outbox.send(
             {"type": "listening_started", "format": audio_format, "sample_rate": rate}
         )
@@ -295,7 +142,27 @@ class Voice:
             raise FrameError("frame_too_large", f"frames are limited to {limit} bytes")
         await self.listening.send(data)
 
-    # -- endings -------------------------------------------------------------------------------
+    # -- what the listening session hears (Hearer) --------------------------------------------
+
+    async def speech_started(self, listening: Listening) -> None:
+        """``speech_started``."""
+        await self.session.outbox.send({"type": "speech_started"})
+
+    async def heard(self, listening: Listening, heard: Heard, metadata: dict[str, Any]) -> None:
+        """``transcription_update`` as the user speaks; ``transcription_finished``, then the
+        utterance is queued as a turn."""
+        session = self.session
+        if not heard.final:
+            await session.outbox.send({"type": "transcription_update", "text": heard.text})
+            return
+        await session.outbox.send({"type": "transcription_finished", "text": heard.text})
+        try:
+            text = check_text(heard.text, session.web.settings, name="transcript")
+            await session.queue_message(text, metadata)
+        except FrameError as exc:
+            await session.outbox.send(error_frame(exc.code, exc.message))
+        except ApiError as exc:
+            await session.outbox.send(error_frame(exc.code, exc.detail))
 
     async def failed(self, listening: Listening, exc: ProviderError) -> None:
         """The provider failed: error frame, then the listening ends."""
@@ -304,10 +171,13 @@ class Voice:
         await self.session.outbox.send(
             error_frame("stt_failed", exc.message, retryable=exc.retryable)
         )
-        listening.stopping = True
-        with suppress(Exception):
-            await listening.live.close()
         await self.ended(listening, "error")
+
+    async def closed(self, listening: Listening) -> None:
+        """The provider ended the session on its own."""
+        await self.ended(listening, "closed")
+
+    # -- endings -------------------------------------------------------------------------------
 
     async def ended(self, listening: Listening, reason: str) -> None:
         """Forget the session; ``listening_stopped`` and the audio format (spoken replies may

@@ -138,4 +138,6 @@ class WhatsAppAdapter:
 
     async def open_conversation(self, user_id: str) -> Opened:
         """The sender's open WhatsApp conversation, or a new one (hold ``senders`` first)."""
-        return await self.engine.resume_or_open(user_id, CHANNEL, template_id=self.template_id)
+        return await self.engine.resume_or_open(
+            user_id, CHANNEL, template_id=self.template_id, greet=self.settings.greeting
+        )

@@ -15,6 +15,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from parley.adapters.whatsapp.graph import GraphClient, GraphError
+from parley.adapters.whatsapp.intake import prepare, recipient, remember_sent
 from parley.audio import AudioError, to_ogg_opus
 from parley.core import store
 from parley.core.events import (
@@ -28,11 +29,12 @@ from parley.core.inbound import Inbound
 from parley.core.inbox_turns import settle_leftovers, stored_answer
 from parley.core.speech import SpeechOptions
 from parley.core.store.records import InboxRecord, MessageRecord
+from parley.core.text import split_text
 
 if TYPE_CHECKING:
     from parley.adapters.whatsapp.adapter import WhatsAppAdapter
 
-__all__ = ["MAX_TEXT", "TurnRunner", "split_text"]
+__all__ = ["MAX_TEXT", "TurnRunner"]
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +42,6 @@ CHANNEL = "whatsapp"
 
 MAX_TEXT = 4096
 """WhatsApp's limit on a text message body."""
-
-
-def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Cut ``text`` into parts of at most ``limit`` characters, at a paragraph, line or space."""
-    parts: list[str] = []
-    rest = text.strip()
-    while len(rest) > limit:
-        window = rest[: limit + 1]
-        cut = -1
-        for separator in ("\n\n", "\n", " "):
-            cut = window.rfind(separator)
-            if cut > limit // 2:
-                break
-        if cut <= 0:
-            cut = limit
-        parts.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    if rest:
-        parts.append(rest)
-    return parts
 
 
 class TurnRunner:
@@ -124,7 +106,7 @@ class TurnRunner:
         if current is None or current.status != "pending":
             return
         metadata = dict(current.metadata)
-        wa_id = str(metadata["wa_id"])
+        wa_id = recipient(metadata)  # the sender, or the group it wrote in
         wamid = current.platform_message_id
         if wamid and not moved:
             await self._mark_read(wamid)
@@ -137,17 +119,11 @@ class TurnRunner:
             metadata=metadata,
             user_message_id=current.id,
         )
-        if metadata.get("type") == "audio":
-            inbound.text = ""
-            try:
-                info = await self.graph.media_info(str(metadata.get("media_id")))
-                inbound.audio = await self.graph.download(
-                    info.url, max_bytes=self.settings.max_media_bytes
-                )
-            except GraphError as exc:
-                await self._fail_user(current, "media_download_failed", graph=exc.as_metadata())
-                return
-            inbound.audio_mime = info.mime_type or metadata.get("mime_type")
+        unanswerable = await prepare(self.graph, self.settings, inbound)  # audio, image
+        if unanswerable is not None:
+            await self._fail_user(current, unanswerable.code, **unanswerable.detail)
+            await self._apologise(wa_id, unanswerable.apology)
+            return
         speech = None
         if self._wants_voice(bool(metadata.get("voice"))):
             speech = SpeechOptions(output_format=self.settings.voice_format)
@@ -239,7 +215,7 @@ class TurnRunner:
         """
         sent: list[str] = []
         try:
-            for index, part in enumerate(split_text(text)):
+            for index, part in enumerate(split_text(text, MAX_TEXT)):
                 key = f"{message_id}:text:{index}"
                 already = await store.sent(CHANNEL, key)
                 if already is not None:
@@ -247,6 +223,7 @@ class TurnRunner:
                     continue
                 wamid = await self.graph.send_text(wa_id, part) or ""
                 await store.record_send(CHANNEL, key, wamid)
+                await remember_sent(wamid, message_id)  # status callbacks find the reply
                 sent.append(wamid)
         except GraphError as exc:
             await self._record(
@@ -271,6 +248,7 @@ class TurnRunner:
             media_id = await self.graph.upload_media(ogg, "audio/ogg", "reply.ogg")
             wamid = await self.graph.send_voice(wa_id, media_id)
             await store.record_send(CHANNEL, key, wamid)
+            await remember_sent(wamid, message_id)
         except GraphError as exc:
             await self._record(message_id, whatsapp_voice_error=exc.as_metadata())
             return
@@ -287,6 +265,13 @@ class TurnRunner:
         if status is not None:
             fields["status"] = status
         await store.update_message(message_id, **fields)
+
+    async def _apologise(self, to: str, text: str) -> None:
+        """Tell the user their message gets no answer (a failure to send is logged)."""
+        try:
+            await self.graph.send_text(to, text)
+        except GraphError:
+            pass  # logged by the client
 
     async def _fail_user(self, record: MessageRecord, code: str, **detail: Any) -> None:
         """The message cannot be answered: keep it, ``failed``, so a restart does not retry it."""

@@ -44,6 +44,7 @@ from parley.core.store.messages import (
     pending_messages,
     prune_inbound,
     recent_messages,
+    set_message_fields,
     settle_abandoned,
     update_message,
 )
@@ -54,7 +55,12 @@ from parley.core.store.records import (
     MessageRecord,
     UserRecord,
 )
-from parley.core.store.users import get_or_create_user, get_user, set_user_memory
+from parley.core.store.users import (
+    get_or_create_user,
+    get_user,
+    move_identity,
+    set_user_memory,
+)
 
 __all__ = [
     "ConversationRecord",
@@ -87,6 +93,7 @@ __all__ = [
     "list_failed_deliveries",
     "list_messages",
     "migrate",
+    "move_identity",
     "pending_messages",
     "ping",
     "prune_inbound",
@@ -97,6 +104,7 @@ __all__ = [
     "release_inbox",
     "renew_inbox",
     "sent",
+    "set_message_fields",
     "set_user_memory",
     "settle_abandoned",
     "start_conversation",

@@ -18,6 +18,25 @@ _ctx: TortoiseContext | None = None
 _db_url: str | None = None
 
 
+SQLITE_PRAGMAS = {"synchronous": "NORMAL"}
+"""Server defaults added to a SQLite URL that does not set them (Tortoise adds WAL itself).
+
+In WAL mode ``synchronous=NORMAL`` syncs the log at checkpoints, not at every commit: a commit
+survives a crash of the process, but the last commits before a power loss or an OS crash may be
+rolled back (the database is never corrupted). ``?synchronous=FULL`` in the URL restores a sync
+per commit. docs/benchmarks.md measures the difference."""
+
+
+def with_sqlite_pragmas(db_url: str) -> str:
+    """``db_url`` with :data:`SQLITE_PRAGMAS` added as query parameters where it sets none."""
+    if not db_url.startswith("sqlite://"):
+        return db_url
+    path, _, query = db_url.partition("?")
+    given = {part.split("=", 1)[0].lower() for part in query.split("&") if part}
+    extra = [f"{key}={value}" for key, value in SQLITE_PRAGMAS.items() if key not in given]
+    return path + "?" + "&".join([*filter(None, [query]), *extra]) if extra else db_url
+
+
 def _prepare_sqlite_dir(db_url: str) -> None:
     """Create the parent directory of a file-backed SQLite database."""
     if not db_url.startswith("sqlite://"):
@@ -60,7 +79,9 @@ async def connect(db_url: str, *, migrate_first: bool = True) -> None:
     # request handlers outside the task that called connect()), in any thread, provided it
     # runs on the event loop that connected: asyncpg and aiosqlite connections are loop-bound.
     with ctx:  # init resolves connections through the current context
-        await ctx.init(config=tortoise_config(db_url), _enable_global_fallback=True)
+        await ctx.init(
+            config=tortoise_config(with_sqlite_pragmas(db_url)), _enable_global_fallback=True
+        )
     _ctx, _db_url = ctx, db_url
     if migrate_first:
         try:
@@ -78,7 +99,9 @@ async def migrate(db_url: str) -> list[str]:
     ctx = TortoiseContext()
     try:
         with ctx:  # lazy connection: only the migration executor uses it
-            await ctx.init(config=tortoise_config(db_url), init_connections=False)
+            await ctx.init(
+                config=tortoise_config(with_sqlite_pragmas(db_url)), init_connections=False
+            )
         return await _apply_migrations(ctx)
     finally:
         await ctx.close_connections()

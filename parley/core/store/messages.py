@@ -37,6 +37,7 @@ __all__ = [
     "pending_messages",
     "prune_inbound",
     "recent_messages",
+    "set_message_fields",
     "settle_abandoned",
     "update_message",
 ]
@@ -134,6 +135,16 @@ async def update_message(
     except IntegrityError as exc:
         raise DuplicateMessage(f"{msg.channel}:{msg.platform_message_id}") from exc
     return _message_record(msg)
+
+
+async def set_message_fields(message_id: str, **fields: Any) -> None:
+    """Set fields of a message in one UPDATE, reading nothing back (the hot path of a reply,
+    which knows the rest of its record). Raises LookupError when there is no such message."""
+    _check_fields(fields, _MESSAGE_FIELDS, "message")
+    mid = _uuid(message_id)
+    values = {k: dict(v or {}) if k == "metadata" else v for k, v in fields.items()}
+    if mid is None or not await Message.filter(id=mid).update(**values):
+        raise LookupError(f"no message {message_id!r}")
 
 
 async def get_message(message_id: str) -> MessageRecord | None:

@@ -122,11 +122,11 @@ async def test_session_user_id_must_match_the_token(serve):
         right = await web.http.post(SESSION, json={"user_id": "alice"}, headers=alice)
         assert right.status_code == 200
         session_id = right.json()["session_id"]
-        # Bob cannot use Alice's session; a device cannot either.
+        # Bob cannot use Alice's session; a device (no token) is not identified at all.
         bob = web.bearer(web.token("bob"))
         url = f"{SESSION}/{session_id}/message"
         assert (await web.http.post(url, json={"message": "hi"}, headers=bob)).status_code == 404
-        assert (await web.http.post(url, json={"message": "hi"})).status_code == 404
+        assert (await web.http.post(url, json={"message": "hi"})).status_code == 401
         assert (await web.http.post(url, json={"message": "hi"}, headers=alice)).status_code == 200
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
+
 from parley.core import store
 from parley.core.providers import ProviderUnavailable
 from parley.testing import Step
 
 SESSION = "/api/v1/chatbot/session"
+SECRET = "a-test-secret-of-at-least-32-bytes-for-hs256"
 
 
 async def _create(web, template_id="solo", **headers):
@@ -150,16 +153,75 @@ async def test_bad_bodies_are_422_with_success_false(serve):
         }
 
 
-async def test_another_device_gets_404(serve):
-    async with serve() as web:
-        session_id = (await _create(web))["session_id"]
-        other = web.device(web.OTHER)
-        response = await web.http.post(
-            f"{SESSION}/{session_id}/message", json={"message": "hi"}, headers=other
+async def test_front_end_without_device_id(serve, llm):
+    """The session front end sends only user_id/template_id, then message: no X-Device-ID."""
+    llm.push("Hello from a session")
+    async with serve() as web, httpx.AsyncClient(base_url=web.base) as bare:
+        created = await bare.post(SESSION, json={"user_id": "device-a", "template_id": "solo"})
+        assert created.status_code == 200, created.text
+        session_id = created.json()["session_id"]
+        reply = await bare.post(f"{SESSION}/{session_id}/message", json={"message": "hi"})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["response"] == "Hello from a session"
+        # user_id lives in its own namespace: "device-a" here is not the device "device-a".
+        session_user = (await store.get_conversation(session_id)).user_id
+        device_user = await store.get_or_create_user("web", "device-a")
+        assert session_user != device_user.id
+        assert (await store.get_or_create_user("web-session", "device-a")).id == session_user
+        listed = await web.http.get("/api/v1/conversations")
+        assert session_id not in [c["id"] for c in listed.json()["conversations"]]
+        # The same user_id twice is the same user; another user_id is another user.
+        again = await bare.post(SESSION, json={"user_id": "device-a"})
+        other = await bare.post(SESSION, json={"user_id": "someone-else"})
+        again_user = (await store.get_conversation(again.json()["session_id"])).user_id
+        other_user = (await store.get_conversation(other.json()["session_id"])).user_id
+        assert again_user == session_user != other_user
+        # A device's own conversation id is not a session.
+        chat = await web.http.post("/chat/", json={"content": "hello"})
+        device_conversation = chat.json()["conversation_id"]
+        response = await bare.post(
+            f"{SESSION}/{device_conversation}/message", json={"message": "hi"}
         )
         assert response.status_code == 404
-        assert (await web.http.delete(f"{SESSION}/{session_id}", headers=other)).status_code == 404
+        assert (await bare.delete(f"{SESSION}/{device_conversation}")).status_code == 404
+        ended = await bare.delete(f"{SESSION}/{session_id}")
+        assert ended.status_code == 200
+
+
+async def test_with_auth_secret_the_token_is_required_and_must_match(serve, llm):
+    llm.push("Hi Alice")
+    async with (
+        serve(extra={"web": {"auth_secret": SECRET}}) as web,
+        httpx.AsyncClient(base_url=web.base) as bare,
+    ):
+        missing = await bare.post(SESSION, json={"user_id": "alice"})
+        assert missing.status_code == 401
+        assert missing.json()["error"]["code"] == "auth_required"
+        assert missing.json()["success"] is False
+        alice = web.bearer(web.token("alice"))
+        mismatch = await bare.post(SESSION, json={"user_id": "bob"}, headers=alice)
+        assert mismatch.status_code == 403
+        assert mismatch.json()["error"]["code"] == "user_mismatch"
+        expired = web.bearer(web.token("alice", ttl=-10))
+        assert (await bare.post(SESSION, json={"user_id": "alice"}, headers=expired)).json()[
+            "error"
+        ]["code"] == "token_expired"
+        created = await bare.post(SESSION, json={"user_id": "alice"}, headers=alice)
+        assert created.status_code == 200, created.text
+        session_id = created.json()["session_id"]
+        # The token's user owns it: the same user as alice's signed-in chat.
+        owner = (await store.get_conversation(session_id)).user_id
+        assert owner == (await store.get_or_create_user("web", "jwt:alice")).id
+        url = f"{SESSION}/{session_id}/message"
+        assert (await bare.post(url, json={"message": "hi"})).status_code == 401
+        bob = web.bearer(web.token("bob"))
+        assert (await bare.post(url, json={"message": "hi"}, headers=bob)).status_code == 404
+        assert (await bare.delete(f"{SESSION}/{session_id}", headers=bob)).status_code == 404
         assert (await store.get_conversation(session_id)).is_open
+        reply = await bare.post(url, json={"message": "hi"}, headers=alice)
+        assert reply.status_code == 200
+        assert reply.json()["response"] == "Hi Alice"
+        assert (await bare.delete(f"{SESSION}/{session_id}", headers=alice)).status_code == 200
 
 
 async def test_provider_failure_is_502(serve, llm):
@@ -175,12 +237,13 @@ async def test_provider_failure_is_502(serve, llm):
         }
 
 
-async def test_session_needs_an_identity(serve):
+async def test_user_id_must_not_be_blank_or_huge(serve):
     async with serve() as web:
-        response = await web.http.post(SESSION, json={"user_id": "u"}, headers={"X-Device-ID": ""})
-        assert response.status_code == 400
-        assert response.json()["success"] is False
-        assert response.json()["error"]["code"] == "missing_device_id"
+        for user_id in ("", "   ", "x" * 257):
+            response = await web.http.post(SESSION, json={"user_id": user_id})
+            assert response.status_code == 422, user_id
+            assert response.json()["success"] is False
+            assert response.json()["error"]["code"] == "validation_error"
 
 
 async def test_multi_character_session_names_each_reply(serve, llm):

@@ -1,0 +1,163 @@
+"""Processes of a benchmark run: the fakes, the baseline and ``parley serve``, each measurable.
+
+Every server runs as its own process so its CPU time and memory are read per process (psutil).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from fakes import Pace  # bench/ is on sys.path (run as a script, or by the smoke test)
+
+BENCH = Path(__file__).resolve().parent
+PYTHON = sys.executable
+PARLEY = str(Path(PYTHON).with_name("parley"))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """One server process: its name, port and psutil handle."""
+
+    name: str
+    port: int
+    popen: subprocess.Popen
+    log: Path
+    process: psutil.Process = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.process = psutil.Process(self.popen.pid)
+
+    @property
+    def ws_url(self) -> str:
+        """The chat WebSocket's URL (without the device id)."""
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) used so far."""
+        times = self.process.cpu_times()
+        return times.user + times.system
+
+    def rss(self) -> int:
+        """Resident memory in bytes."""
+        return self.process.memory_info().rss
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM, then SIGKILL after 10 s); only this process, by its pid."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def start(name: str, argv: list[str], port: int, folder: Path, env: dict | None = None) -> Server:
+    """Start ``argv`` and wait (up to 60 s) until ``port`` accepts connections."""
+    log = folder / f"{name}-{port}.log"
+    popen = subprocess.Popen(
+        argv,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        cwd=folder,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise RuntimeError(f"{name} exited at start:\n{log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return Server(name, port, popen, log)
+        except OSError:
+            time.sleep(0.1)
+    popen.kill()
+    raise RuntimeError(f"{name} did not listen on {port} within 60 s:\n{log.read_text()[-3000:]}")
+
+
+def start_fakes(pace: Pace, folder: Path) -> Server:
+    """The fake LLM + TTS server."""
+    port = free_port()
+    argv = [PYTHON, str(BENCH / "fakes.py"), "--port", str(port)]
+    for key, value in vars(pace).items():
+        argv += ["--" + key.replace("_", "-"), str(value)]
+    return start("fakes", argv, port, folder)
+
+
+def start_baseline(fakes: Server, folder: Path, db: str) -> Server:
+    """The bare baseline endpoint on the fakes."""
+    port = free_port()
+    argv = [PYTHON, str(BENCH / "baseline.py"), "--port", str(port), "--db", db]
+    argv += ["--llm", f"http://127.0.0.1:{fakes.port}/v1"]
+    return start("baseline", argv, port, folder)
+
+
+def parley_settings(folder: Path, fakes: Server, db: str, *, speech: bool, redis: str = "") -> Path:
+    """A settings folder for ``parley serve`` on the fakes: one persona, no greeting."""
+    settings = folder / "settings"
+    settings.mkdir(exist_ok=True)
+    fake = f"http://127.0.0.1:{fakes.port}"
+    tts = "elevenlabs" if speech else ""
+    (settings / "settings.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [database]
+            url = "{db}"
+            [llm]
+            provider = "openai"
+            base_url = "{fake}/v1"
+            api_key = "bench"
+            model = "fake"
+            max_retries = 0
+            [conversation]
+            default_template = "bench"
+            history_window = 20
+            [stt]
+            provider = ""
+            [tts]
+            provider = "{tts}"
+            base_url = "{fake}"
+            api_key = "bench"
+            output_format = "pcm_16000"
+            max_retries = 0
+            [web]
+            rate_limit = 0
+            [redis]
+            url = "{redis}"
+            """
+        )
+    )
+    (settings / "personas.toml").write_text(
+        '[personas.bench]\nname = "Bench"\nsystem_prompt = "Be helpful."\n'
+    )
+    (settings / "templates.toml").write_text('[templates.bench]\npersonas = ["bench"]\n')
+    (settings / "languages.toml").write_text('[languages.en]\ntermination_phrases = ["bye"]\n')
+    return settings
+
+
+def start_parley(
+    fakes: Server, folder: Path, db: str, *, speech: bool = False, redis: str = ""
+) -> Server:
+    """``parley serve`` on the fakes (a settings folder of its own under ``folder``)."""
+    port = free_port()
+    home = folder / f"parley-{port}"
+    home.mkdir()
+    settings = parley_settings(home, fakes, db, speech=speech, redis=redis)
+    argv = [PARLEY, "serve", "--port", str(port), "--settings", str(settings)]
+    env = {"PARLEY_SETTINGS_DIR": str(settings)}
+    return start("parley", argv, port, home, env=env)

@@ -1,0 +1,184 @@
+"""The benchmark client: conversations over ``/ws``, as a browser widget would hold them.
+
+One client drives Parley and the baseline alike (the baseline speaks the frames read here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+from harness import Server
+from websockets.asyncio.client import ClientConnection, connect
+
+QUESTION = "plan my morning"
+_devices = itertools.count()
+
+
+def device_id(prefix: str = "bench") -> str:
+    """A new device id (so a new user and conversation)."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}-{next(_devices)}"
+
+
+async def open_socket(url: str, device: str) -> ClientConnection:
+    """Connect as ``device`` and wait for ``conversation_started``."""
+    socket = await connect(
+        f"{url}?device_id={device}", compression=None, max_size=None, open_timeout=60
+    )
+    while True:
+        frame = json.loads(await socket.recv())
+        if frame.get("type") == "conversation_started":
+            return socket
+
+
+@dataclass
+class Turn:
+    """One turn's timings, from sending the message (seconds)."""
+
+    first_chunk: float
+    done: float
+    first_audio: float | None = None
+    sent_at: float = 0.0
+    """Wall clock when the message was sent (to line up with the fakes' timeline)."""
+
+
+async def turn(socket: ClientConnection, text: str = QUESTION, *, audio: bool = False) -> Turn:
+    """Send a user message and read until ``turn_complete`` (with ``audio``, also until the
+    reply's ``audio_complete``)."""
+    sent_at, started = time.time(), time.perf_counter()
+    await socket.send(json.dumps({"type": "user_message", "data": {"text": text}}))
+    first_chunk = first_audio = done = None
+    audio_done = not audio
+    while done is None or not audio_done:
+        frame = await socket.recv()
+        now = time.perf_counter() - started
+        if isinstance(frame, bytes):
+            first_audio = first_audio if first_audio is not None else now
+            continue
+        kind = json.loads(frame).get("type")
+        if kind == "llm_chunk" and first_chunk is None:
+            first_chunk = now
+        elif kind == "audio_complete":
+            audio_done = True
+        elif kind == "error":
+            raise RuntimeError(f"error frame: {frame}")
+        elif kind == "turn_complete":
+            done = now
+    return Turn(first_chunk if first_chunk is not None else done, done, first_audio, sent_at)
+
+
+async def enable_audio(socket: ClientConnection) -> None:
+    """Ask for spoken replies (PCM 16 kHz) and wait for the answer."""
+    data = {"enabled": True, "output_format": "pcm_16000"}
+    await socket.send(json.dumps({"type": "audio_settings", "data": data}))
+    while True:
+        frame = json.loads(await socket.recv())
+        if frame.get("type") == "audio_format":
+            return
+        if frame.get("type") == "error":
+            raise RuntimeError(f"error frame: {frame}")
+
+
+async def timeline(fakes: Server) -> dict[str, float]:
+    """When each thing first happened at the fakes since the last call (wall clock)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{fakes.port}/events")
+    first: dict[str, float] = {}
+    for event in response.json():
+        first.setdefault(event["kind"], event["t"])
+    return first
+
+
+@dataclass
+class LoadResult:
+    """Turns completed by N conversations in a time window, and the servers' CPU meanwhile."""
+
+    conversations: int
+    seconds: float
+    turns: list[Turn] = field(default_factory=list)
+    cpu: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Turns per second."""
+        return len(self.turns) / self.seconds
+
+
+async def load(
+    servers: list[Server],
+    conversations: int,
+    seconds: float,
+    *,
+    warmup: float = 2.0,
+    devices: list[str] | None = None,
+) -> LoadResult:
+    """``conversations`` sockets (spread over ``servers``) sending turns back to back; the turns
+    that complete within ``seconds`` after a ``warmup`` are counted, and the servers' CPU time in
+    that window."""
+    sockets = []
+    for i in range(conversations):
+        device = devices[i] if devices else device_id()
+        sockets.append(open_socket(servers[i % len(servers)].ws_url, device))
+    opened = await _gather_limited(sockets, 50)
+    result = LoadResult(conversations, seconds)
+    window_start = time.perf_counter() + warmup
+    deadline = window_start + seconds
+
+    async def cpu_at(moment: float) -> float:
+        await asyncio.sleep(max(0.0, moment - time.perf_counter()))
+        return sum(server.cpu() for server in servers)
+
+    async def run(socket: ClientConnection) -> None:
+        while time.perf_counter() < deadline:
+            done = await turn(socket)
+            if window_start <= time.perf_counter() <= deadline:
+                result.turns.append(done)
+
+    try:
+        marks = asyncio.gather(cpu_at(window_start), cpu_at(deadline))
+        await asyncio.gather(*(run(socket) for socket in opened))
+        before, after = await marks
+        result.cpu = after - before
+    finally:
+        await asyncio.gather(*(socket.close() for socket in opened), return_exceptions=True)
+    return result
+
+
+async def _gather_limited(coroutines: list, limit: int) -> list:
+    """Await ``coroutines`` with at most ``limit`` running at once, results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(coroutine):
+        async with gate:
+            return await coroutine
+
+    return await asyncio.gather(*(one(c) for c in coroutines))
+
+
+@dataclass
+class SocketCost:
+    """What ``count`` idle sockets cost a server."""
+
+    count: int
+    rss_per_socket: float
+    cpu_per_connection: float
+
+
+async def idle_sockets(server: Server, count: int) -> SocketCost:
+    """Open ``count`` sockets (new devices) and hold them idle; memory and CPU they cost."""
+    warm = await _gather_limited([open_socket(server.ws_url, device_id()) for _ in range(20)], 20)
+    await asyncio.sleep(0.5)
+    rss, cpu = server.rss(), server.cpu()
+    sockets = await _gather_limited(
+        [open_socket(server.ws_url, device_id()) for _ in range(count)], 50
+    )
+    cpu = server.cpu() - cpu
+    await asyncio.sleep(1.0)  # let the server settle (buffers freed, tasks parked)
+    rss = server.rss() - rss
+    await asyncio.gather(*(s.close() for s in [*warm, *sockets]), return_exceptions=True)
+    return SocketCost(count, rss / count, cpu / count)

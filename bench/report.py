@@ -1,0 +1,360 @@
+"""docs/benchmarks.md from a run's results: Markdown tables (median and spread) and PNG plots."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+NOTES = Path(__file__).with_name("notes.md")
+
+
+def spread(values: list[float], scale: float = 1.0, digits: int = 0) -> str:
+    """``median [min-max]`` of ``values`` times ``scale``."""
+    values = [v * scale for v in values if v is not None]
+    if not values:
+        return "n/a"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:.{digits}f}"
+    return f"{med:.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
+
+
+def median(values: list[float]) -> float:
+    """The median of the values that are not None (nan when there are none)."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def _ratio(parley: list[float], baseline: list[float]) -> str:
+    return f"{median(parley) / median(baseline):.2f}x"
+
+
+def _field(runs: list[dict], key: str) -> list[float]:
+    return [run[key] for run in runs]
+
+
+def text_section(data: dict, images: Path, prefix: str) -> list[str]:
+    """Throughput, latency, CPU per turn, idle sockets."""
+    base, parley = data["runs"]["baseline"], data["runs"]["parley"]
+    levels = sorted(base, key=int)
+    pace = data["pace"]
+    out = [
+        "## Text turns: Parley against the bare baseline",
+        "",
+        f"Fake LLM: first word after {pace['first_token'] * 1000:.0f} ms, then one every "
+        f"{pace['per_token'] * 1000:.0f} ms, {pace['words']} words "
+        f"({(pace['first_token'] + (pace['words'] - 1) * pace['per_token']) * 1000:.0f} ms of "
+        "generation a turn). Each conversation sends its next message as soon as the turn is "
+        "complete. *Added latency* is the turn's time minus that generation time. Median of "
+        "the repeats, [min-max] across them.",
+        "",
+        "| Conversations | Turns/s baseline | Turns/s Parley | Ratio | p95 added ms baseline "
+        "| p95 added ms Parley | Ratio | CPU ms/turn baseline | CPU ms/turn Parley | Ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for level in levels:
+        b, p = base[level], parley[level]
+        out.append(
+            f"| {level} | {spread(_field(b, 'throughput'), digits=1)} "
+            f"| {spread(_field(p, 'throughput'), digits=1)} "
+            f"| {_ratio(_field(p, 'throughput'), _field(b, 'throughput'))} "
+            f"| {spread(_field(b, 'p95_added'), 1000)} | {spread(_field(p, 'p95_added'), 1000)} "
+            f"| {_ratio(_field(p, 'p95_added'), _field(b, 'p95_added'))} "
+            f"| {spread(_field(b, 'cpu_per_turn'), 1000, 2)} "
+            f"| {spread(_field(p, 'cpu_per_turn'), 1000, 2)} "
+            f"| {_ratio(_field(p, 'cpu_per_turn'), _field(b, 'cpu_per_turn'))} |"
+        )
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    xs = [int(level) for level in levels]
+    for name, runs in (("baseline", base), ("Parley", parley)):
+        for ax, key, scale in zip(
+            axes, ("throughput", "p95_added", "cpu_per_turn"), (1, 1000, 1000), strict=True
+        ):
+            ax.plot(xs, [median(_field(runs[lv], key)) * scale for lv in levels], "o-", label=name)
+    for ax, title in zip(
+        axes,
+        ("turns per second", "p95 added latency (ms)", "server CPU per turn (ms)"),
+        strict=True,
+    ):
+        ax.set_xscale("log")
+        ax.set_xlabel("concurrent conversations")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(images / "text.png", dpi=80)
+    plt.close(fig)
+    return [*out, "", f"![Text turns]({prefix}/text.png)"]
+
+
+def anatomy_section(data: dict) -> list[str]:
+    """Where a text turn's time goes outside the LLM."""
+    out = [
+        "### One turn, taken apart",
+        "",
+        "One conversation per system, turns one after another (interleaved), timed on the "
+        "client's and the fake LLM's clocks (the same machine): from the message sent to the LLM "
+        "request arriving, the LLM's own time, and from the LLM's last word to `turn_complete` "
+        "at the client. Median [min-max] of the turns, ms.",
+        "",
+        "| | Message -> LLM request | LLM (fake) | Last word -> turn_complete | Added, total |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ("baseline", "parley"):
+        runs = data[name]
+        added = [r["to_llm_request"] + r["after_llm"] for r in runs]
+        out.append(
+            f"| {name} | {spread(_field(runs, 'to_llm_request'), 1000, 1)} "
+            f"| {spread(_field(runs, 'llm'), 1000)} "
+            f"| {spread(_field(runs, 'after_llm'), 1000, 1)} | {spread(added, 1000, 1)} |"
+        )
+    return out
+
+
+def sockets_section(data: dict) -> list[str]:
+    """Memory per idle socket, CPU per new connection."""
+    count = data["parley"][0]["count"]
+    out = [
+        f"## Idle sockets ({count} at once)",
+        "",
+        f"On a fresh server process each time: {count} new devices connect (50 at a time) and "
+        "stay idle; the server's resident memory and CPU time before and after, divided by the "
+        "count. A new device also means a new user and conversation in the database, for both "
+        "systems.",
+        "",
+        "| | Memory per idle socket (KiB) | CPU per new connection (ms) |",
+        "|---|---:|---:|",
+    ]
+    for name in ("baseline", "parley"):
+        runs = data[name]
+        out.append(
+            f"| {name} | {spread(_field(runs, 'rss_per_socket'), 1 / 1024, 1)} "
+            f"| {spread(_field(runs, 'cpu_per_connection'), 1000, 2)} |"
+        )
+    return out
+
+
+def speech_section(data: dict, images: Path, prefix: str) -> list[str]:
+    """Time to first audio against the ideal."""
+    out = [
+        "## Time to first audio",
+        "",
+        "Parley over `/ws` with spoken replies (PCM 16 kHz) on the fake LLM and the fake "
+        "ElevenLabs. The *ideal* is what no framework can beat: the moment the first sentence's "
+        "last word leaves the LLM, plus the TTS's first byte for that sentence. Words arrive as "
+        "tokenizers send them, the space leading (`' Start'`), so the whitespace that makes a "
+        "sentence's end certain arrives with the next word. Median [min-max] of the turns.",
+        "",
+        "| Scenario (LLM first token / per token, TTS first byte) | First sentence done | Ideal "
+        "| First audio, Parley | Ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    names = list(data)
+    for name in names:
+        row = data[name]
+        pace = row["pace"]
+        label = (
+            f"{name} ({pace['first_token'] * 1000:.0f} / {pace['per_token'] * 1000:.0f} ms, "
+            f"{pace['first_byte'] * 1000:.0f} ms)"
+        )
+        out.append(
+            f"| {label} | {row['first_sentence_done'] * 1000:.0f} ms "
+            f"| {row['ideal'] * 1000:.0f} ms | {spread(row['first_audio'], 1000)} ms "
+            f"| {median(row['first_audio']) / row['ideal']:.3f}x |"
+        )
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ys = range(len(names))
+    ax.barh([y + 0.2 for y in ys], [data[n]["ideal"] * 1000 for n in names], 0.4, label="ideal")
+    ax.barh(
+        [y - 0.2 for y in ys],
+        [median(data[n]["first_audio"]) * 1000 for n in names],
+        0.4,
+        label="Parley",
+    )
+    ax.set_yticks(list(ys), names)
+    ax.set_xlabel("ms from the user's message to the first audio")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(images / "first_audio.png", dpi=80)
+    plt.close(fig)
+    out += [
+        "",
+        f"![Time to first audio]({prefix}/first_audio.png)",
+        "",
+        "Where the time to first audio goes (median of the turns, ms; the fakes' clocks):",
+        "",
+        "| Scenario | Message -> LLM request | LLM -> first sentence's last word "
+        "| -> TTS request | TTS -> first byte | First byte -> client |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        steps = data[name]["steps"]
+        cells = " | ".join(
+            f"{median(_field(steps, key)) * 1000:.1f}"
+            for key in (
+                "to_llm_request",
+                "llm_to_first_sentence",
+                "sentence_to_tts_request",
+                "tts_to_first_byte",
+                "first_byte_to_client",
+            )
+        )
+        out.append(f"| {name} | {cells} |")
+    return out
+
+
+def history_section(data: dict, images: Path, prefix: str) -> list[str]:
+    """Per-turn cost as the history grows."""
+    rows = data["rows"]
+    sizes = sorted(rows, key=int)
+    out = [
+        "## Per-turn cost as history grows",
+        "",
+        f"One SQLite database; conversations are grown and the database filled to "
+        f"{data['database_rows']:,} messages by bulk SQL (copies of rows Parley stored, "
+        f"{data['seed_seconds']:.0f} s), then turns are timed on each conversation, interleaved. "
+        "The first row is the same small conversation before the database was filled.",
+        "",
+        "| Messages in the conversation | Messages in the database | Turn (ms) | First chunk (ms) "
+        "| CPU per turn (ms) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    small = data["small_database"]
+
+    def line(size: str, total: str, runs: list[dict]) -> str:
+        return (
+            f"| {size} | {total} | {spread(_field(runs, 'latency'), 1000)} "
+            f"| {spread(_field(runs, 'first_chunk'), 1000)} "
+            f"| {spread(_field(runs, 'cpu_per_turn'), 1000, 2)} |"
+        )
+
+    out.append(line("~10", "~20", small))
+    for size in sizes:
+        out.append(line(f"{int(size):,}", f"{data['database_rows']:,}", rows[size]))
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    xs = [int(s) for s in sizes]
+    ax.plot(xs, [median(_field(rows[s], "latency")) * 1000 for s in sizes], "o-", label="turn")
+    ax.plot(xs, [median(_field(rows[s], "cpu_per_turn")) * 1000 for s in sizes], "o-", label="CPU")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("messages in the conversation")
+    ax.set_ylabel("ms")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(images / "history.png", dpi=80)
+    plt.close(fig)
+    return [*out, "", f"![Per-turn cost]({prefix}/history.png)"]
+
+
+def scale_section(data: dict) -> list[str]:
+    """1 vs 2 processes."""
+    if not data.get("available", True):
+        return ["## 1 vs 2 processes on PostgreSQL", "", f"Not run: {data['why']}."]
+    runs = data["runs"]
+    one, two = runs["1 process"], runs["2 processes"]
+    return [
+        "## 1 vs 2 processes on PostgreSQL",
+        "",
+        f"`parley serve` processes on one PostgreSQL schema with Redis locks; "
+        f"{data['conversations']} conversations spread over them round-robin.",
+        "",
+        "| | Turns/s | p95 added (ms) | CPU ms/turn (all processes) |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {name} | {spread(_field(r, 'throughput'), digits=1)} "
+            f"| {spread(_field(r, 'p95_added'), 1000)} "
+            f"| {spread(_field(r, 'cpu_per_turn'), 1000, 2)} |"
+            for name, r in runs.items()
+        ),
+        "",
+        f"2 processes / 1: {_ratio(_field(two, 'throughput'), _field(one, 'throughput'))} "
+        "the turns per second.",
+    ]
+
+
+def optional_section(title: str, data: dict) -> list[str]:
+    """Another branch's benchmark, when it exists."""
+    if not data["available"]:
+        return [f"## {title}", "", "Not available (the script is not in this checkout yet)."]
+    status = "" if data["ok"] else "**It failed:**\n\n"
+    return [f"## {title}", "", status + data["output"]]
+
+
+def goals_section(results: dict) -> list[str]:
+    """Issue 13's goals against this run's measurements."""
+    text = results["text"]["runs"]
+    rows = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    for level in sorted(text["parley"], key=int):
+        if int(level) < 100:
+            continue
+        p, b = text["parley"][level], text["baseline"][level]
+        ratio = median(_field(p, "throughput")) / median(_field(b, "throughput"))
+        rows.append(
+            f"| Throughput at {level} conversations >= 0.95x baseline | {ratio:.2f}x "
+            f"| {verdict(ratio >= 0.95)} |"
+        )
+        added = median(_field(p, "p95_added")) / median(_field(b, "p95_added"))
+        rows.append(
+            f"| p95 added latency at {level} <= 1.2x baseline | {added:.2f}x "
+            f"| {verdict(added <= 1.2)} |"
+        )
+    for name, row in results["speech"].items():
+        ratio = median(row["first_audio"]) / row["ideal"]
+        rows.append(
+            f"| Time to first audio <= 1.05x ideal ({name}) | {ratio:.3f}x "
+            f"| {verdict(ratio <= 1.05)} |"
+        )
+    sockets = results["sockets"]["parley"]
+    memory = median(_field(sockets, "rss_per_socket")) / 1024
+    cpu = median(_field(sockets, "cpu_per_connection")) * 1000
+    rows.append(
+        f"| Memory per idle socket <= 64 KiB | {memory:.1f} KiB | {verdict(memory <= 64)} |"
+    )
+    rows.append(f"| CPU per new connection <= 2 ms | {cpu:.2f} ms | {verdict(cpu <= 2)} |")
+    history = results["history"]["rows"]
+    sizes = sorted(history, key=int)
+    small, big = (median(_field(history[s], "latency")) for s in (sizes[0], sizes[-1]))
+    rows.append(
+        f"| Turn flat up to {int(sizes[-1]):,} messages in a conversation, "
+        f"{results['history']['database_rows']:,} in the database "
+        f"| {big / small:.2f}x the turn at {int(sizes[0]):,} | {verdict(big / small <= 1.1)} |"
+    )
+    return [
+        "## Goals (issue 13), this run",
+        "",
+        "| Goal | Measured | |",
+        "|---|---:|---|",
+        *rows,
+        "",
+        "SQL statements and commits per text turn are counted by a test, not here: "
+        "`tests/adapters/web/test_ws_sql.py` (see the notes below).",
+    ]
+
+
+def write(results: dict, out: Path, header: list[str]) -> None:
+    """Write the report (and its PNGs in ``<out stem>/``)."""
+    images = out.with_suffix("")
+    images.mkdir(parents=True, exist_ok=True)
+    prefix = images.name
+    lines = ["# Benchmarks", "", *header, "", *goals_section(results), ""]
+    lines += [*text_section(results["text"], images, prefix), ""]
+    lines += [*anatomy_section(results["text"]["anatomy"]), ""]
+    lines += [*sockets_section(results["sockets"]), ""]
+    lines += [*speech_section(results["speech"], images, prefix), ""]
+    lines += [*history_section(results["history"], images, prefix), ""]
+    lines += [*scale_section(results["scale"]), ""]
+    lines += [*optional_section("Local (offline) voice turns", results["local_voice"]), ""]
+    lines += [*optional_section("Chaos", results["chaos"]), ""]
+    if NOTES.exists():
+        lines.append(NOTES.read_text().strip())
+    out.write_text("\n".join(lines).rstrip() + "\n")

@@ -1,0 +1,318 @@
+"""The benchmark's sections. Each starts the processes it needs, measures, stops them and returns
+plain data (lists of runs) for the report; systems are interleaved and every figure repeated."""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import subprocess
+import time
+import uuid
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import harness
+import load
+import seed
+from fakes import Pace
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big and how often: the full run, or the smoke test's tiny one."""
+
+    levels: tuple[int, ...] = (1, 10, 100, 500)
+    seconds: float = 6.0
+    warmup: float = 2.0
+    repeats: int = 3
+    sockets: int = 1000
+    audio_turns: int = 5
+    anatomy_turns: int = 20
+    speech_scenarios: int = 3
+    history: tuple[int, ...] = (10_000, 100_000)
+    database_rows: int = 1_000_000
+    history_turns: int = 5
+    scale_conversations: int = 100
+
+
+TEXT_PACE = Pace(first_token=0.2, per_token=0.01, words=20)
+"""Throughput runs: a 20-word reply, 0.39 s from request to last word."""
+
+SPEECH_PACES = {
+    "fast LLM, fast TTS": Pace(first_token=0.25, per_token=0.015, first_byte=0.10),
+    "typical LLM, typical TTS": Pace(first_token=0.45, per_token=0.030, first_byte=0.20),
+    "slow LLM, slow TTS": Pace(first_token=0.80, per_token=0.050, first_byte=0.35),
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, interpolated."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def _summary(result: load.LoadResult, pace: Pace) -> dict:
+    done = [t.done for t in result.turns]
+    added = [t.done - pace.generation_time() for t in result.turns]
+    return {
+        "turns": len(done),
+        "throughput": result.throughput,
+        "p50": percentile(done, 0.5) if done else None,
+        "p95": percentile(done, 0.95) if done else None,
+        "p95_added": percentile(added, 0.95) if added else None,
+        "cpu_per_turn": result.cpu / len(done) if done else None,
+    }
+
+
+async def _warm(server: harness.Server) -> None:
+    """Two turns, so lazy imports and first connections are not measured."""
+    socket = await load.open_socket(server.ws_url, load.device_id("warm"))
+    try:
+        for _ in range(2):
+            await load.turn(socket)
+    finally:
+        await socket.close()
+
+
+async def text(sizes: Sizes, folder: Path) -> dict:
+    """Throughput, latency and CPU per turn at each level of concurrent conversations."""
+    fakes = harness.start_fakes(TEXT_PACE, folder)
+    servers = []
+    try:
+        servers.append(harness.start_baseline(fakes, folder, f"sqlite://{folder}/base.sqlite3"))
+        servers.append(harness.start_parley(fakes, folder, f"sqlite://{folder}/parley.sqlite3"))
+        for server in servers:
+            await _warm(server)
+        anatomy = await _anatomy(servers, fakes, sizes.anatomy_turns)
+        runs: dict = {s.name: {n: [] for n in sizes.levels} for s in servers}
+        for repeat in range(sizes.repeats):
+            order = servers if repeat % 2 == 0 else servers[::-1]
+            for level in sizes.levels:
+                for server in order:
+                    result = await load.load([server], level, sizes.seconds, warmup=sizes.warmup)
+                    runs[server.name][level].append(_summary(result, TEXT_PACE))
+        return {"pace": vars(TEXT_PACE), "runs": runs, "anatomy": anatomy}
+    finally:
+        for server in [*servers, fakes]:
+            server.stop()
+
+
+async def sockets(sizes: Sizes, folder: Path) -> dict:
+    """Memory and CPU of idle sockets, on fresh server processes (a heap grown by earlier load
+    would hide the cost)."""
+    home = folder / "sockets"
+    home.mkdir()
+    fakes = harness.start_fakes(TEXT_PACE, home)
+    out: dict = {"baseline": [], "parley": []}
+    try:
+        for repeat in range(sizes.repeats):
+            starts = [
+                lambda: harness.start_baseline(fakes, home, f"sqlite://{home}/base.sqlite3"),
+                lambda: harness.start_parley(fakes, home, f"sqlite://{home}/parley.sqlite3"),
+            ]
+            for start in starts if repeat % 2 == 0 else starts[::-1]:
+                server = start()
+                try:
+                    await _warm(server)
+                    out[server.name].append(vars(await load.idle_sockets(server, sizes.sockets)))
+                finally:
+                    server.stop()
+        return out
+    finally:
+        fakes.stop()
+
+
+async def speech(sizes: Sizes, folder: Path) -> dict:
+    """Time to first audio over ``/ws`` against the ideal, per provider speed."""
+    out = {}
+    for name, pace in list(SPEECH_PACES.items())[: sizes.speech_scenarios]:
+        home = folder / f"speech-{len(out)}"
+        home.mkdir()
+        fakes = harness.start_fakes(pace, home)
+        parley = None
+        try:
+            parley = harness.start_parley(
+                fakes, home, f"sqlite://{home}/parley.sqlite3", speech=True
+            )
+            socket = await load.open_socket(parley.ws_url, load.device_id())
+            await load.enable_audio(socket)
+            await load.turn(socket, audio=True)  # warm-up
+            await load.timeline(fakes)
+            turns, steps = [], []
+            for _ in range(sizes.audio_turns):
+                turns.append(await load.turn(socket, audio=True))
+                steps.append(_speech_steps(turns[-1], await load.timeline(fakes)))
+            await socket.close()
+            sentence, done = pace.first_sentence()
+            out[name] = {
+                "pace": vars(pace),
+                "first_sentence_words": len(sentence.split()),
+                "first_sentence_done": done,
+                "ideal": pace.ideal_first_audio(),
+                "first_audio": [t.first_audio for t in turns],
+                "first_chunk": [t.first_chunk for t in turns],
+                "steps": steps,
+            }
+        finally:
+            for server in [parley, fakes]:
+                if server:
+                    server.stop()
+    return out
+
+
+def _speech_steps(turn: load.Turn, at: dict[str, float]) -> dict[str, float]:
+    """Where the time to first audio went (seconds), from the client's and the fakes' clocks."""
+    assert turn.first_audio is not None
+    return {
+        "to_llm_request": at["llm_request"] - turn.sent_at,
+        "llm_to_first_sentence": at["llm_first_sentence"] - at["llm_request"],
+        "sentence_to_tts_request": at["tts_request"] - at["llm_first_sentence"],
+        "tts_to_first_byte": at["tts_first_byte"] - at["tts_request"],
+        "first_byte_to_client": turn.sent_at + turn.first_audio - at["tts_first_byte"],
+    }
+
+
+async def _anatomy(servers: list[harness.Server], fakes: harness.Server, turns: int) -> dict:
+    """One conversation at a time: where a text turn's time goes outside the LLM, per system."""
+    sockets = {s.name: await load.open_socket(s.ws_url, load.device_id()) for s in servers}
+    out: dict = {server.name: [] for server in servers}
+    await load.timeline(fakes)
+    for i in range(turns):
+        for server in servers if i % 2 == 0 else servers[::-1]:
+            turn = await load.turn(sockets[server.name])
+            at = await load.timeline(fakes)
+            out[server.name].append(
+                {
+                    "to_llm_request": at["llm_request"] - turn.sent_at,
+                    "llm": at["llm_last_word"] - at["llm_request"],
+                    "after_llm": turn.sent_at + turn.done - at["llm_last_word"],
+                }
+            )
+    for socket in sockets.values():
+        await socket.close()
+    return out
+
+
+async def _turns(server: harness.Server, device: str, count: int) -> dict:
+    socket = await load.open_socket(server.ws_url, device)
+    try:
+        cpu = server.cpu()
+        turns = [await load.turn(socket) for _ in range(count)]
+        cpu = server.cpu() - cpu
+    finally:
+        await socket.close()
+    return {
+        "latency": statistics.median(t.done for t in turns),
+        "first_chunk": statistics.median(t.first_chunk for t in turns),
+        "cpu_per_turn": cpu / count,
+    }
+
+
+async def history(sizes: Sizes, folder: Path) -> dict:
+    """Per-turn cost as a conversation's history and the database grow (SQLite, bulk-seeded)."""
+    home = folder / "history"
+    home.mkdir()
+    path = home / "parley.sqlite3"
+    fakes = harness.start_fakes(TEXT_PACE, home)
+    parley = None
+    devices = {size: load.device_id(f"history{size}") for size in (10, *sizes.history)}
+    filler = load.device_id("filler")
+    try:
+        parley = harness.start_parley(fakes, home, f"sqlite://{path}")
+        await _warm(parley)
+        for device in [*devices.values(), filler]:
+            socket = await load.open_socket(parley.ws_url, device)
+            await load.turn(socket)
+            await socket.close()
+        small = [
+            await _turns(parley, devices[10], sizes.history_turns) for _ in range(sizes.repeats)
+        ]
+        parley.stop()
+        ids = _conversation_ids(path, [*devices.values(), filler])
+        started = time.perf_counter()
+        for size, device in devices.items():
+            if size > 10:
+                seed.grow(str(path), ids[device], size)
+        rest = sizes.database_rows - seed.count_messages(str(path))
+        seed.fill(str(path), ids[filler], rest)
+        seeded = time.perf_counter() - started
+        parley = harness.start_parley(fakes, home, f"sqlite://{path}")
+        await _warm(parley)
+        rows = {size: [] for size in devices}
+        for _ in range(sizes.repeats):
+            for size, device in devices.items():
+                rows[size].append(await _turns(parley, device, sizes.history_turns))
+        return {
+            "database_rows": seed.count_messages(str(path)),
+            "seed_seconds": seeded,
+            "small_database": small,
+            "rows": rows,
+        }
+    finally:
+        for server in [parley, fakes]:
+            if server:
+                server.stop()
+
+
+def _conversation_ids(path: Path, devices: list[str]) -> dict[str, str]:
+    """Each device's open conversation, read straight from the database."""
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute(
+            "SELECT i.external_id, c.id FROM parley_conversation c "
+            "JOIN parley_identity i ON i.user_id = c.user_id "
+            "WHERE i.channel = 'web' AND c.status = 'open'"
+        ).fetchall()
+    found = dict(rows)
+    return {device: found[device] for device in devices}
+
+
+async def scale(sizes: Sizes, folder: Path, postgres: str, redis: str) -> dict:
+    """1 vs 2 ``parley serve`` processes on PostgreSQL + Redis, the same load spread over them."""
+    schema = f"parley_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    home = folder / "scale"
+    home.mkdir()
+    fakes = harness.start_fakes(TEXT_PACE, home)
+    servers: list[harness.Server] = []
+    try:
+        db = f"{postgres}?schema={schema}"
+        for _ in range(2):
+            servers.append(harness.start_parley(fakes, home, db, redis=redis))
+            await _warm(servers[-1])
+        runs: dict = {"1 process": [], "2 processes": []}
+        for repeat in range(sizes.repeats):
+            plans = [("1 process", servers[:1]), ("2 processes", servers)]
+            for name, group in plans if repeat % 2 == 0 else plans[::-1]:
+                result = await load.load(group, sizes.scale_conversations, sizes.seconds)
+                runs[name].append(_summary(result, TEXT_PACE))
+        return {"conversations": sizes.scale_conversations, "runs": runs}
+    finally:
+        for server in [*servers, fakes]:
+            server.stop()
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
+def optional(script: Path, args: list[str], limit: float) -> dict:
+    """Run another branch's benchmark script (local voice, chaos) if it exists; its stdout.
+
+    Blocking: call it through ``asyncio.to_thread``."""
+    if not script.exists():
+        return {"available": False}
+    try:
+        done = subprocess.run(
+            [harness.PYTHON, str(script), *args],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=limit,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"available": True, "ok": False, "output": f"timed out after {limit:.0f} s"}
+    output = (done.stdout + done.stderr).strip()
+    return {"available": True, "ok": done.returncode == 0, "output": output[-6000:]}

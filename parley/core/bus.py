@@ -1,0 +1,239 @@
+"""Event fan-out: every event of a conversation reaches every subscriber of that conversation.
+
+:class:`EventBus` serves one process: :meth:`~EventBus.publish` awaits each local subscriber in
+turn, so a subscriber sees a conversation's events in order, and a publisher is paced by its
+slowest subscriber (a socket's send), as a reply streamed straight to a socket would be.
+
+:class:`RedisEventBus` (setting ``redis.url``) also carries them between processes through Redis
+pub/sub, one channel per conversation (``<prefix><conversation id>``), encoded by
+:mod:`parley.core.event_codec`. A process subscribes to a conversation's channel only while it
+has a local subscriber of it, and skips what it published itself. Pub/sub is fire-and-forget: a
+subscriber that attaches mid-turn sees the rest of the turn; while Redis is unreachable other
+processes miss events (logged) and turns go on (the store stays the source of truth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from itertools import count
+from typing import Any
+
+from parley.core.event_codec import CodecError, Envelope, decode, encode
+from parley.core.events import Event
+
+__all__ = ["Deliver", "Envelope", "EventBus", "RedisEventBus", "Subscription"]
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[Envelope], Awaitable[None]]
+"""A subscriber: called with each envelope, in order."""
+
+
+class Subscription:
+    """One subscriber of one conversation; :meth:`close` ends it (idempotent)."""
+
+    def __init__(self, bus: EventBus, conversation_id: str, key: int) -> None:
+        self.bus = bus
+        self.conversation_id = conversation_id
+        self.key = key
+        self.closed = False
+
+    def close(self) -> None:
+        """Stop receiving this conversation's events."""
+        if not self.closed:
+            self.closed = True
+            self.bus._unsubscribe(self)
+
+
+class EventBus:
+    """In-process fan-out of conversation events."""
+
+    def __init__(self) -> None:
+        self.node = uuid.uuid4().hex
+        """This process's id on the bus."""
+        self._subscribers: dict[str, dict[int, Deliver]] = {}
+        self._keys = count()
+
+    def subscribe(self, conversation_id: str, deliver: Deliver) -> Subscription:
+        """Call ``deliver`` with every later event of the conversation (from any process)."""
+        first = conversation_id not in self._subscribers
+        key = next(self._keys)
+        self._subscribers.setdefault(conversation_id, {})[key] = deliver
+        if first:
+            self._watch(conversation_id)
+        return Subscription(self, conversation_id, key)
+
+    def subscribers(self, conversation_id: str) -> int:
+        """How many local subscribers the conversation has."""
+        return len(self._subscribers.get(conversation_id, {}))
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        delivers = self._subscribers.get(subscription.conversation_id)
+        if delivers is None:
+            return
+        delivers.pop(subscription.key, None)
+        if not delivers:
+            del self._subscribers[subscription.conversation_id]
+            self._unwatch(subscription.conversation_id)
+
+    async def publish(self, conversation_id: str, event: Event, origin: str | None = None) -> None:
+        """Hand ``event`` to every subscriber of the conversation, here and elsewhere."""
+        envelope = Envelope(conversation_id, event, origin, self.node)
+        await self._deliver(envelope)
+        await self._send(envelope)
+
+    async def _deliver(self, envelope: Envelope) -> None:
+        """Local subscribers, one after the other; one that fails is logged and skipped."""
+        for deliver in list(self._subscribers.get(envelope.conversation_id, {}).values()):
+            try:
+                await deliver(envelope)
+            except Exception:
+                log.exception("an event subscriber failed")
+
+    # -- across processes (RedisEventBus) --------------------------------------------------
+
+    async def _send(self, envelope: Envelope) -> None:
+        """Carry the envelope to other processes (nothing to do in one process)."""
+
+    def _watch(self, conversation_id: str) -> None:
+        """The first local subscriber of a conversation arrived."""
+
+    def _unwatch(self, conversation_id: str) -> None:
+        """The last local subscriber of a conversation left."""
+
+    async def ready(self, conversation_id: str) -> None:
+        """Return once events of the conversation from other processes reach this one."""
+
+    async def start(self) -> None:
+        """Start receiving from other processes."""
+
+    async def close(self) -> None:
+        """Stop; forget every subscriber."""
+        self._subscribers.clear()
+
+
+class RedisEventBus(EventBus):
+    """Fan-out within this process and, through Redis pub/sub, to every other process."""
+
+    RETRY = 1.0
+    """Seconds between reconnection attempts while Redis is unreachable."""
+
+    READY_TIMEOUT = 2.0
+    """Longest :meth:`ready` waits for Redis to confirm a subscription."""
+
+    def __init__(self, url: str, *, prefix: str = "parley:events:") -> None:
+        super().__init__()
+        import redis.asyncio as redis
+
+        self.client: Any = redis.from_url(url)
+        self.prefix = prefix
+        self.pubsub: Any = self.client.pubsub(ignore_subscribe_messages=True)
+        self._reader: asyncio.Task[None] | None = None
+        self._changes: asyncio.Queue[tuple[bool, str]] = asyncio.Queue()
+        self._watching: set[str] = set()
+        self._ready: dict[str, asyncio.Event] = {}
+        self._send_failed = False
+
+    async def _send(self, envelope: Envelope) -> None:
+        try:
+            await self.client.publish(self.prefix + envelope.conversation_id, encode(envelope))
+        except Exception as exc:  # Redis down: this process's subscribers still got it
+            if not self._send_failed:
+                log.warning("event fan-out to other processes failed: %s", exc)
+            self._send_failed = True
+        else:
+            self._send_failed = False
+
+    def _watch(self, conversation_id: str) -> None:
+        self._ready.setdefault(conversation_id, asyncio.Event())
+        self._changes.put_nowait((True, conversation_id))
+
+    def _unwatch(self, conversation_id: str) -> None:
+        self._changes.put_nowait((False, conversation_id))
+
+    async def ready(self, conversation_id: str) -> None:
+        """Wait (boundedly) until Redis confirmed the subscription to the conversation."""
+        event = self._ready.get(conversation_id)
+        if event is not None and self._reader is not None:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self.READY_TIMEOUT):
+                    await event.wait()
+
+    async def start(self) -> None:
+        """Start the task that subscribes and reads from Redis."""
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read(), name="parley-event-bus")
+
+    async def _apply_changes(self) -> None:
+        while not self._changes.empty():
+            watch, conversation_id = self._changes.get_nowait()
+            channel = self.prefix + conversation_id
+            if watch and conversation_id in self._subscribers:
+                await self.pubsub.subscribe(channel)
+                self._watching.add(conversation_id)
+                self._ready.setdefault(conversation_id, asyncio.Event()).set()
+            elif not watch and conversation_id not in self._subscribers:
+                self._ready.pop(conversation_id, None)
+                if conversation_id in self._watching:
+                    self._watching.discard(conversation_id)
+                    await self.pubsub.unsubscribe(channel)
+
+    async def _read(self) -> None:
+        failing = False
+        while True:
+            try:
+                await self._apply_changes()
+                if not self._watching:
+                    change = await self._changes.get()
+                    self._changes.put_nowait(change)
+                    continue
+                message = await self.pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=0.05
+                )
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not failing:
+                    log.warning("event bus: Redis unreachable (%s); retrying", exc)
+                failing = True
+                await self._resubscribe_later()
+                continue
+            if message is not None and message.get("type") == "message":
+                await self._receive(message["data"])
+
+    async def _resubscribe_later(self) -> None:
+        """Wait, then subscribe again to everything watched (a new connection)."""
+        await asyncio.sleep(self.RETRY)
+        with suppress(Exception):
+            await self.pubsub.aclose()
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        for conversation_id in list(self._watching):
+            self._watching.discard(conversation_id)
+            self._ready[conversation_id] = asyncio.Event()
+            self._changes.put_nowait((True, conversation_id))
+
+    async def _receive(self, raw: bytes) -> None:
+        try:
+            envelope = decode(raw)
+        except CodecError as exc:
+            log.warning("event bus: dropped a message: %s", exc)
+            return
+        if envelope.node != self.node:
+            await self._deliver(envelope)
+
+    async def close(self) -> None:
+        """Stop reading and close the Redis connections."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        with suppress(Exception):
+            await self.pubsub.aclose()
+        await self.client.aclose()
+        await super().close()

@@ -1,0 +1,39 @@
+"""A Telegram voice note answered with a voice note, on the local models (no cloud, no keys)."""
+
+from __future__ import annotations
+
+from parley.audio import decode_to_pcm16
+from parley.core import store
+from parley.core.config import LLMSettings
+from parley.plugins.local.llm import LocalLLM
+from parley.plugins.local.settings import LocalLLMSettings
+
+from .conftest import CHAT
+
+QUESTION = "What is the capital of France?"
+WAIT = 60.0  # a bound for a busy two-core machine, not a measurement
+
+
+async def test_a_voice_note_gets_a_spoken_answer(tg, api, llama_server, whisper_stt, piper_tts):
+    note = b"".join(
+        [chunk async for chunk in piper_tts.synthesize(QUESTION, output_format="opus_48000_32")]
+    )
+    api.add_file("voice-local", note)
+    llm = LocalLLM(LLMSettings(), LocalLLMSettings(), llama_server, owns_server=False)
+    tg.providers.llm, tg.providers.stt, tg.providers.tts = llm, whisper_stt, piper_tts
+    async with tg.running():
+        tg.push(tg.voice("voice-local"))
+        [voice] = await api.wait_sent("sendVoice", within=WAIT)
+        user = await store.get_or_create_user("telegram", str(CHAT))
+        conversation = await store.find_open_conversation(user.id, "telegram")
+        stored = await store.list_messages(conversation.id)
+    question = next(m for m in stored if m.role == "user")
+    assert question.content.lower().rstrip("?.") == QUESTION.lower().rstrip("?")
+    answer = [m for m in stored if m.role == "assistant"][-1]
+    assert "Paris" in answer.content and answer.status == "complete"
+    spoken = voice.upload("voice")
+    assert spoken[:4] == b"OggS"
+    decoded = decode_to_pcm16(spoken)
+    assert decoded.duration > 0.5
+    transcript = await whisper_stt.transcribe(spoken)
+    assert "paris" in transcript.text.lower()  # the voice note says the answer

@@ -1,0 +1,104 @@
+"""The SQL of one plain text turn over ``/ws``, counted where SQLite runs it (its trace hook).
+
+The user's message is committed before the LLM request leaves (read back from a second
+connection, which sees only committed rows), and nothing reaches the database in between.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import closing
+
+from tortoise import Tortoise
+
+from parley.core.providers import LLMChunk, LLMRequest
+from parley.testing import ScriptedLLM
+
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+TRANSACTION = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+MAX_STATEMENTS = 9
+"""Statements of a plain text turn today (11 before issue 13); the aim is 5. Lower it as the path
+shrinks, never raise it."""
+MAX_COMMITS = 4
+"""Commits (autocommitted writes plus COMMITs) of a plain text turn today; the aim is one after
+the user's message."""
+MAX_BEFORE_REQUEST = 3
+"""Statements between storing the user's message and the LLM request today (the user row for
+memory, the history window, the pending reply); the aim is none."""
+DRIVER = "SELECT last_insert_rowid()"
+"""aiosqlite's bookkeeping after each INSERT (no table read): not counted."""
+
+
+class WatchedLLM(ScriptedLLM):
+    """Notes, at each request, how many statements had run and whether the user's message
+    was committed."""
+
+    def __init__(self, path: str, trace: list[str]) -> None:
+        super().__init__()
+        self.path = path
+        self.trace = trace
+        self.at_request: list[tuple[int, bool]] = []
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        text = request.messages[-1]["content"]
+        with closing(sqlite3.connect(self.path)) as other:
+            committed = other.execute(
+                "SELECT count(*) FROM parley_message WHERE role = 'user' AND content = ?", (text,)
+            ).fetchone()[0]
+        self.at_request.append((len(self.trace), committed == 1))
+        async for chunk in super().stream(request):
+            yield chunk
+
+
+def _count(statements: list[str]) -> tuple[list[str], int]:
+    """The statements that are not transaction control, and the commits among all of them."""
+    plain, commits, in_transaction = [], 0, False
+    for sql in statements:
+        head = sql.lstrip().split(None, 1)[0].upper()
+        if head in ("BEGIN", "SAVEPOINT"):
+            in_transaction = True
+        elif head in ("COMMIT", "RELEASE") and in_transaction:
+            in_transaction, commits = False, commits + 1
+        elif head == "ROLLBACK":
+            in_transaction = False
+        elif head not in TRANSACTION and sql.strip() != DRIVER:
+            plain.append(sql)
+            commits += head in WRITES and not in_transaction
+    return plain, commits
+
+
+async def test_plain_text_turn_sql(serve, make_settings, tmp_path):
+    trace: list[str] = []
+    path = str(tmp_path / "db.sqlite3")
+    llm = WatchedLLM(path, trace)
+    async with serve(provider=llm) as web, web.ws() as socket:
+        await web.start_chat(socket)
+        await web.send(socket, "user_message", text="warm up")
+        await web.recv_until(socket, "turn_complete")
+        connection = Tortoise.get_connection("default")._connection
+        await connection.set_trace_callback(trace.append)
+        await web.send(socket, "user_message", text="the measured turn")
+        frames = await web.recv_until(socket, "turn_complete")
+        await connection.set_trace_callback(None)
+    assert frames[-2]["type"] == "message_complete" and frames[-2]["status"] == "complete"
+    with closing(sqlite3.connect(path)) as other:
+        content, status, tokens_out, metadata = other.execute(
+            "SELECT content, status, tokens_out, metadata FROM parley_message WHERE id = ?",
+            (frames[-2]["message_id"],),
+        ).fetchone()
+    assert (content, status, tokens_out) == ("ok", "complete", 1)
+    assert "llm_ms" in json.loads(metadata)  # the reply's one UPDATE wrote all of it
+
+    statements, commits = _count(trace)
+    report = "\n".join(statements)
+    assert len(statements) <= MAX_STATEMENTS, report
+    assert commits <= MAX_COMMITS, "\n".join(trace)
+    at_request, committed = llm.at_request[-1]
+    assert committed, "the user's message must be committed before the LLM request"
+    before, _ = _count(trace[:at_request])
+    stored = [i for i, sql in enumerate(before) if sql.startswith('INSERT INTO "parley_message"')]
+    assert "'user'" in before[stored[0]], report  # the user's message is the turn's first write
+    assert len(before) - stored[0] - 1 <= MAX_BEFORE_REQUEST, report

@@ -1,0 +1,56 @@
+"""The benchmark suite at tiny sizes, so it cannot rot: every section runs its real processes
+(fakes, baseline, ``parley serve`` on SQLite and on PostgreSQL) and the report is written.
+
+Nothing here is timed: the assertions check that each section measured something and that the
+report holds it, never how fast it was.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_smoke_writes_every_section(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench/run.py"), "--smoke", "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = out.read_text()
+    for heading in (
+        "## Text turns: Parley against the bare baseline",
+        "## Idle sockets",
+        "### One turn, taken apart",
+        "## Time to first audio",
+        "## Per-turn cost as history grows",
+        "## 1 vs 2 processes on PostgreSQL",
+        "## Local (offline) voice turns",
+        "## Chaos",
+    ):
+        assert heading in report
+    for image in ("text.png", "first_audio.png", "history.png"):
+        assert (tmp_path / "benchmarks" / image).read_bytes().startswith(b"\x89PNG")
+
+    results = json.loads(out.with_suffix(".json").read_text())
+    for system in ("baseline", "parley"):
+        for level, runs in results["text"]["runs"][system].items():
+            assert all(run["turns"] > 0 and run["cpu_per_turn"] > 0 for run in runs), level
+        assert [s["count"] for s in results["sockets"][system]] == [5]
+    for row in results["speech"].values():
+        # Causality, not speed: audio cannot start before the first sentence is written.
+        assert all(t > row["first_sentence_done"] for t in row["first_audio"])
+    history = results["history"]
+    assert history["database_rows"] >= 300
+    assert all(run["latency"] > 0 for runs in history["rows"].values() for run in runs)
+    scale = results["scale"]
+    assert all(run["turns"] > 0 for runs in scale["runs"].values() for run in runs)

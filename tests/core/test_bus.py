@@ -1,0 +1,123 @@
+"""The event bus: the codec's stable form, in-process fan-out, and Redis between two buses."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import msgspec
+import pytest
+
+from parley.core.bus import EventBus, RedisEventBus
+from parley.core.event_codec import VERSION, CodecError, Envelope, decode, encode
+from parley.core.events import AudioChunk, MessageCompleted, TextDelta, TurnCompleted
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def test_the_codec_round_trips_every_field_and_keeps_audio_as_bytes():
+    chunk = AudioChunk("m-1", 2, 3, b"\x00\xff" * 10, "pcm_16000", "alex")
+    envelope = Envelope("c-1", chunk, "socket-1", "node-1")
+    raw = encode(envelope)
+    assert decode(raw) == envelope
+    value = msgspec.msgpack.decode(raw)
+    assert value == {
+        "v": VERSION,
+        "conversation_id": "c-1",
+        "origin": "socket-1",
+        "node": "node-1",
+        "type": "AudioChunk",
+        "event": {
+            "message_id": "m-1",
+            "sentence_index": 2,
+            "chunk_index": 3,
+            "data": b"\x00\xff" * 10,
+            "format": "pcm_16000",
+            "character_id": "alex",
+        },
+    }
+
+
+def test_the_codec_ignores_unknown_fields_and_refuses_what_it_cannot_read():
+    later = {
+        "v": VERSION,
+        "conversation_id": "c",
+        "origin": None,
+        "node": "n",
+        "type": "TurnCompleted",
+        "event": {"conversation_id": "c", "turn_count": 3, "added_later": True},
+    }
+    assert decode(msgspec.msgpack.encode(later)).event == TurnCompleted("c", 3)
+    for bad in (
+        b"not msgpack \xc1",
+        msgspec.msgpack.encode([1, 2]),
+        msgspec.msgpack.encode({**later, "v": VERSION + 1}),
+        msgspec.msgpack.encode({**later, "type": "Nope"}),
+        msgspec.msgpack.encode({**later, "event": {"conversation_id": 5, "turn_count": 1}}),
+    ):
+        with pytest.raises(CodecError):
+            decode(bad)
+
+
+async def test_local_subscribers_get_events_in_order_and_a_failing_one_is_skipped():
+    bus = EventBus()
+    seen: list[str] = []
+
+    async def good(envelope):
+        seen.append(envelope.event.text)
+
+    async def bad(envelope):
+        raise RuntimeError("boom")
+
+    bus.subscribe("c", bad)
+    subscription = bus.subscribe("c", good)
+    bus.subscribe("other", good)
+    for text in ("a", "b", "c"):
+        await bus.publish("c", TextDelta("m", text))
+    assert seen == ["a", "b", "c"]
+    subscription.close()
+    subscription.close()
+    await bus.publish("c", TextDelta("m", "d"))
+    assert seen == ["a", "b", "c"]
+    assert bus.subscribers("c") == 1
+
+
+async def test_redis_carries_events_to_the_other_process_only():
+    prefix = f"parley-test-{uuid.uuid4().hex}:"
+    here, there = RedisEventBus(REDIS_URL, prefix=prefix), RedisEventBus(REDIS_URL, prefix=prefix)
+    await here.start()
+    await there.start()
+    try:
+        local: list = []
+        remote: list = []
+        arrived = asyncio.Event()
+
+        async def on_here(envelope):
+            local.append(envelope)
+
+        async def on_there(envelope):
+            remote.append(envelope)
+            if isinstance(envelope.event, MessageCompleted):
+                arrived.set()
+
+        here.subscribe("c", on_here)
+        subscription = there.subscribe("c", on_there)
+        await there.ready("c")
+        await here.publish("c", TextDelta("m", "hel"), origin="socket-1")
+        await here.publish("c", MessageCompleted("m", "hello", "complete"))
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert [e.event for e in remote] == [
+            TextDelta("m", "hel"),
+            MessageCompleted("m", "hello", "complete"),
+        ]
+        assert remote[0].origin == "socket-1" and remote[0].node == here.node
+        assert [e.event for e in local] == [e.event for e in remote]  # once each, not echoed
+        subscription.close()
+        for _ in range(100):  # unsubscribed on Redis once the last local subscriber left
+            if not there._watching:
+                break
+            await asyncio.sleep(0.01)
+        assert not there._watching
+    finally:
+        await here.close()
+        await there.close()

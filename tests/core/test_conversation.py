@@ -1,0 +1,237 @@
+"""The conversation runtime through a real engine: FIFO, interrupt, silence, say, end, model
+settings, and fan-out to every subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+
+from parley.core import store
+from parley.core.bus import EventBus
+from parley.core.conversation import Conversations
+from parley.core.conversation_commands import End, Interrupt, ModelSettings, Say, UserTurn
+from parley.core.events import (
+    ConversationEnded,
+    Interrupted,
+    MessageCompleted,
+    MessageStarted,
+    TextDelta,
+    TurnCompleted,
+    TurnStarted,
+)
+from parley.core.inbound import Inbound
+from parley.testing import Step
+
+SILENT = {
+    "templates": {"nudgy": {"personas": ["alex"], "nudge_after": 0.1, "timeout_after": 0.1}},
+    "languages": {"en": {"prompts": {"timeout": "Talk soon!"}}},
+}
+
+
+class Recorder:
+    """A subscriber: every envelope it was handed."""
+
+    def __init__(self) -> None:
+        self.envelopes = []
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, envelope) -> None:
+        self.envelopes.append(envelope)
+        self.arrived.set()
+
+    @property
+    def events(self):
+        return [e.event for e in self.envelopes]
+
+    async def until(self, kind, count=1):
+        while sum(isinstance(e, kind) for e in self.events) < count:
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), 5)
+
+
+async def _live(make_engine, extra=None, template_id=None):
+    engine = make_engine(extra)
+    bus = EventBus()
+    engine.bus = bus
+    conversations = Conversations(engine, bus)
+    user = await store.get_or_create_user("test", "live")
+    opened = await engine.open(user.id, "web", template_id=template_id)
+    return conversations.get(opened.conversation.id), opened.conversation
+
+
+def _texts(events):
+    return [e.text for e in events if isinstance(e, MessageCompleted)]
+
+
+async def test_turns_run_in_order_and_reach_every_subscriber(make_engine, llm):
+    llm.push("first reply")
+    llm.push("second reply")
+    live, conversation = await _live(make_engine)
+    one, two = Recorder(), Recorder()
+    live.subscribe(one)
+    live.subscribe(two)
+    first = live.submit(UserTurn(Inbound(text="one"), origin="tab-1"))
+    second = live.submit(UserTurn(Inbound(text="two"), origin="tab-2"))
+    assert await first == "done" and await second == "done"
+    assert _texts(one.events) == ["first reply", "second reply"]
+    assert one.events == two.events
+    origins = [e.origin for e in one.envelopes if isinstance(e.event, TurnStarted)]
+    assert origins == ["tab-1", "tab-2"]
+    stored = await store.list_messages(conversation.id)
+    assert [m.content for m in stored] == ["Hi there!", "one", "first reply", "two", "second reply"]
+
+
+async def test_a_turn_outside_the_runtime_reaches_subscribers(make_engine, llm):
+    """REST and webhooks call Engine.turn directly: the engine publishes what it yields."""
+    live, conversation = await _live(make_engine)
+    seen = Recorder()
+    live.subscribe(seen)
+    async for _ in live.engine.turn(conversation.id, Inbound(text="from REST")):
+        pass
+    assert [type(e) for e in seen.events][:2] == [TurnStarted, MessageStarted]
+    assert seen.envelopes[0].origin is None
+    assert isinstance(seen.events[-1], TurnCompleted)
+
+
+async def test_interrupt_cuts_the_reply_and_the_queue_goes_on(make_engine, llm):
+    llm.push(Step(["cut ", "short"]))
+    llm.push("next reply")
+    live, _conversation = await _live(make_engine)
+    seen = Recorder()
+    live.subscribe(seen)
+    llm.gate = asyncio.Event()
+    first = live.submit(UserTurn(Inbound(text="tell me a story")))
+    second = live.submit(UserTurn(Inbound(text="something else")))
+    await seen.until(MessageStarted)
+    message_id = next(e.message_id for e in seen.events if isinstance(e, MessageStarted))
+    cut = live.submit(Interrupt(metadata={"interrupted_by": "client"}))
+    assert await cut == message_id
+    assert await first == "interrupted"
+    assert Interrupted(message_id) in seen.events
+    stored = await store.get_message(message_id)
+    assert stored.status == "interrupted" and stored.metadata["interrupted_by"] == "client"
+    llm.gate.set()
+    assert await second == "done"
+    assert _texts(seen.events)[-1] == "next reply"
+    assert await live.interrupt() is None  # nothing in progress
+
+
+async def test_barge_in_cuts_only_spoken_replies(make_engine, llm):
+    from parley.core.speech import SpeechOptions
+    from parley.testing import ToneTTS
+
+    live, _conversation = await _live(make_engine)
+    seen = Recorder()
+    live.subscribe(seen)
+    llm.gate = asyncio.Event()
+    text_only = live.submit(UserTurn(Inbound(text="hi")))
+    await seen.until(TurnStarted)
+    assert await live.interrupt(barge_in=True) is None  # a text reply is not cut by barge-in
+    llm.gate.set()
+    assert await text_only == "done"
+    live.engine.tts = ToneTTS()
+    llm.gate = asyncio.Event()
+    spoken = live.submit(UserTurn(Inbound(text="talk"), speech=SpeechOptions("pcm_16000")))
+    await seen.until(TurnStarted, 2)
+    llm.push("unused")
+    barging = live.submit(UserTurn(Inbound(text="wait!"), barge_in=True))
+    assert await spoken == "interrupted"
+    llm.gate.set()
+    assert await barging == "done"
+
+
+async def test_say_and_end_are_queued_after_the_turn(make_engine, llm):
+    live, conversation = await _live(make_engine)
+    seen = Recorder()
+    live.subscribe(seen)
+    turn = live.submit(UserTurn(Inbound(text="hi")))
+    said = live.submit(Say("A word from our sponsor."))
+    ended = live.submit(End("user_ended"))
+    assert [await turn, await said, await ended] == ["done", "done", "done"]
+    assert _texts(seen.events) == ["ok", "A word from our sponsor.", "Take care!"]
+    assert seen.events[-2:] == [
+        ConversationEnded(conversation.id, "user_ended"),
+        TurnCompleted(conversation.id, 1, True, "user_ended"),
+    ]
+    stored = await store.get_conversation(conversation.id)
+    assert (stored.status, stored.reason_ended) == ("ended", "user_ended")
+
+
+async def test_end_without_farewell(make_engine):
+    live, conversation = await _live(make_engine)
+    seen = Recorder()
+    live.subscribe(seen)
+    assert await live.submit(End("new_conversation", farewell=False)) == "done"
+    assert seen.events == [ConversationEnded(conversation.id, "new_conversation")]
+    assert [m.content for m in await store.list_messages(conversation.id)] == ["Hi there!"]
+
+
+async def test_model_settings_apply_from_the_next_reply(make_engine, llm):
+    live, _conversation = await _live(make_engine)
+    stored = await live.submit(ModelSettings({"temperature": 0.1}))
+    assert stored.state["model_settings"] == {"temperature": 0.1}
+    assert await live.submit(UserTurn(Inbound(text="hi"))) == "done"
+    assert llm.requests[-1].model.temperature == 0.1
+
+
+async def test_silence_nudges_then_times_out_for_subscribers_who_want_it(make_engine):
+    live, conversation = await _live(make_engine, SILENT, "nudgy")
+    seen = Recorder()
+    attachment = live.subscribe(seen, conversation=conversation)
+    assert live.silence.delay() is None  # nobody asked for prompts: silence leads to nothing
+    attachment.enable_silence()
+    assert live.silence.delay() == 0.1  # now the nudge is due after nudge_after
+    await seen.until(TurnCompleted)
+    assert _texts(seen.events) == ["Still there?", "Talk soon!"]
+    assert seen.events[-2:] == [
+        ConversationEnded(conversation.id, "timeout"),
+        TurnCompleted(conversation.id, 0, True, "timeout"),
+    ]
+    assert live.silence.delay() is None  # ended: no more prompts
+
+
+async def test_a_user_turn_starts_the_silence_over(make_engine, llm):
+    patient = {"personas": ["alex"], "nudge_after": 0.2, "timeout_after": 600}
+    extra = {"templates": {"nudgy": patient}}
+    live, conversation = await _live(make_engine, {**SILENT, **extra}, "nudgy")
+    seen = Recorder()
+    live.subscribe(seen, conversation=conversation).enable_silence()
+    await seen.until(MessageCompleted)
+    assert _texts(seen.events) == ["Still there?"]
+    live.touch()
+    assert await live.submit(UserTurn(Inbound(text="yes"))) == "done"
+    await seen.until(MessageCompleted, 3)
+    assert _texts(seen.events) == ["Still there?", "ok", "Still there?"]
+
+
+async def test_the_runtime_is_dropped_when_idle_and_alone(make_engine, llm):
+    live, conversation = await _live(make_engine)
+    conversations = live.conversations
+    attachment = live.subscribe(Recorder())
+    done = live.submit(UserTurn(Inbound(text="hi")))
+    assert len(conversations) == 1
+    assert await done == "done"
+    assert conversations.find(conversation.id) is live
+    attachment.close()
+    for _ in range(100):  # the worker winds down after the last command
+        if conversations.find(conversation.id) is None:
+            break
+        await asyncio.sleep(0.01)
+    assert conversations.find(conversation.id) is None
+    assert live.bus.subscribers(conversation.id) == 0
+
+
+async def test_a_leaving_submitter_cuts_its_reply_when_alone(make_engine, llm):
+    live, _conversation = await _live(make_engine)
+    seen = Recorder()
+    attachment = live.subscribe(seen)
+    llm.gate = asyncio.Event()
+    turn = live.submit(UserTurn(Inbound(text="hi"), origin="socket-1"))
+    queued = live.submit(UserTurn(Inbound(text="again"), origin="socket-1"))
+    await seen.until(MessageStarted)
+    message_id = next(e.message_id for e in seen.events if isinstance(e, MessageStarted))
+    attachment.close()
+    await live.leave("socket-1")
+    assert await queued == "dropped"
+    assert await turn == "interrupted"
+    assert (await store.get_message(message_id)).status == "interrupted"
+    assert [e for e in seen.events if isinstance(e, TextDelta)] == []
