@@ -7,7 +7,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
 from parley.core.config import InvalidSetting
 
@@ -42,7 +42,11 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with terminal colours
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,15 +69,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-LogFormat = Literal["text", "json"]
-LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
-
-
 @dataclass(slots=True)
 class LoggingSettings:
     """``[logging]``: how ``parley serve`` writes its log."""
 
-    format: LogFormat = "text"
+    format: Literal["text", "json"] = "text"
     """``text`` (for people) or ``json`` (one object per line, for log shippers)."""
     level: str = ""
     """``DEBUG``, ``INFO``, ``WARNING``...; empty: INFO (DEBUG with ``parley -v``)."""
@@ -81,7 +81,7 @@ class LoggingSettings:
     def __post_init__(self) -> None:
         self.level = self.level.upper()
         if self.level and not isinstance(logging.getLevelName(self.level), int):
-            raise InvalidSetting("level", f"must be a logging level name, got {self.level!r}")
+            raise InvalidSetting("level", f"a logging level name, got {self.level!r}")
 
 
 def configure_logging(

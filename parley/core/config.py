@@ -254,6 +254,21 @@ class Template:
     agents: list[Agent] = field(default_factory=list)
     """Intent routing: ``[{persona, intents, description}]``; the first agent greets and is the
     default. A template with agents has one agent answer each turn (see docs/tools.md)."""
+    greeting: str | dict[str, str] | None = None
+    """The first message of its conversations: a string, or a table by language code. Unset:
+    the language pack's ``prompts.start``; ``""``: no greeting."""
+
+    def greeting_for(self, language: str, fallback: str | None) -> str | None:
+        """The greeting in ``language`` (then ``en``, then any), ``fallback`` when unset, None
+        for none."""
+        greeting = self.greeting
+        if greeting is None:
+            return fallback or None
+        if isinstance(greeting, dict):
+            greeting = (
+                greeting.get(language) or greeting.get("en") or next(iter(greeting.values()), "")
+            )
+        return greeting or None
 
     def __post_init__(self) -> None:
         if not self.personas:  # also when the key is absent: Meta does not check defaults

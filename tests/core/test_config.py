@@ -568,7 +568,9 @@ def test_shipped_settings_load(shipped: Path) -> None:
     english = settings.language("en")
     for phrase in ("goodbye", "bye", "stop", "quit", "end chat", "see you"):
         assert phrase in english.termination_phrases
-    assert english.prompts.start and "How are you feeling today?" in english.prompts.start
+    assert english.prompts.start and "How are you feeling" not in english.prompts.start
+    smalltalk = settings.templates["smalltalk"].greeting_for("en", english.prompts.start)
+    assert smalltalk is not None and "How are you feeling today?" in smalltalk
     assert english.prompts.nudge and english.prompts.timeout and english.prompts.end
     german = settings.language("de")
     assert german.termination_phrases

@@ -230,7 +230,7 @@ async def test_a_leaving_submitter_cuts_its_reply_when_alone(make_engine, llm):
     await seen.until(MessageStarted)
     message_id = next(e.message_id for e in seen.events if isinstance(e, MessageStarted))
     attachment.close()
-    live.leave("socket-1")
+    await live.leave("socket-1")
     assert await queued == "dropped"
     assert await turn == "interrupted"
     assert (await store.get_message(message_id)).status == "interrupted"

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-
-import pytest
-import redis.asyncio as redis
 
 from parley.core import store
 from parley.core.engine import Engine
@@ -16,22 +12,6 @@ from parley.core.plugins import Hooks, make_plugin_manager
 from parley.testing import ScriptedLLM, Step, collect
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def redis_prefix():
-    """A unique key prefix on the machine's Redis; fails loudly when Redis is down."""
-    client = redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); .ci/run starts it")
-    prefix = f"parley-test:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = [key async for key in client.scan_iter(f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def test_local_locks_are_fifo():

@@ -22,7 +22,7 @@ def route_handlers(*, memory: bool = True) -> list[Any]:
     from litestar import Router
     from litestar.exceptions import HTTPException
 
-    from parley.adapters.web import chat, history, sessions, users, ws
+    from parley.adapters.web import admin, chat, history, sessions, users, ws
     from parley.adapters.web.adapter import session_error, too_deep
 
     session_routes = Router(
@@ -38,6 +38,7 @@ def route_handlers(*, memory: bool = True) -> list[Any]:
         *chat.HANDLERS,
         *history.HANDLERS,
         *(users.HANDLERS if memory else ()),
+        *admin.HANDLERS,
         ws.websocket_handler,
         session_routes,
     ]

@@ -156,26 +156,17 @@ class GraphClient:
     # -- messages --------------------------------------------------------------------------
 
     async def send_text(self, to: str, body: str) -> str | None:
-        """Send a text message (at most 4,096 characters); return its wamid."""
+        """Send a text message (at most 4,096 characters) to a number or ``group:<id>``; return
+        its wamid."""
         data = await self._post_message(
-            {
-                "recipient_type": "individual",
-                "to": to,
-                "type": "text",
-                "text": {"preview_url": False, "body": body},
-            }
+            {**_recipient(to), "type": "text", "text": {"preview_url": False, "body": body}}
         )
         return _message_id(data)
 
     async def send_voice(self, to: str, media_id: str) -> str | None:
         """Send an uploaded OGG/Opus file as a voice note; return its wamid."""
         data = await self._post_message(
-            {
-                "recipient_type": "individual",
-                "to": to,
-                "type": "audio",
-                "audio": {"id": media_id, "voice": True},
-            }
+            {**_recipient(to), "type": "audio", "audio": {"id": media_id, "voice": True}}
         )
         return _message_id(data)
 
@@ -243,6 +234,13 @@ class GraphClient:
         if not media_id:
             raise GraphError("media upload answered without an id", status=response.status_code)
         return str(media_id)
+
+
+def _recipient(to: str) -> dict[str, str]:
+    """``recipient_type`` and ``to`` for a number, or a group given as ``group:<group id>``."""
+    if to.startswith("group:"):
+        return {"recipient_type": "group", "to": to.removeprefix("group:")}
+    return {"recipient_type": "individual", "to": to}
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

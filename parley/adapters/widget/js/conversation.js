@@ -216,6 +216,18 @@ class WidgetConversation extends WidgetView {
     this.currentTurn = item;
   }
 
+  /** A message that reached the conversation elsewhere (another tab, REST): shown before its
+   * reply and known by its id, so its ``turn_started`` is not taken for this tab's own. */
+  on_user_message(f) {
+    const m = f.message || {};
+    const id = normId(m.id);
+    if (!id || this.byId.has(id) || String(f.conversation_id) !== this.conversationId) return;
+    this.update(() => {
+      this.items.push(this.newItem({ id, role: "user", text: m.content || "", status: m.status }));
+      this.layout();
+    });
+  }
+
   /** The user message whose turn is over (answered, or cut short) leaves ``inFlight``. */
   settle(item) {
     const at = this.inFlight.indexOf(item);
