@@ -205,8 +205,7 @@ def piper_tts() -> Any:
 
     tts = PiperTTS(LocalTTSSettings(), command=piper_command(), voice=piper_voice())
     yield tts
-    for process in tts._processes.values():
-        process.stop()
+    tts.stop()
 
 
 @pytest.fixture(scope="session")
