@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from parley.core.config import LLMSettings, ModelSettings
 from parley.core.providers import LiveTranscript, LLMRequest, SpeechStarted
 from parley.plugins.local.llm import LocalLLM
@@ -79,16 +81,18 @@ async def test_speech_synthesised_locally_is_transcribed_locally(piper_tts, whis
     assert 2 < heard.duration < 6
 
 
-async def test_a_live_session_ends_the_utterance_on_silence(piper_tts, whisper_stt):
+@pytest.mark.parametrize("rate", [16000, 48000])
+async def test_a_live_session_ends_the_utterance_on_silence(piper_tts, whisper_stt, rate):
     speech = b"".join(
-        [chunk async for chunk in piper_tts.synthesize(SENTENCE, output_format="pcm_16000")]
+        [chunk async for chunk in piper_tts.synthesize(SENTENCE, output_format=f"pcm_{rate}")]
     )
-    silence = bytes(2 * 16000)  # one second
-    session = await whisper_stt.live(encoding="pcm16", sample_rate=16000)
+    silence = bytes(2 * rate)  # one second
+    frame = rate // 5  # 100 ms of PCM16
+    session = await whisper_stt.live(encoding="pcm16", sample_rate=rate)
     async with session, asyncio.timeout(60):  # a bound for a busy machine, not a measurement
         stream = silence + speech + silence
-        for start in range(0, len(stream), 3200):  # 100 ms frames, as a microphone sends
-            await session.send(stream[start : start + 3200])
+        for start in range(0, len(stream), frame):  # 100 ms frames, as a microphone sends
+            await session.send(stream[start : start + frame])
         results = []
         async for result in session:
             results.append(result)
