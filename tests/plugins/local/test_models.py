@@ -9,7 +9,7 @@ import pytest
 
 from parley.core.config import LLMSettings, ModelSettings
 from parley.core.providers import LiveTranscript, LLMRequest, SpeechStarted
-from parley.plugins.local.llm import LocalLLM
+from parley.plugins.local.llm import LocalLLM, fit
 from parley.plugins.local.settings import LocalLLMSettings
 
 
@@ -120,3 +120,41 @@ async def test_a_live_container_stream_is_transcribed_when_finalised(piper_tts, 
     [final] = results
     assert final.is_final and final.speech_final and final.start == 0
     assert word_error_rate(SENTENCE, final.text) < 0.1, final.text
+
+
+def test_fit_keeps_the_system_prompt_and_the_latest_turns():
+    messages = [
+        {"role": "system", "content": "S" * 10},
+        {"role": "user", "content": "a" * 50},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+        {"role": "tool", "tool_call_id": "1", "content": "result"},
+        {"role": "assistant", "content": "b" * 50},
+        {"role": "user", "content": [{"type": "text", "text": "c" * 50}]},
+    ]
+    assert [m["content"][0] for m in fit(messages, 1000)] == ["S", "a", "b", "c"]
+    assert [m["content"][0] for m in fit(messages, 120)] == ["S", "b", "c"]
+    assert fit(messages, 30) == [
+        {"role": "system", "content": "S" * 10},
+        {"role": "user", "content": "c" * 20},
+    ]
+
+
+async def test_a_history_longer_than_the_context_still_gets_an_answer(llama_server):
+    llm = LocalLLM(LLMSettings(), LocalLLMSettings(), llama_server, owns_server=False)
+    filler = "I like to talk about the weather and the sea and the hills. " * 5
+    history = [{"role": ("user", "assistant")[i % 2], "content": filler} for i in range(60)]
+    question = {"role": "user", "content": "What is the capital of France?"}
+    request = LLMRequest(
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            *history,
+            question,
+        ],
+        model=ModelSettings(temperature=0.0, max_tokens=20),
+    )
+    assert sum(len(m["content"]) for m in request.messages) > 2048 * 4  # over the context
+    try:
+        text = "".join([chunk.text async for chunk in llm.stream(request)])
+    finally:
+        await llm.aclose()
+    assert text.strip()
