@@ -160,8 +160,12 @@ class PiperTTS:
             return
         yield await asyncio.to_thread(encode_as, audio, fmt)
 
-    async def aclose(self) -> None:
-        """Stop the child processes."""
+    def stop(self) -> None:
+        """Stop the child processes (blocks; a later sentence starts them again)."""
         processes, self._processes = list(self._processes.values()), {}
         for process in processes:
-            await asyncio.to_thread(process.stop)
+            process.stop()
+
+    async def aclose(self) -> None:
+        """Stop the child processes."""
+        await asyncio.to_thread(self.stop)
