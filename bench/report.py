@@ -139,6 +139,16 @@ def sockets_section(data: dict) -> list[str]:
     return out
 
 
+def _ideal_as_run(row: dict) -> list[float]:
+    """Per turn: the first sentence's time at the fake LLM plus the fake TTS's first byte."""
+    return [s["llm_to_first_sentence"] + s["tts_to_first_byte"] for s in row["steps"]]
+
+
+def _speech_ratio(row: dict) -> float:
+    """Median over the turns of first audio / the ideal as run."""
+    return median([a / i for a, i in zip(row["first_audio"], _ideal_as_run(row), strict=True)])
+
+
 def speech_section(data: dict, images: Path, prefix: str) -> list[str]:
     """Time to first audio against the ideal."""
     out = [
@@ -148,11 +158,14 @@ def speech_section(data: dict, images: Path, prefix: str) -> list[str]:
         "ElevenLabs. The *ideal* is what no framework can beat: the moment the first sentence's "
         "last word leaves the LLM, plus the TTS's first byte for that sentence. Words arrive as "
         "tokenizers send them, the space leading (`' Start'`), so the whitespace that makes a "
-        "sentence's end certain arrives with the next word. Median [min-max] of the turns.",
+        "sentence's end certain arrives with the next word. *Ideal* is computed from the set "
+        "latencies; *ideal, as run* from the fakes' own clocks in each turn (their sleeps "
+        "overshoot a little on a busy machine), and the ratio uses it. Median [min-max] of the "
+        "turns.",
         "",
         "| Scenario (LLM first token / per token, TTS first byte) | First sentence done | Ideal "
-        "| First audio, Parley | Ratio |",
-        "|---|---:|---:|---:|---:|",
+        "| Ideal, as run | First audio, Parley | Ratio |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     names = list(data)
     for name in names:
@@ -164,8 +177,8 @@ def speech_section(data: dict, images: Path, prefix: str) -> list[str]:
         )
         out.append(
             f"| {label} | {row['first_sentence_done'] * 1000:.0f} ms "
-            f"| {row['ideal'] * 1000:.0f} ms | {spread(row['first_audio'], 1000)} ms "
-            f"| {median(row['first_audio']) / row['ideal']:.3f}x |"
+            f"| {row['ideal'] * 1000:.0f} ms | {spread(_ideal_as_run(row), 1000)} ms "
+            f"| {spread(row['first_audio'], 1000)} ms | {_speech_ratio(row):.3f}x |"
         )
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ys = range(len(names))
@@ -309,7 +322,7 @@ def goals_section(results: dict) -> list[str]:
             f"| {verdict(added <= 1.2)} |"
         )
     for name, row in results["speech"].items():
-        ratio = median(row["first_audio"]) / row["ideal"]
+        ratio = _speech_ratio(row)
         rows.append(
             f"| Time to first audio <= 1.05x ideal ({name}) | {ratio:.3f}x "
             f"| {verdict(ratio <= 1.05)} |"

@@ -24,8 +24,8 @@ class Sizes:
     """How big and how often: the full run, or the smoke test's tiny one."""
 
     levels: tuple[int, ...] = (1, 10, 100, 500)
-    seconds: float = 6.0
-    warmup: float = 2.0
+    seconds: float = 5.0
+    warmup: float = 1.5
     repeats: int = 3
     sockets: int = 1000
     audio_turns: int = 5
