@@ -30,6 +30,7 @@ __all__ = [
     "add_message",
     "claim_inbound",
     "count_messages",
+    "find_message",
     "get_message",
     "latest_message",
     "list_messages",
@@ -150,6 +151,12 @@ async def get_message(message_id: str) -> MessageRecord | None:
     """The message, or None."""
     mid = _uuid(message_id)
     msg = await Message.get_or_none(id=mid) if mid else None
+    return _message_record(msg) if msg else None
+
+
+async def find_message(channel: str, platform_message_id: str) -> MessageRecord | None:
+    """The message stored under (channel, platform message id), or None."""
+    msg = await Message.get_or_none(channel=channel, platform_message_id=platform_message_id)
     return _message_record(msg) if msg else None
 
 
