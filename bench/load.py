@@ -6,6 +6,7 @@ One client drives Parley and the baseline alike (the baseline speaks the frames 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -114,35 +115,50 @@ async def load(
     conversations: int,
     seconds: float,
     *,
-    warmup: float = 2.0,
+    warmup: float = 1.0,
     devices: list[str] | None = None,
 ) -> LoadResult:
-    """``conversations`` sockets (spread over ``servers``) sending turns back to back; the turns
-    that complete within ``seconds`` after a ``warmup`` are counted, and the servers' CPU time in
-    that window."""
+    """``conversations`` sockets (spread over ``servers``) sending turns back to back.
+
+    Steady state only: the window opens ``warmup`` seconds after every conversation finished its
+    first turn (at most 60 s after the start, when some never do); the turns that complete in the
+    next ``seconds`` are counted, and the servers' CPU time in that window."""
     sockets = []
     for i in range(conversations):
         device = devices[i] if devices else device_id()
         sockets.append(open_socket(servers[i % len(servers)].ws_url, device))
     opened = await _gather_limited(sockets, 50)
     result = LoadResult(conversations, seconds)
-    window_start = time.perf_counter() + warmup
-    deadline = window_start + seconds
-
-    async def cpu_at(moment: float) -> float:
-        await asyncio.sleep(max(0.0, moment - time.perf_counter()))
-        return sum(server.cpu() for server in servers)
+    ready = asyncio.Event()
+    started: set[int] = set()
+    window: list[float] = []
 
     async def run(socket: ClientConnection) -> None:
-        while time.perf_counter() < deadline:
+        while True:
             done = await turn(socket)
-            if window_start <= time.perf_counter() <= deadline:
+            now = time.perf_counter()
+            if window and now > window[1]:
+                return
+            if window and now >= window[0]:
                 result.turns.append(done)
+            if id(socket) not in started:
+                started.add(id(socket))
+                if len(started) == len(opened):
+                    ready.set()
+
+    async def clock() -> tuple[float, float]:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), 60)
+        await asyncio.sleep(warmup)
+        before = sum(server.cpu() for server in servers)
+        window.extend([time.perf_counter(), time.perf_counter() + seconds])
+        await asyncio.sleep(seconds)
+        return before, sum(server.cpu() for server in servers)
 
     try:
-        marks = asyncio.gather(cpu_at(window_start), cpu_at(deadline))
+        timer = asyncio.ensure_future(clock())
         await asyncio.gather(*(run(socket) for socket in opened))
-        before, after = await marks
+        before, after = await timer
         result.cpu = after - before
     finally:
         await asyncio.gather(*(socket.close() for socket in opened), return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
@@ -30,8 +31,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def ratio(a: list[float], b: list[float]) -> float:
+    """median(a) / median(b), nan when b's median is 0 or missing."""
+    over = median(b)
+    return median(a) / over if over and not math.isnan(over) else float("nan")
+
+
 def _ratio(parley: list[float], baseline: list[float]) -> str:
-    return f"{median(parley) / median(baseline):.2f}x"
+    return f"{ratio(parley, baseline):.2f}x"
 
 
 def _field(runs: list[dict], key: str) -> list[float]:
@@ -311,21 +318,21 @@ def goals_section(results: dict) -> list[str]:
         if int(level) < 100:
             continue
         p, b = text["parley"][level], text["baseline"][level]
-        ratio = median(_field(p, "throughput")) / median(_field(b, "throughput"))
+        turns = ratio(_field(p, "throughput"), _field(b, "throughput"))
         rows.append(
-            f"| Throughput at {level} conversations >= 0.95x baseline | {ratio:.2f}x "
-            f"| {verdict(ratio >= 0.95)} |"
+            f"| Throughput at {level} conversations >= 0.95x baseline | {turns:.2f}x "
+            f"| {verdict(turns >= 0.95)} |"
         )
-        added = median(_field(p, "p95_added")) / median(_field(b, "p95_added"))
+        added = ratio(_field(p, "p95_added"), _field(b, "p95_added"))
         rows.append(
             f"| p95 added latency at {level} <= 1.2x baseline | {added:.2f}x "
             f"| {verdict(added <= 1.2)} |"
         )
     for name, row in results["speech"].items():
-        ratio = _speech_ratio(row)
+        first = _speech_ratio(row)
         rows.append(
-            f"| Time to first audio <= 1.05x ideal ({name}) | {ratio:.3f}x "
-            f"| {verdict(ratio <= 1.05)} |"
+            f"| Time to first audio <= 1.05x ideal ({name}) | {first:.3f}x "
+            f"| {verdict(first <= 1.05)} |"
         )
     sockets = results["sockets"]["parley"]
     memory = median(_field(sockets, "rss_per_socket")) / 1024

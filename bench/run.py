@@ -131,6 +131,6 @@ if __name__ == "__main__":
     found = asyncio.run(main(arguments))
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     name = "smoke sizes" if arguments.smoke else "full sizes"
-    report.write(found, arguments.out, _header(name, found))
     arguments.out.with_suffix(".json").write_text(json.dumps(found, indent=1, default=str))
+    report.write(found, arguments.out, _header(name, found))
     print(f"[bench] wrote {arguments.out}")

@@ -25,7 +25,7 @@ class Sizes:
 
     levels: tuple[int, ...] = (1, 10, 100, 500)
     seconds: float = 5.0
-    warmup: float = 1.5
+    warmup: float = 1.0
     repeats: int = 3
     sockets: int = 1000
     audio_turns: int = 5
