@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 from harness import Server
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 QUESTION = "plan my morning"
 _devices = itertools.count()
@@ -103,6 +105,8 @@ class LoadResult:
     seconds: float
     turns: list[Turn] = field(default_factory=list)
     cpu: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    """Conversations that ended in an error (an error frame, the socket closed by the server)."""
 
     @property
     def throughput(self) -> float:
@@ -120,9 +124,12 @@ async def load(
 ) -> LoadResult:
     """``conversations`` sockets (spread over ``servers``) sending turns back to back.
 
-    Steady state only: the window opens ``warmup`` seconds after every conversation finished its
-    first turn (at most 60 s after the start, when some never do); the turns that complete in the
-    next ``seconds`` are counted, and the servers' CPU time in that window."""
+    Each conversation starts after a random pause of up to 2 s (people do not all press enter at
+    once). Steady state only: the window opens ``warmup`` seconds after every conversation
+    finished its first turn (at most 60 s after the start) and lasts ``seconds``, or as long as
+    that first round took if longer (so that a saturated server, whose turns take longer than
+    ``seconds``, still completes some); the turns that complete in it are counted, and the
+    servers' CPU time in it. Turns still running when it closes are cut."""
     sockets = []
     for i in range(conversations):
         device = devices[i] if devices else device_id()
@@ -132,35 +139,40 @@ async def load(
     ready = asyncio.Event()
     started: set[int] = set()
     window: list[float] = []
+    rng = random.Random(conversations)
 
     async def run(socket: ClientConnection) -> None:
+        await asyncio.sleep(rng.uniform(0, 2.0))
         while True:
-            done = await turn(socket)
-            now = time.perf_counter()
-            if window and now > window[1]:
+            try:
+                done = await turn(socket)
+            except (ConnectionClosed, RuntimeError) as exc:  # counted, never hidden
+                result.errors.append(f"{type(exc).__name__}: {exc}")
+                started.add(id(socket))
                 return
-            if window and now >= window[0]:
+            if window and window[0] <= time.perf_counter() <= window[1]:
                 result.turns.append(done)
             if id(socket) not in started:
                 started.add(id(socket))
                 if len(started) == len(opened):
                     ready.set()
 
-    async def clock() -> tuple[float, float]:
+    runs = [asyncio.ensure_future(run(socket)) for socket in opened]
+    try:
+        began = time.perf_counter()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), 60)
         await asyncio.sleep(warmup)
+        length = max(seconds, time.perf_counter() - began - warmup)
         before = sum(server.cpu() for server in servers)
-        window.extend([time.perf_counter(), time.perf_counter() + seconds])
-        await asyncio.sleep(seconds)
-        return before, sum(server.cpu() for server in servers)
-
-    try:
-        timer = asyncio.ensure_future(clock())
-        await asyncio.gather(*(run(socket) for socket in opened))
-        before, after = await timer
-        result.cpu = after - before
+        window.extend([time.perf_counter(), time.perf_counter() + length])
+        await asyncio.sleep(length)
+        result.cpu = sum(server.cpu() for server in servers) - before
+        result.seconds = length
     finally:
+        for task in runs:
+            task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
         await asyncio.gather(*(socket.close() for socket in opened), return_exceptions=True)
     return result
 

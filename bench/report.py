@@ -76,6 +76,16 @@ def text_section(data: dict, images: Path, prefix: str) -> list[str]:
             f"| {spread(_field(p, 'cpu_per_turn'), 1000, 2)} "
             f"| {_ratio(_field(p, 'cpu_per_turn'), _field(b, 'cpu_per_turn'))} |"
         )
+    errors = [
+        f"{name} at {level}: {error}"
+        for name, runs in data["runs"].items()
+        for level, level_runs in runs.items()
+        for run in level_runs
+        for error in run.get("errors", [])
+    ]
+    if errors:
+        out += ["", f"**{len(errors)} conversations ended in an error:**", ""]
+        out += [f"- {error}" for error in errors[:20]]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     xs = [int(level) for level in levels]
     for name, runs in (("baseline", base), ("Parley", parley)):
