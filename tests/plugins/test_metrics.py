@@ -69,6 +69,7 @@ async def test_metrics_after_a_few_turns(make_settings):
                         conversation.id, Inbound(text=text), speech=SpeechOptions("pcm_16000")
                     )
                 )
+            await runtime.inbox.put("nobody-answers", "item-1", "lane-1")  # waits: no handler
             async with connect(base.replace("http://", "ws://") + "/ws?device_id=device-m"):
                 async with httpx.AsyncClient() as client:
                     for _ in range(100):
@@ -113,7 +114,8 @@ async def test_metrics_after_a_few_turns(make_settings):
     assert value(found, "parley_tokens_total", direction="in", provider="openai") == 5
     assert value(found, "parley_tokens_total", direction="out", provider="openai#2") == 3
     assert value(found, "parley_breaker_state", kind="llm", provider="openai") == 0
-    assert ("parley_inbox_depth", ()) in found and ("parley_live_conversations", ()) in found
+    assert value(found, "parley_inbox_depth") == 1
+    assert ("parley_live_conversations", ()) in found
 
 
 async def test_metrics_are_off_by_default(make_settings):
