@@ -205,7 +205,8 @@ class Runtime:
         self.inbox = Inbox(self.settings.section("inbox", InboxSettings))
         self._engine.inbox = self.inbox
         start_inbox(self.inbox, self._engine.run_turn, self.locks)
-        self._conversations = Conversations(self._engine, self.bus)
+        self._conversations = conversations = Conversations(self._engine, self.bus)
+        self.telemetry.gauges.setdefault("live_conversations", lambda: len(conversations))
         self.started = True
         for notice in self.notices:
             log.warning(notice)
