@@ -61,6 +61,7 @@ __all__ = [
     "failover_settings",
     "primary_settings",
     "providers_of",
+    "warm",
 ]
 
 log = logging.getLogger(__name__)
@@ -325,6 +326,7 @@ class Chain:
                 name, **{"parley.provider": member.label, **attributes}
             ) as span:
                 try:
+                    await warm(member)
                     while True:
                         wait = self.wait(member, produced)
                         try:
@@ -379,6 +381,15 @@ class Chain:
         return ProviderTimeout(
             f"{member.label} sent nothing within {seconds:g} s", provider=member.label
         )
+
+
+async def warm(member: Member) -> None:
+    """Wait for a provider that loads a model (``ready`` / ``load()``, the local ones) before its
+    watchdog starts: loading is not a stall. A failed load fails over like any error."""
+    provider = member.provider
+    load = getattr(provider, "load", None)
+    if load is not None and not getattr(provider, "ready", True):
+        await load()
 
 
 async def next_within(items: AsyncIterator[Any], seconds: float) -> Any:

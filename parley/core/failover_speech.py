@@ -22,6 +22,7 @@ from parley.core.failover import (
     build_members,
     classify,
     failover_settings,
+    warm,
 )
 from parley.core.providers import (
     LiveSession,
@@ -70,6 +71,7 @@ class FailoverSTT(Chain):
             started = time.perf_counter()
             with self.telemetry.span("stt.transcribe", **{"parley.provider": member.label}) as span:
                 try:
+                    await warm(member)
                     call = member.provider.transcribe(audio, mime_type=mime_type, language=language)
                     wait = self.wait(member, False)
                     if wait > 0:

@@ -212,3 +212,40 @@ def test_a_bad_fallback_timeout_is_named(make_settings):
     settings = make_settings({"llm": {"fallbacks": [{"provider": "echo", "stall_timeout": -1}]}})
     with pytest.raises(SettingsError, match=r"llm\.fallbacks\[0\]\.stall_timeout"):
         Runtime(settings).build_providers()
+
+
+async def test_loading_a_model_is_not_a_stall(make_settings):
+    from parley import hookimpl
+    from parley.core.plugins import make_plugin_manager
+    from parley.core.providers import LLMChunk
+
+    class SlowToLoad:  # like the local model: loads once, then answers at once
+        name = "slow-to-load"
+        ready = False
+
+        async def load(self):
+            if not self.ready:
+                await asyncio.sleep(0.5)
+                self.ready = True
+
+        async def stream(self, request):
+            await self.load()
+            yield LLMChunk(text="Loaded and ready.")
+
+    class Plugin:
+        @hookimpl
+        def register_llm_providers(self, register):
+            register("slow", lambda settings: SlowToLoad())
+
+    pm = make_plugin_manager((), entry_points=False, extra=[("slow", Plugin())])
+    settings = make_settings({"llm": {"provider": "slow", "first_token_timeout": 0.2}})
+    runtime = Runtime(settings, pm)
+    await runtime.start(adapters=False)
+    try:
+        _, events = await run_turn(runtime)
+        assert (completed(events).status, completed(events).text) == (
+            "complete",
+            "Loaded and ready.",
+        )
+    finally:
+        await runtime.stop()
