@@ -15,15 +15,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from parley.core.failover import (
-    Chain,
-    FailoverLLM,
-    Member,
-    build_members,
-    classify,
-    failover_settings,
-    warm,
-)
+from parley.core.failover import Chain, FailoverLLM, classify, warm
+from parley.core.failover_settings import Member, build_members, failover_settings
 from parley.core.providers import (
     LiveSession,
     ProviderError,

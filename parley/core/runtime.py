@@ -17,7 +17,7 @@ from parley.core.choice import AUTO, choose
 from parley.core.config import Settings, SettingsError
 from parley.core.conversation import Conversations
 from parley.core.engine import Engine
-from parley.core.failover import primary_settings
+from parley.core.failover_settings import primary_settings
 from parley.core.failover_speech import build_chain
 from parley.core.inbox import Inbox, InboxSettings
 from parley.core.inbox_turns import start_inbox

@@ -12,7 +12,8 @@ from parley.core.events import ErrorEvent, MessageCompleted, TextDelta
 from parley.core.inbound import Inbound
 from parley.core.runtime import Runtime
 from parley.core.telemetry import BreakerChanged, FallbackTaken, ProviderCall
-from parley.testing import FakeOpenAIServer, collect
+from parley.fake_services import FakeOpenAIServer
+from parley.testing import collect
 
 
 def llm_settings(primary: FakeOpenAIServer, *fallbacks: FakeOpenAIServer, **extra):

@@ -15,8 +15,9 @@ from parley.core.inbound import Inbound
 from parley.core.plugins import make_plugin_manager
 from parley.core.runtime import Runtime
 from parley.core.speech import SpeechOptions
+from parley.fake_services import FakeOpenAIServer
 from parley.server import create_app
-from parley.testing import FakeOpenAIServer, ToneTTS, collect, running_server
+from parley.testing import ToneTTS, collect, running_server
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
