@@ -27,7 +27,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from parley.core.providers import (
@@ -94,9 +94,12 @@ class Chain:
         """The first provider of the chain (the one configured in the section itself)."""
         return self.members[0].provider
 
-    def candidates(self) -> list[Member]:
-        """Members whose breaker lets a request through now, in order."""
-        return [member for member in self.members if member.breaker.allow()]
+    def candidates(self) -> Iterator[Member]:
+        """Members whose breaker lets a request through now, in order; asked one at a time, so
+        a half-open breaker is only claimed for a probe when its member is really tried."""
+        for member in self.members:
+            if member.breaker.allow():
+                yield member
 
     def failed(self, member: Member, error: ProviderError, started: float, operation: str) -> None:
         """Note a failure of ``member`` (breaker, metrics, log)."""
