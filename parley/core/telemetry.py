@@ -117,7 +117,6 @@ class TurnReport:
     errors: list[str] = field(default_factory=list)
     tokens_in: int = 0
     tokens_out: int = 0
-    channel: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fields of the log line (``None`` values left out)."""
@@ -134,7 +133,6 @@ class TurnReport:
             "errors": self.errors,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
-            "channel": self.channel,
         }
         return {key: value for key, value in out.items() if value is not None}
 
