@@ -51,6 +51,7 @@ __all__ = [
     "current_turn",
     "extract",
     "inject",
+    "joined",
     "provider_sink",
     "turn_span",
 ]
@@ -160,6 +161,22 @@ provider_sink: contextvars.ContextVar[Callable[[str], None] | None] = contextvar
 )
 """Set by the speech pipeline in each sentence's task: a failover chain calls it with the label
 of the provider that spoke the sentence (stored as the message's ``tts_providers``)."""
+
+
+@contextmanager
+def joined(carrier: Any) -> Iterator[None]:
+    """Make the trace context of ``carrier`` current for the block: turns started inside it join
+    that trace (an adapter answering a stored message wraps its handling in it)."""
+    context = extract(carrier)
+    if context is None:
+        yield
+        return
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        with suppress(ValueError):
+            otel_context._RUNTIME_CONTEXT.detach(token)  # type: ignore[attr-defined]
 
 
 def current_turn() -> TurnScope | None:
