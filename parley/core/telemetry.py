@@ -226,7 +226,7 @@ class Telemetry:
         try:
             yield span
         except BaseException as exc:
-            if not isinstance(exc, GeneratorExit):
+            if isinstance(exc, Exception):  # not a cancellation or a closed generator
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             raise
         finally:
