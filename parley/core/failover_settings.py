@@ -155,6 +155,7 @@ def build_members(
         providers.append((entry.get("label"), provider, timeouts))
     members: list[Member] = []
     for position, (label, provider, timeouts) in enumerate(providers):
+        _with_hints(timeouts, provider, config if position == 0 else None)
         label = label or getattr(provider, "name", kind)
         if any(m.label == label for m in members):
             label = f"{label}#{position + 1}"
@@ -165,6 +166,17 @@ def build_members(
         )
         members.append(Member(label, provider, breaker, timeouts))
     return members
+
+
+def _with_hints(timeouts: MemberTimeouts, provider: Any, section: FailoverSettings | None) -> None:
+    """Fill unset timeouts from the provider's own ``first_token_timeout`` / ``stall_timeout``
+    attributes (a local model on a CPU is slower than a cloud API). For the primary (``section``
+    given) an explicit section value wins over the hint; a fallback's own table always wins."""
+    for key in ("first_token_timeout", "stall_timeout"):
+        hint = getattr(provider, key, None)
+        explicit = section is not None and getattr(section, key) is not None
+        if getattr(timeouts, key) is None and isinstance(hint, int | float) and not explicit:
+            setattr(timeouts, key, float(hint))
 
 
 def _breaker_reporter(telemetry: Telemetry, kind: str, label: str) -> Callable[[str], None]:

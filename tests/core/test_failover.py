@@ -250,3 +250,37 @@ async def test_loading_a_model_is_not_a_stall(make_settings):
         )
     finally:
         await runtime.stop()
+
+
+@pytest.mark.parametrize(
+    ("section", "status"),
+    [({}, "failed"), ({"first_token_timeout": 3}, "complete")],
+)
+async def test_a_provider_may_bring_its_own_watchdog_and_settings_win(
+    make_settings, section, status
+):
+    from parley import hookimpl
+    from parley.core.plugins import make_plugin_manager
+    from parley.core.providers import LLMChunk
+
+    class Impatient:  # declares a first-token watchdog shorter than its answer takes
+        name = "impatient"
+        first_token_timeout = 0.2
+
+        async def stream(self, request):
+            await asyncio.sleep(0.6)
+            yield LLMChunk(text="Late.")
+
+    class Plugin:
+        @hookimpl
+        def register_llm_providers(self, register):
+            register("impatient", lambda settings: Impatient())
+
+    pm = make_plugin_manager((), entry_points=False, extra=[("impatient", Plugin())])
+    runtime = Runtime(make_settings({"llm": {"provider": "impatient", **section}}), pm)
+    await runtime.start(adapters=False)
+    try:
+        _, events = await run_turn(runtime)
+        assert completed(events).status == status
+    finally:
+        await runtime.stop()
