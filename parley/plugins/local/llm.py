@@ -147,6 +147,10 @@ class LocalLLM:
     """Streams replies from a local llama.cpp server through the ``openai`` provider."""
 
     name = NAME
+    first_token_timeout = 30.0
+    """The failover chain's watchdogs for this provider (unless set in its settings): a small
+    model on a busy CPU is slower to start and between tokens than a cloud API."""
+    stall_timeout = 15.0
 
     def __init__(
         self,

@@ -66,6 +66,10 @@ class PiperTTS:
     """Speaks with piper voices in child processes (or espeak-ng when piper is missing)."""
 
     name = NAME
+    first_token_timeout = 15.0
+    """The failover chain's watchdogs for a sentence (unless set in its settings): a child process
+    on a busy CPU may take seconds to its first audio."""
+    stall_timeout = 15.0
 
     def __init__(
         self,
