@@ -166,15 +166,21 @@ async def test_socket_gets_an_error_frame_and_stays_open(
             assert user_texts == ["while down"]  # refused whole the first time, stored once
 
 
-async def test_socket_opened_while_the_database_is_down(serve, pg_schema_url, no_errors_logged):
-    async with TcpProxy(pg_schema_url) as database:
-        async with serve({"database": {"url": database.url}}) as web:
-            await database.cut()
+@pytest.mark.parametrize("part", ["database", "redis"])
+async def test_socket_opened_during_an_outage_is_told_to_come_back(
+    serve, pg_schema_url, redis_prefix, part, no_errors_logged
+):
+    async with TcpProxy(pg_schema_url) as database, TcpProxy(REDIS_URL) as redis:
+        proxy = database if part == "database" else redis
+        settings = {"database": {"url": database.url}, "redis": {"url": redis.url}}
+        async with serve(settings) as web:
+            await proxy.cut()
             async with web.ws() as socket:
                 frame = await web.recv(socket)
-                assert frame["type"] == "error" and frame["code"] == "unavailable"
+                assert frame["type"] == "error" and frame["code"] == "unavailable", frame
+                assert part in frame["message"]
                 await socket.wait_closed()
                 assert socket.close_code == 1013  # try again later
-            await database.restore()
+            await proxy.restore()
             async with web.ws() as socket:
                 assert (await web.recv(socket))["type"] == "conversation_started"
