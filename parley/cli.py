@@ -203,6 +203,8 @@ def chat(
     of input, so it can be scripted.
     """
     settings = _settings(settings_dir)
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # the turn log line: noise here
+        logging.getLogger("parley.turn").setLevel(logging.WARNING)
     if template_id and template_id not in settings.templates:
         known = ", ".join(sorted(settings.templates))
         raise click.BadParameter(f"unknown template {template_id!r} (known: {known})")

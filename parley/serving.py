@@ -42,13 +42,13 @@ def workers_problems(settings: Settings) -> list[str]:
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
-    from parley.adapters.web.settings import ws_max_size
+    from parley.adapters.web.settings import uvicorn_options
 
     return {
         "log_level": "info",
         "lifespan": "on",
         "ws": "websockets-sansio",
-        "ws_max_size": ws_max_size(settings),  # frames over web.max_body_bytes: an error frame
+        **uvicorn_options(settings),  # size limit of frames, trusted proxies
     }
 
 

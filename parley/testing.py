@@ -201,7 +201,7 @@ async def running_server(
         with socket.socket() as probe:
             probe.bind((host, 0))
             port = probe.getsockname()[1]
-    from parley.adapters.web.settings import ws_max_size
+    from parley.adapters.web.settings import uvicorn_options
 
     runtime = getattr(app.state, "runtime", None)
     config = uvicorn.Config(
@@ -211,7 +211,7 @@ async def running_server(
         log_level="warning",
         lifespan="on",
         ws="websockets-sansio",
-        ws_max_size=ws_max_size(runtime.settings) if runtime is not None else 16 * 1024 * 1024,
+        **(uvicorn_options(runtime.settings) if runtime is not None else {}),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -518,7 +518,8 @@ class FakeOpenAIServer:
     """A local OpenAI-compatible ``/v1/chat/completions`` server that plays scripted behaviours.
 
     Queue behaviours with :meth:`push`; each request takes the next (the last one repeats):
-    ``("text", [pieces])`` streams the pieces; ``("status", code)`` answers that HTTP error;
+    ``("text", [pieces])`` streams the pieces; ``("raw", sse_bytes)`` sends that body (see
+    :func:`openai_tool_calls`); ``("status", code)`` answers that HTTP error;
     ``("silent",)`` sends the stream's headers and then nothing; ``("stall", [pieces])`` streams the
     pieces and then nothing. ``requests`` counts the requests served; ``closed`` the streams whose
     client went away. Use ``async with FakeOpenAIServer() as server`` and ``server.base_url``.
@@ -553,7 +554,13 @@ class FakeOpenAIServer:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         try:
+            if behaviour[0] == "raw":
+                await response.write(behaviour[1])
+                await response.write_eof()
+                return response
             if behaviour[0] == "text":
+                if len(behaviour) > 2:  # ("text", pieces, seconds before the first byte)
+                    await asyncio.sleep(behaviour[2])
                 await response.write(openai_text(*behaviour[1]))
                 await response.write_eof()
                 return response

@@ -58,7 +58,7 @@ async def health(state: State) -> Response[dict[str, Any]]:
         "down": down,
         "pid": os.getpid(),  # which process answered, behind a balancer or with --workers
     }
-    models = local_readiness(runtime)
+    models = local_readiness({kind: getattr(runtime, kind) for kind in ("llm", "stt", "tts")})
     if models:  # local providers: "loading" until their models are loaded, then "ready"
         body["models"] = models
     return Response(body, status_code=503 if down else 200)

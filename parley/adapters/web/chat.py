@@ -110,7 +110,7 @@ async def device_conversation(
     web: NamedDependency[WebAdapter], caller: NamedDependency[Caller]
 ) -> str:
     """The device's open conversation (a new one after it ended or expired)."""
-    opened = await web.engine.resume_or_open(caller.user_id, CHANNEL)
+    opened = await web.engine.resume_or_open(caller.user_id, CHANNEL, greet=web.settings.greeting)
     return opened.conversation.id
 
 

@@ -144,7 +144,7 @@ class WebSession(ChatFrames):
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
-            self.detach()
+            await self.detach()
             self.web.sockets.discard(self)
             self.done.set()
 
@@ -182,13 +182,13 @@ class WebSession(ChatFrames):
         except EngineError as exc:
             return await self.refuse(CLOSE_NOT_FOUND, exc.code, exc.message)
         opened = await self.engine.resume_or_open(
-            self.user_id, CHANNEL, template_id=template_id, language=language
+            self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
         )
         if opened.resumed and template_id and opened.conversation.template_id != template_id:
             # The client asked for another kind of conversation than the open one.
             await self.engine.end(opened.conversation.id, "new_conversation", farewell=False)
             opened = await self.engine.open(
-                self.user_id, CHANNEL, template_id=template_id, language=language
+                self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
             )
         await self.announce(opened)
         return True
