@@ -8,10 +8,11 @@ import asyncio
 import json
 import logging
 
+import httpx
 import pytest
 
 from parley.core import store
-from parley.testing import TcpProxy
+from parley.testing import Step, TcpProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -184,3 +185,52 @@ async def test_socket_opened_during_an_outage_is_told_to_come_back(
             await proxy.restore()
             async with web.ws() as socket:
                 assert (await web.recv(socket))["type"] == "conversation_started"
+
+
+async def test_clients_retrying_through_a_database_restart_are_each_answered_once(
+    serve, llm, pg_schema_url, no_errors_logged
+):
+    """The issue's measurement: PostgreSQL gone for a second under load. Every client sends its
+    message with an Idempotency-Key and sends again on 503 or a broken connection, as told."""
+    count = 16
+    for _ in range(count * 2):
+        llm.push(Step(["answer"], delay=0.05))
+    settings = {
+        "database": {"url": None},
+        "inbox": {"lease": 1, "poll_interval": 0.05},
+    }
+    statuses: list[int] = []
+
+    async def client(web, i: int) -> dict:
+        headers = {"X-Device-ID": f"device-{i}", "Idempotency-Key": f"key-{i}"}
+        for _ in range(400):
+            try:
+                response = await web.http.post(
+                    "/chat/", json={"content": f"message {i}"}, headers=headers, timeout=30
+                )
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+                continue
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                return response.json()
+            assert response.status_code == 503, response.text
+            await asyncio.sleep(0.05)  # Retry-After, shortened for the test
+        raise AssertionError(f"client {i} never got an answer")
+
+    async with TcpProxy(pg_schema_url) as database:
+        settings["database"]["url"] = database.url
+        async with serve(settings) as web:
+            clients = [asyncio.create_task(client(web, i)) for i in range(count)]
+            await _until(lambda: len(llm.requests) >= 3)
+            await database.cut()
+            await asyncio.sleep(1.0)  # the restart
+            await database.restore()
+            answers = await asyncio.gather(*clients)
+            assert set(statuses) <= {200, 503} and 503 in statuses
+            for i, answer in enumerate(answers):
+                turns = await _turns(answer["conversation_id"])
+                users = [t for t in turns if t[0] == "user"]
+                assert users == [("user", f"message {i}", "complete")]  # stored once
+                assert ("assistant", "answer", "complete") in turns  # and answered
+                assert not [t for t in turns if t[2] == "pending"]
