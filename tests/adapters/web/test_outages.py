@@ -234,3 +234,31 @@ async def test_clients_retrying_through_a_database_restart_are_each_answered_onc
                 assert users == [("user", f"message {i}", "complete")]  # stored once
                 assert ("assistant", "answer", "complete") in turns  # and answered
                 assert not [t for t in turns if t[2] == "pending"]
+
+
+async def test_redis_lost_during_a_reply_does_not_stall_the_next_turn(
+    serve, llm, redis_prefix, no_errors_logged
+):
+    """The conversation's Redis lock could not be released while Redis was away; the next turn
+    deletes it (it is still this process's own) instead of waiting out ``redis.lock_ttl``."""
+    async with TcpProxy(REDIS_URL) as redis:
+        settings = {"redis": {"url": redis.url, "lock_ttl": 600}}
+        async with serve(settings) as web, web.ws() as socket:
+            await web.start_chat(socket)
+            llm.gate = asyncio.Event()
+            llm.push("one answered")
+            await web.send(socket, "user_message", text="one")
+            await web.recv_until(socket, "message_started")
+            await redis.cut()
+            llm.gate.set()  # the reply ends while Redis is away: its frames still arrive
+            frames = await web.recv_until(socket, "turn_complete")
+            assert [f["text"] for f in frames if f["type"] == "message_complete"] == [
+                "one answered"
+            ]
+            await redis.restore()
+            llm.push("two answered")
+            await web.send(socket, "user_message", text="two")
+            frames = await web.recv_until(socket, "turn_complete", wait=20)  # not 600 s
+            assert [f["text"] for f in frames if f["type"] == "message_complete"] == [
+                "two answered"
+            ]
