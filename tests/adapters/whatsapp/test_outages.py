@@ -1,4 +1,4 @@
-"""WhatsApp webhook during a database outage (cut through a TCP proxy of the test's own):
+"""WhatsApp webhook during a database or Redis outage (cut through a TCP proxy of the test's own):
 503 + Retry-After so Meta sends the delivery again; once the database is back, the re-sent
 delivery is stored and answered exactly once."""
 
@@ -8,6 +8,8 @@ import logging
 
 from parley.core import store
 from parley.testing import TcpProxy
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 async def test_delivery_refused_while_the_database_is_down_then_answered_once(
@@ -38,3 +40,28 @@ async def test_delivery_refused_while_the_database_is_down_then_answered_once(
             assert [m.content for m in messages if m.role == "user"] == ["are you there?"]
             assert await store.pending_messages("whatsapp") == []
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_delivery_refused_while_redis_is_down_then_answered_once(
+    serve, meta, graph, providers, redis_prefix, caplog
+):
+    """Intake takes the conversation's Redis lock: with Redis away the delivery is refused
+    whole (503, nothing stored) and answered once when Meta sends it again."""
+    caplog.set_level(logging.WARNING)
+    providers.llm.push("Hello Ann")
+    async with TcpProxy(REDIS_URL) as redis:
+        async with serve({"redis": {"url": redis.url}}) as served:
+            delivery = meta.text_delivery("wamid.R1", "hello?", name="Ann")
+            await redis.cut()
+            refused = await served.deliver(delivery)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+            assert "redis" in refused.json()["error"]["message"]
+            await redis.restore()
+            assert (await served.deliver(delivery)).status_code == 200
+            await served.idle()
+            assert graph.texts() == ["Hi there!", "Hello Ann"]
+            user = await store.get_or_create_user("whatsapp", meta.ANN)
+            conversation = await store.find_open_conversation(user.id, "whatsapp")
+            messages = await store.list_messages(conversation.id)
+            assert [m.content for m in messages if m.role == "user"] == ["hello?"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
