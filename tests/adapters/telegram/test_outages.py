@@ -8,7 +8,8 @@ import httpx
 from parley.core.plugins import make_plugin_manager
 from parley.core.runtime import Runtime
 from parley.server import create_app
-from parley.testing import TcpProxy, running_server
+from parley.testing import running_server
+from parley.testing_services import TcpProxy
 
 SECRET = "s3cret_Token-1"
 HOOK = "https://bot.example.test/webhooks/telegram"

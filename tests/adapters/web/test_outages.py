@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from parley.core import store
-from parley.testing import Step, TcpProxy
+from parley.testing import Step
+from parley.testing_services import TcpProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

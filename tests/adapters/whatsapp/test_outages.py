@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from parley.core import store
-from parley.testing import TcpProxy
+from parley.testing_services import TcpProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
