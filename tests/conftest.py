@@ -24,7 +24,8 @@ from parley.core.config import Settings
 from parley.core.engine import Engine
 from parley.core.loading import settings_from_dict
 from parley.core.plugins import Hooks, make_plugin_manager
-from parley.testing import ScriptedLLM, postgres_schema
+from parley.testing import ScriptedLLM
+from parley.testing_services import postgres_schema
 
 BASE_SETTINGS: dict[str, Any] = {
     "llm": {"provider": "echo", "model": "test-model"},

@@ -23,6 +23,7 @@ from parley.core.inbox import Inbox, InboxSettings
 from parley.core.inbox_turns import start_inbox
 from parley.core.loading import load_settings
 from parley.core.locks import LocalLocks, RedisLocks
+from parley.core.outages import OutageLogFilter
 from parley.core.plugin_context import PluginContext
 from parley.core.plugins import Hooks, make_plugin_manager
 from parley.core.providers import LLMProvider, ProviderRegistry, STTProvider, TTSProvider
@@ -188,6 +189,7 @@ class Runtime:
         """Open the database (applying migrations), build providers and the engine, start adapters."""
         self.build_providers()
         assert self.llm is not None
+        OutageLogFilter.install("asyncpg.pool")  # one line per reconnection attempt, no traceback
         if connect_db:
             await store.connect(self.settings.database.url)
         redis = self.settings.redis
