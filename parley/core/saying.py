@@ -21,7 +21,7 @@ from parley.core.responders import speaker
 from parley.core.speech import SpeechOptions, speak
 from parley.core.store.records import ConversationRecord, MessageRecord
 
-__all__ = ["Speaker", "replay", "say"]
+__all__ = ["Speaker", "message_events", "replay", "say"]
 
 
 class Speaker(Protocol):
@@ -37,12 +37,20 @@ class Speaker(Protocol):
     def is_expired(self, conversation: ConversationRecord) -> bool: ...
 
 
+def message_events(message: MessageRecord) -> list[Event]:
+    """A stored, complete message as the event sequence a streamed one produces."""
+    return [
+        MessageStarted(message.id, message.character_id, message.name),
+        TextDelta(message.id, message.content, message.character_id),
+        MessageCompleted(
+            message.id, message.content, message.status, message.character_id, message.name
+        ),
+    ]
+
+
 async def _stored(message: MessageRecord) -> AsyncIterator[Event]:
-    yield MessageStarted(message.id, message.character_id, message.name)
-    yield TextDelta(message.id, message.content, message.character_id)
-    yield MessageCompleted(
-        message.id, message.content, message.status, message.character_id, message.name
-    )
+    for event in message_events(message):
+        yield event
 
 
 def replay(
