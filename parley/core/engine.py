@@ -113,8 +113,11 @@ class Engine:
         *,
         template_id: str | None = None,
         language: str | None = None,
+        greet: bool = True,
     ) -> Opened:
-        """Start a new conversation for ``user_id`` and store its greeting (if the language has one)."""
+        """Start a new conversation for ``user_id`` and store its greeting: the template's, else
+        the language's ``prompts.start`` (none with ``greet=False``: a channel that turned
+        greetings off)."""
         template = self.template(template_id)
         lang = language or self.settings.conversation.language
         conversation = await store.start_conversation(
@@ -122,8 +125,8 @@ class Engine:
         )
         await self.hooks.call("conversation_started", conversation=conversation)
         greeting = None
-        start = self.settings.language(lang).prompts.start
-        if start:
+        start = template.greeting_for(lang, self.settings.language(lang).prompts.start)
+        if start and greet:
             persona = speaker(self.settings, conversation, template)
             greeting = await self._say(conversation, persona, start)
         return Opened(conversation, greeting)
@@ -135,18 +138,25 @@ class Engine:
         *,
         template_id: str | None = None,
         language: str | None = None,
+        greet: bool = True,
     ) -> Opened:
-        """The user's open conversation on ``channel``, or a new one.
+        """The user's open conversation on ``channel``, or a new one (greeted unless ``greet`` is
+        false).
 
         An open conversation idle past ``conversation.session_ttl`` is ended (``expired``) first.
         Concurrent calls for one user and channel (several tabs, simultaneous requests) get the
         same conversation: they are serialised by a lock on (user, channel).
         """
         async with self.locks.hold(f"user:{user_id}:{channel}"):
-            return await self._resume_or_open(user_id, channel, template_id, language)
+            return await self._resume_or_open(user_id, channel, template_id, language, greet)
 
     async def _resume_or_open(
-        self, user_id: str, channel: str, template_id: str | None, language: str | None
+        self,
+        user_id: str,
+        channel: str,
+        template_id: str | None,
+        language: str | None,
+        greet: bool = True,
     ) -> Opened:
         ended = []
         current = await store.find_open_conversation(user_id, channel)
@@ -155,7 +165,9 @@ class Engine:
             current = None
         if current is not None:
             return Opened(current, None, resumed=True)
-        opened = await self.open(user_id, channel, template_id=template_id, language=language)
+        opened = await self.open(
+            user_id, channel, template_id=template_id, language=language, greet=greet
+        )
         return Opened(opened.conversation, opened.greeting, ended=ended)
 
     def is_expired(self, conversation: ConversationRecord) -> bool:
@@ -236,8 +248,8 @@ class Engine:
 
         With ``speech`` (and a TTS provider) each reply is also spoken: Sentence, AudioChunk and
         AudioCompleted events follow its text as it streams (see :mod:`parley.core.speech`).
-        Audio in ``inbound`` is transcribed first: an STT failure yields ``ErrorEvent("stt_failed")``
-        and no turn runs (nothing is stored, no LLM call); silence yields ``stt_empty``.
+        Audio is transcribed first: an STT failure yields ``ErrorEvent("stt_failed")``, silence
+        ``stt_empty``; its stored message is then marked ``failed`` and no turn runs (no LLM call).
         With ``inbound.idempotency_key`` the turn runs once per key (see
         :mod:`parley.core.inbox_turns`): a repeat gets the first turn's answer.
         """

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -60,6 +62,7 @@ class Runtime:
         self._conversations: Conversations | None = None
         self.started = False
         self.collected = False
+        self._reloading = asyncio.Lock()
 
     @property
     def engine(self) -> Engine:
@@ -214,7 +217,9 @@ class Runtime:
             for adapter in self.adapters.values():
                 await adapter.start()
                 self.running.append(adapter)
-            await self.inbox.start()  # claims begin once every adapter's handler is registered
+        # Claims begin once every adapter's handler is registered (a command that starts an
+        # adapter of its own registers it later: the loop picks its channel up then).
+        await self.inbox.start()
 
     async def stop(self) -> None:
         """Stop the inbox's claims and adapters, call ``shutdown`` hooks, close the database."""
@@ -256,8 +261,30 @@ class Runtime:
         """
         if self.settings.directory is None:
             raise SettingsError("settings: not loaded from a settings folder; nothing to reload")
-        settings = load_settings(self.settings.directory)
+        return self._apply_settings(*self._load(self.settings.directory))
+
+    async def reload(self) -> Settings:
+        """:meth:`reload_settings` off the event loop: the folder is read and validated in a
+        thread, then swapped in (one reload at a time)."""
+        if self.settings.directory is None:
+            raise SettingsError("settings: not loaded from a settings folder; nothing to reload")
+        async with self._reloading:
+            loaded = await asyncio.to_thread(self._load, self.settings.directory)
+            return self._apply_settings(*loaded)
+
+    def _load(self, directory: Path) -> tuple[Settings, dict[str, Any]]:
+        """The folder's settings and every plugin section, validated (SettingsError if bad)."""
+        settings = load_settings(directory)
+        sections = {
+            name: settings.section(name, type(current))
+            for name, current in self.plugin_settings.items()
+        }
+        return settings, sections
+
+    def _apply_settings(self, settings: Settings, sections: dict[str, Any]) -> Settings:
+        """Swap in the settings: the runtime's, the engine's and the plugins' sections."""
         self.settings = settings
+        self.plugin_settings.update(sections)
         if self._engine is not None:
             self._engine.settings = settings
         return settings

@@ -116,8 +116,7 @@ class MemoryPlugin:
     """One instance per plugin manager; inert until ``startup`` finds ``memory.enabled``."""
 
     def __init__(self) -> None:
-        self.settings: MemorySettings | None = None
-        self.llm: LLMProvider | None = None
+        self.context: PluginContext | None = None
         self.tasks = BackgroundTasks("memory")
         self._locks = LocalLocks()
 
@@ -131,13 +130,24 @@ class MemoryPlugin:
         """Declare ``[memory]`` so a bad value stops start-up."""
         register("memory", MemorySettings)
 
+    @property
+    def settings(self) -> MemorySettings | None:
+        """``[memory]`` as the settings are now (a reload included); None while disabled."""
+        if self.context is None:
+            return None
+        settings = self.context.section("memory", MemorySettings)  # validated at collect time
+        return settings if settings.enabled else None
+
+    @property
+    def llm(self) -> LLMProvider | None:
+        """The runtime's LLM."""
+        return self.context.llm if self.context else None
+
     @hookimpl
     def startup(self, context: PluginContext) -> None:
-        """Read ``[memory]``; keep the LLM when enabled."""
-        settings = context.section("memory", MemorySettings)  # validated at collect time
+        """Keep the context: ``[memory]`` is read from it at each use (reloads included)."""
+        self.context = context
         self.tasks = context.tasks("memory")
-        if settings.enabled:
-            self.settings, self.llm = settings, context.llm
 
     @hookimpl
     async def shutdown(self) -> None:

@@ -568,7 +568,9 @@ def test_shipped_settings_load(shipped: Path) -> None:
     english = settings.language("en")
     for phrase in ("goodbye", "bye", "stop", "quit", "end chat", "see you"):
         assert phrase in english.termination_phrases
-    assert english.prompts.start and "How are you feeling today?" in english.prompts.start
+    assert english.prompts.start and "How are you feeling" not in english.prompts.start
+    smalltalk = settings.templates["smalltalk"].greeting_for("en", english.prompts.start)
+    assert smalltalk is not None and "How are you feeling today?" in smalltalk
     assert english.prompts.nudge and english.prompts.timeout and english.prompts.end
     german = settings.language("de")
     assert german.termination_phrases
@@ -689,7 +691,7 @@ def test_docs_tables_hold_every_key_its_default_and_its_range() -> None:
     docs/settings.md, the row's default is the class's, and a ``Meta`` range is stated."""
     from typing import get_type_hints
 
-    from parley.core.config import _rule
+    from parley.core.validation import rule_of
 
     sections = _docs_sections((SHIPPED.parent / "docs" / "settings.md").read_text("utf-8"))
     wrong: list[str] = []
@@ -704,7 +706,7 @@ def test_docs_tables_hold_every_key_its_default_and_its_range() -> None:
                 wrong.append(f"{section}.{f.name}: no row")
                 continue
             cells = [c.strip() for c in row.split("|")[1:-1]]
-            rule = _rule(hints[f.name])
+            rule = rule_of(hints[f.name])
             low_high = re.findall(r"-?[\d.]+", rule) if "one of" not in rule else []
             text = row.replace(",", "").replace("`", "")
             for bound in low_high:

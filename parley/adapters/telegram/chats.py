@@ -13,6 +13,7 @@ A choice made with ``/template`` or ``/lang`` is kept in the conversation's stat
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +24,14 @@ from parley.adapters.telegram.settings import TelegramSettings
 from parley.core import store
 from parley.core.engine import Engine, Opened
 from parley.core.store.records import ConversationRecord, UserRecord
+from parley.core.text import clean
 
-__all__ = ["CHANNEL", "ChatConversations", "Participants", "display_name"]
+__all__ = ["CHANNEL", "RESUMING", "ChatConversations", "Participants", "display_name"]
 
 CHANNEL = "telegram"
+
+RESUMING: ContextVar[str | None] = ContextVar("parley_telegram_resuming", default=None)
+"""The stored user message a turn answers again after a crash cut its first try (else None)."""
 STATE_KEY = "telegram"
 
 
@@ -34,7 +39,7 @@ def display_name(user: TelegramUser | None) -> str | None:
     """First and last name of a Telegram user."""
     if user is None:
         return None
-    return " ".join(part for part in (user.first_name, user.last_name) if part) or None
+    return clean(" ".join(part for part in (user.first_name, user.last_name) if part)) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +69,7 @@ class ChatConversations:
         if chat.type == "private" and sender is not None:
             owner = sender
         else:
-            name = chat.title or chat.full_name or None
+            name = clean(chat.title or chat.full_name or "") or None
             owner = await store.get_or_create_user(CHANNEL, str(chat.id), display_name=name)
         return Participants(sender, owner, chat.id)
 
@@ -81,7 +86,9 @@ class ChatConversations:
         if conversation is not None:
             return Opened(conversation, None, resumed=True)
         choices = await self._choices(who)
-        opened = await self.engine.resume_or_open(who.owner.id, CHANNEL, **self._open_args(choices))
+        opened = await self.engine.resume_or_open(
+            who.owner.id, CHANNEL, **self._open_args(choices), greet=self.settings.greeting
+        )
         await self._remember(opened.conversation, who.chat_id, choices)
         return opened
 
@@ -98,15 +105,19 @@ class ChatConversations:
         if previous is not None:
             reason = "expired" if self.engine.is_expired(previous) else "new_conversation"
             await self.engine.end(previous.id, reason, farewell=False)
-        opened = await self.engine.open(who.owner.id, CHANNEL, **self._open_args(choices))
+        opened = await self.engine.open(
+            who.owner.id, CHANNEL, **self._open_args(choices), greet=self.settings.greeting
+        )
         await self._remember(opened.conversation, who.chat_id, choices)
         return opened
 
     async def set_language(self, conversation: ConversationRecord, code: str) -> None:
         """Switch the conversation (and the chat's next ones) to ``code``."""
-        state = dict(conversation.state)
-        state[STATE_KEY] = {**(state.get(STATE_KEY) or {}), "language": code}
-        await store.update_conversation(conversation.id, language=code, state=state)
+
+        def change(state: dict[str, Any]) -> None:
+            state[STATE_KEY] = {**(state.get(STATE_KEY) or {}), "language": code}
+
+        await store.update_state(conversation.id, change, language=code)
 
     def default_template(self) -> str:
         """``telegram.template``, else ``conversation.default_template``."""
@@ -131,6 +142,8 @@ class ChatConversations:
     async def _remember(
         self, conversation: ConversationRecord, chat_id: int, choices: dict[str, Any]
     ) -> None:
-        state = dict(conversation.state)
-        state[STATE_KEY] = {"chat_id": chat_id, **choices}
-        await store.update_conversation(conversation.id, state=state)
+
+        def change(state: dict[str, Any]) -> None:
+            state[STATE_KEY] = {"chat_id": chat_id, **choices}
+
+        await store.update_state(conversation.id, change)

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
+from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
+from pydantic import ValidationError
 
-from parley.adapters.telegram.chats import ChatConversations, Participants
+from parley.adapters.telegram.chats import RESUMING, ChatConversations, Participants
 from parley.adapters.telegram.render import SPEECH_FORMAT, TurnRenderer
-from parley.adapters.telegram.replies import ChatAction, Replier
+from parley.adapters.telegram.replies import APOLOGIES, TOPIC, ChatAction, Replier
 from parley.adapters.telegram.settings import TelegramSettings
 from parley.adapters.telegram.transport import MAX_DOWNLOAD, DownloadError, download, log
 from parley.core import store
 from parley.core.engine import Engine, Opened
 from parley.core.inbound import Inbound
 from parley.core.speech import SpeechOptions
+from parley.core.text import clean
 
-__all__ = ["HELP", "UNSUPPORTED", "Handlers"]
+__all__ = ["HELP", "UNSUPPORTED", "Handlers", "invalid_update"]
 
 HELP = """I'm a conversational agent: send me text or a voice note (photos with a caption work too).
 
@@ -35,6 +39,23 @@ UNSUPPORTED = "Sorry, I can read text and listen to voice notes, but not this ki
 MAX_PHOTO = 5 * 1024 * 1024
 
 
+def invalid_update(exc: ValidationError) -> str:
+    """What an update aiogram refused lacks or got wrong, by field path only (never the values:
+    they are the user's data)."""
+    missing = sorted(
+        {".".join(str(p) for p in e["loc"]) for e in exc.errors() if e["type"] == "missing"}
+    )
+    other = sorted(
+        {".".join(str(p) for p in e["loc"]) for e in exc.errors() if e["type"] != "missing"}
+    )
+    parts = []
+    if missing:
+        parts.append(f"missing required fields: {', '.join(missing)}")
+    if other:
+        parts.append(f"invalid fields: {', '.join(other)}")
+    return "; ".join(parts) or "invalid update"
+
+
 class Handlers:
     """The bot's message handlers, registered on an aiogram Router by :meth:`router`."""
 
@@ -48,6 +69,7 @@ class Handlers:
     def router(self) -> Router:
         """A Router with every handler, most specific first."""
         router = Router(name="parley")
+        router.message.outer_middleware(self._in_topic)
         router.message.register(self.start, CommandStart())
         router.message.register(self.new, Command("new"))
         router.message.register(self.end, Command("end"))
@@ -56,10 +78,22 @@ class Handlers:
         router.message.register(self.help, Command("help"))
         router.message.register(self.unknown_command, F.text.startswith("/"))
         router.message.register(self.voice, F.voice)
+        router.message.register(self.audio, F.audio)
         router.message.register(self.photo, F.photo)
         router.message.register(self.text, F.text)
         router.message.register(self.unsupported)
         return router
+
+    @staticmethod
+    async def _in_topic(
+        handler: Callable[[Message, dict[str, Any]], Awaitable[Any]],
+        message: Message,
+        data: dict[str, Any],
+    ) -> Any:
+        """Answer in the forum topic the message was written in (``message_thread_id``)."""
+        if message.is_topic_message and message.message_thread_id is not None:
+            TOPIC.set(message.message_thread_id)
+        return await handler(message, data)
 
     # -- commands --------------------------------------------------------------------------
 
@@ -140,12 +174,22 @@ class Handlers:
     # -- turns -----------------------------------------------------------------------------
 
     async def text(self, message: Message) -> None:
-        """A text message: the reply as text (or voice with ``reply_voice = always``)."""
-        await self._turn(message, Inbound(text=message.text or ""), voice_in=False)
+        """A text message: the reply as text (or voice with ``reply_voice = always``); a text
+        over ``telegram.max_text_chars`` is kept (cut, ``failed``) and gets a polite answer."""
+        text = clean(message.text or "")
+        if len(text) > self.settings.max_text_chars:
+            detail = f"{len(text)} characters"
+            await self._unreadable(message, "text", "message_too_long", detail, text=text)
+            return
+        await self._turn(message, Inbound(text=text), voice_in=False)
+
+    async def audio(self, message: Message) -> None:
+        """An audio file (``message.audio``, not a voice note): transcribed like a voice note."""
+        await self.voice(message)
 
     async def voice(self, message: Message) -> None:
         """A voice note: STT, the turn, and the reply as a voice note (per ``reply_voice``)."""
-        voice = message.voice
+        voice = message.voice or message.audio
         assert voice is not None
         if voice.file_size and voice.file_size > MAX_DOWNLOAD:
             await self._unreadable(message, "voice", "too_large", f"{voice.file_size} bytes")
@@ -158,12 +202,15 @@ class Handlers:
             await self._unreadable(message, "voice", "download_failed", str(exc))
             return
         inbound = Inbound(
-            text=message.caption or "",
+            text=clean(message.caption or ""),
             audio=audio,
             audio_mime=voice.mime_type or "audio/ogg",
-            metadata={"telegram_voice_duration": voice.duration},
+            metadata={
+                "telegram_voice_duration": voice.duration,
+                "telegram_kind": "voice" if message.voice else "audio",
+            },
         )
-        await self._turn(message, inbound, voice_in=True)
+        await self._turn(message, inbound, voice_in=message.voice is not None)
 
     async def photo(self, message: Message) -> None:
         """A photo (with its caption): image parts for the LLM, as a data: URL.
@@ -182,23 +229,26 @@ class Handlers:
             await self._unreadable(message, "photo", "too_large", str(exc))
             return
         url = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
-        inbound = Inbound(text=message.caption or "", image_urls=[url])
+        inbound = Inbound(text=clean(message.caption or ""), image_urls=[url])
         await self._turn(message, inbound, voice_in=False)
 
     async def unsupported(self, message: Message) -> None:
         """Stickers, documents, locations...: say what the bot understands."""
         await self.replier.send_text(message.chat.id, UNSUPPORTED)
 
-    async def _unreadable(self, message: Message, kind: str, code: str, detail: str) -> None:
-        """A voice note or photo Parley could not fetch: keep the user's message on record as
-        ``failed`` (nothing a user sends is lost), then apologise."""
+    async def _unreadable(
+        self, message: Message, kind: str, code: str, detail: str, *, text: str | None = None
+    ) -> None:
+        """A voice note or photo Parley could not fetch, or a text too long: keep the user's
+        message on record as ``failed`` (nothing a user sends is lost; a text is cut at the cap),
+        then apologise."""
         try:
             who = await self.chats.participants(message)
             conversation = (await self.chats.ensure(who)).conversation
             await store.add_message(
                 conversation.id,
                 "user",
-                message.caption or "",
+                (text or "")[: self.settings.max_text_chars] or clean(message.caption or ""),
                 status="failed",
                 lang=conversation.language,
                 metadata={
@@ -213,9 +263,7 @@ class Handlers:
             pass
         except Exception:
             log.exception("could not record an unreadable %s in chat %s", kind, message.chat.id)
-        await self.replier.apologise(
-            message.chat.id, "too_large" if code == "too_large" else "default"
-        )
+        await self.replier.apologise(message.chat.id, code if code in APOLOGIES else "default")
 
     def _without_token(self, text: str) -> str:
         token = self.replier.bot.token
@@ -224,6 +272,7 @@ class Handlers:
     async def _turn(self, message: Message, inbound: Inbound, *, voice_in: bool) -> None:
         who = await self.chats.participants(message)
         inbound.platform_message_id = f"{who.chat_id}:{message.message_id}"
+        inbound.user_message_id = RESUMING.get()  # stored by a try a crash cut: answer it again
         inbound.metadata.update(self._sender_metadata(who))
         voice_out = self.settings.wants_voice(voice_in) and self.engine.tts is not None
         speech = SpeechOptions(output_format=SPEECH_FORMAT) if voice_out else None

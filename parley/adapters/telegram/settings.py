@@ -47,6 +47,13 @@ class TelegramSettings:
     reply is a voice note; ``never``: every reply is text."""
     stream_edits: bool = False
     """Text replies appear at once and grow by editing the message (at most about once a second)."""
+    greeting: bool = True
+    """Open new conversations with the template's greeting (false: no greeting here)."""
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
+    """Largest webhook update accepted, in bytes (413 beyond; Telegram's own updates are small)."""
+    max_text_chars: Annotated[int, Meta(ge=1, le=1_000_000)] = 4096
+    """Longest text answered; a longer one is kept (cut, ``failed``) and gets a polite answer.
+    Telegram's clients send at most 4,096 characters; a webhook body may carry more."""
 
     def __post_init__(self) -> None:
         self.api_base = self.api_base.strip().rstrip("/")

@@ -8,6 +8,7 @@ from parley.adapters.web.identity import Caller
 from parley.adapters.web.settings import WebSettings
 from parley.core import store
 from parley.core.store.records import ConversationRecord
+from parley.core.text import clean
 from parley.server import ApiError
 
 __all__ = ["check_language", "check_text", "owned_conversation", "owned_message"]
@@ -33,8 +34,9 @@ async def owned_message(conversation: ConversationRecord, message_id: str) -> No
 
 
 def check_text(text: str, settings: WebSettings, *, name: str, allow_empty: bool = False) -> str:
-    """The stripped text; 422 when empty, 413 when longer than ``web.max_message_chars``."""
-    text = text.strip()
+    """The stripped text (lone surrogates replaced: storable); 422 when empty, 413 when longer
+    than ``web.max_message_chars``."""
+    text = clean(text).strip()
     if not text and not allow_empty:
         raise ApiError(422, "validation_error", f"{name}: must not be empty")
     if len(text) > settings.max_message_chars:

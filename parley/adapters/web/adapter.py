@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Request, Response, Router
@@ -15,26 +12,25 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import HeaderParameter
 
+from parley.adapters.web import limits
 from parley.adapters.web.audio_urls import AudioFetcher
 from parley.adapters.web.identity import (
     Caller,
     IdentityError,
     bearer_token,
     identify,
-    rate_limit_key,
 )
+from parley.adapters.web.limits import Limiter
 from parley.adapters.web.settings import WebSettings
 from parley.core.engine import Engine
-from parley.server import ApiError, error_response
+from parley.server import ApiError, error_response, log_unhandled
 
 if TYPE_CHECKING:
     from parley.core.runtime import Runtime
 
 __all__ = [
-    "Limiter",
     "WebAdapter",
     "provide_caller",
     "provide_device_caller",
@@ -46,27 +42,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEVICE_HEADER = "X-Device-ID"
-
-
-class Limiter:
-    """A sliding one-minute window per key (user messages on the WebSocket); 0 = no limit."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._hits: dict[str, deque[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        """Count one hit for ``key``; False when the window is full."""
-        if not self.per_minute:
-            return True
-        now = time.monotonic()
-        hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - 60:
-            hits.popleft()
-        if len(hits) >= self.per_minute:
-            return False
-        hits.append(now)
-        return True
 
 
 class WebAdapter:
@@ -86,7 +61,12 @@ class WebAdapter:
         """The route handlers to mount (``plugin.py`` names them: no import cycle back here)."""
         self.sockets: set[Any] = set()
         """Open ``/ws`` sessions (``ws.WebSession``)."""
-        self.limiter = Limiter(settings.rate_limit)
+        self.limiter = Limiter(
+            settings.rate_limit,
+            settings.rate_limit_per_address or 0,
+            redis=_redis(runtime.settings.redis.url),
+            namespace=settings.rate_limit_namespace,
+        )
         self.audio = AudioFetcher(settings)
 
     @property
@@ -96,13 +76,7 @@ class WebAdapter:
 
     def route_handlers(self) -> list[Any]:
         """One router holding every web route, with the adapter and the caller as dependencies."""
-        middleware = []
-        if self.settings.rate_limit:
-            limit = RateLimitConfig(
-                rate_limit=("minute", self.settings.rate_limit),
-                identifier_for_request=partial(_rate_limit_key, self.settings),
-            )
-            middleware.append(limit.middleware)
+        middleware = limits.middlewares(self.settings)
         router = Router(
             path="/",
             route_handlers=self.handlers(),
@@ -120,7 +94,12 @@ class WebAdapter:
         return [router]
 
     def configure_app(self, app_config: dict[str, Any]) -> None:
-        """CORS for ``web.cors_origins``."""
+        """CORS for ``web.cors_origins``; rate limits counted in Redis when ``redis.url`` is set."""
+        redis_url = self.runtime.settings.redis.url
+        if redis_url:
+            namespace = self.settings.rate_limit_namespace
+            stores = app_config.setdefault("stores", {})
+            stores[limits.STORE] = limits.redis_store(redis_url, f"{namespace}:http")
         if self.settings.cors_origins:
             app_config["cors_config"] = CORSConfig(
                 allow_origins=list(self.settings.cors_origins),
@@ -153,6 +132,7 @@ class WebAdapter:
             for wait in late:
                 wait.cancel()
         await self.audio.aclose()
+        await self.limiter.aclose()
 
 
 # Litestar deep-copies routers when it registers them: what they hold must not reach the runtime.
@@ -164,9 +144,13 @@ def provide_web(state: State) -> WebAdapter:
     return adapter
 
 
-def _rate_limit_key(settings: WebSettings, request: Request[Any, Any, Any]) -> str:
-    client = request.client.host if request.client else None
-    return rate_limit_key(settings, request.headers, client)
+def _redis(url: str) -> Any:
+    """A Redis client for ``redis.url`` (None when empty)."""
+    if not url:
+        return None
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url)
 
 
 _DEVICE_SCHEMA = {"pattern": r"^[A-Za-z0-9._~-]{1,128}$", "minLength": 1, "maxLength": 128}
@@ -236,5 +220,5 @@ def too_deep(request: Request[Any, Any, Any], exc: Exception, **extra: Any) -> R
 def session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Errors of the session routes also carry ``"success": false``."""
     if not isinstance(exc, HTTPException):
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log_unhandled(request, exc)
     return error_response(exc, success=False)

@@ -112,7 +112,11 @@ async def create_session(
     language = check_language(data.language)
     try:
         opened = await web.engine.open(
-            caller.user_id, SESSION_CHANNEL, template_id=data.template_id, language=language
+            caller.user_id,
+            SESSION_CHANNEL,
+            template_id=data.template_id,
+            language=language,
+            greet=web.settings.greeting,
         )
     except EngineError as exc:
         raise ApiError(404, "unknown_template", exc.message) from None

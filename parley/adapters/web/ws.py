@@ -56,7 +56,7 @@ from parley.core.events import (
     TurnStarted,
 )
 from parley.core.speech import SpeechOptions
-from parley.server import ApiError
+from parley.server import CLOSE_TRY_AGAIN_LATER, ApiError, outage_frame
 
 __all__ = ["WebSession", "websocket_handler"]
 
@@ -126,7 +126,15 @@ class WebSession(ChatFrames):
         self.web.sockets.add(self)
         worker: asyncio.Task[None] | None = None
         try:
-            if not await self.connect():
+            try:
+                if not await self.connect():
+                    return
+            except Exception as exc:
+                frame = outage_frame(exc, "websocket connect")
+                if frame is None:
+                    raise
+                await self.outbox.send(frame)
+                await self.outbox.close(CLOSE_TRY_AGAIN_LATER, "unavailable")
                 return
             worker = asyncio.create_task(self.work())
             await self.receive()
@@ -174,13 +182,13 @@ class WebSession(ChatFrames):
         except EngineError as exc:
             return await self.refuse(CLOSE_NOT_FOUND, exc.code, exc.message)
         opened = await self.engine.resume_or_open(
-            self.user_id, CHANNEL, template_id=template_id, language=language
+            self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
         )
         if opened.resumed and template_id and opened.conversation.template_id != template_id:
             # The client asked for another kind of conversation than the open one.
             await self.engine.end(opened.conversation.id, "new_conversation", farewell=False)
             opened = await self.engine.open(
-                self.user_id, CHANNEL, template_id=template_id, language=language
+                self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
             )
         await self.announce(opened)
         return True
@@ -247,9 +255,12 @@ class WebSession(ChatFrames):
             await self.outbox.send(error_frame(exc.code, exc.message))
         except ApiError as exc:
             await self.outbox.send(error_frame(exc.code, exc.detail))
-        except Exception:
-            log.exception("websocket frame failed")
-            await self.outbox.send(error_frame("internal_error", "something went wrong"))
+        except Exception as exc:
+            frame = outage_frame(exc)  # the database or Redis is down: the client sends again
+            if frame is None:
+                log.exception("websocket frame failed")
+                frame = error_frame("internal_error", "something went wrong")
+            await self.outbox.send(frame)
 
     # -- outgoing ------------------------------------------------------------------------------
 

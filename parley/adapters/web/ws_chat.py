@@ -15,13 +15,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from parley.adapters.web.access import check_language, check_text, owned_conversation
+from parley.adapters.web.admin import reload_from_socket
 from parley.adapters.web.frames import FrameError, merge_model_settings, optional_str, required_str
 from parley.adapters.web.history import readable_messages
 from parley.adapters.web.identity import CHANNEL, Caller
 from parley.adapters.web.shapes import characters, message_json
 from parley.core import store
 from parley.core.bus import Envelope
-from parley.core.config import SettingsError
 from parley.core.conversation import Attachment, LiveConversation
 from parley.core.conversation_commands import End, ModelSettings, UserTurn
 from parley.core.engine import Engine, Opened
@@ -31,6 +31,8 @@ from parley.core.speech import SpeechOptions
 from parley.core.store.records import ConversationRecord
 
 if TYPE_CHECKING:
+    from litestar import WebSocket
+
     from parley.adapters.web.adapter import WebAdapter
     from parley.adapters.web.outbox import Outbox
 
@@ -52,6 +54,7 @@ class ChatFrames:
     """Conversation frames and jobs of a socket (mixed into ``WebSession``)."""
 
     web: WebAdapter
+    socket: WebSocket[Any, Any, Any]
     id: str
     outbox: Outbox
     caller: Caller | None
@@ -67,6 +70,11 @@ class ChatFrames:
     def engine(self) -> Engine:
         """The runtime's engine."""
         return self.web.engine
+
+    @property
+    def greet(self) -> bool:
+        """Whether new conversations open with a greeting (``web.greeting``)."""
+        return self.web.settings.greeting
 
     @property
     def user_id(self) -> str:
@@ -93,7 +101,9 @@ class ChatFrames:
         """Queue a turn for ``text``: answered after the replies before it, or, when barge-in
         applies, right after the reply in flight is cut short. FrameError when over the rate
         limit or when the queue is full."""
-        if not self.web.limiter.allow(self.caller.external_id if self.caller else ""):
+        client = self.socket.client
+        caller = self.caller.external_id if self.caller else ""
+        if not await self.web.limiter.allow(caller, client.host if client else None):
             raise FrameError("rate_limited", "too many messages; wait a moment")
         if self.jobs.qsize() >= MAX_QUEUED:
             raise FrameError("queue_full", "too many messages waiting for an answer")
@@ -148,11 +158,8 @@ class ChatFrames:
         )
 
     async def on_refresh_characters(self, data: dict[str, Any]) -> None:
-        """Reload personas and templates from the settings folder; send the characters."""
-        try:
-            self.web.runtime.reload_settings()
-        except SettingsError as exc:
-            raise FrameError("reload_failed", str(exc)) from None
+        """An operator's reload of the settings folder (``data.admin_token``); send the characters."""
+        await reload_from_socket(self.web, data)
         template_id = self.conversation.template_id if self.conversation else None
         await self.outbox.send(
             {
@@ -184,7 +191,7 @@ class ChatFrames:
             live = self.web.runtime.conversations.get(current.id)
             await live.submit(End("new_conversation", farewell=False, origin=self.id))
         opened = await self.engine.open(
-            self.user_id, CHANNEL, template_id=template_id, language=language
+            self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
         )
         await self.announce(opened, carry_overrides=True)
 
@@ -241,7 +248,7 @@ class ChatFrames:
             if current.template_id in self.engine.settings.templates:
                 template_id = current.template_id
         opened = await self.engine.resume_or_open(
-            self.user_id, CHANNEL, template_id=template_id, language=language
+            self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
         )
         await self.announce(opened, carry_overrides=not opened.resumed)
         return opened.conversation

@@ -23,6 +23,8 @@ class WhatsAppSettings:
 
     enabled: bool = False
     """Mount the webhook and answer WhatsApp messages."""
+    greeting: bool = True
+    """Open new conversations with the template's greeting (false: no greeting here)."""
     verify_token: str = ""
     """The token typed into Meta's webhook set-up; ``GET /webhooks/whatsapp`` checks it."""
     app_secret: str = ""
@@ -51,6 +53,14 @@ class WhatsAppSettings:
     """Largest inbound audio downloaded (WhatsApp's own audio limit is 16 MB)."""
     drain_timeout: Annotated[float, Meta(ge=0, le=600)] = 10.0
     """Seconds ``stop`` waits for running turns; unanswered messages are answered after restart."""
+    max_text_chars: Annotated[int, Meta(ge=1, le=1_000_000)] = 4096
+    """Longest inbound text answered; a longer one is stored cut (``original_chars`` in its
+    metadata) and answered with a polite request for shorter messages."""
+    group_replies: bool = False
+    """Answer messages written in WhatsApp groups (``group_id``), in the group; false: they are
+    logged and ignored."""
+    max_image_bytes: Annotated[int, Meta(ge=1024, le=100 * 1024 * 1024)] = 5 * 1024 * 1024
+    """Largest inbound image downloaded for a vision model (larger: a polite answer)."""
 
     def __post_init__(self) -> None:
         self.graph_base = self.graph_base.rstrip("/")

@@ -11,7 +11,8 @@ from litestar import Request, Response, get, post
 from litestar.enums import MediaType
 from litestar.handlers import HTTPRouteHandler
 
-from parley.adapters.whatsapp.payload import parse_delivery, signature_ok
+from parley.adapters.whatsapp.intake import keep_for_turns, record_statuses
+from parley.adapters.whatsapp.payload import parse_delivery, parse_statuses, signature_ok
 from parley.server import ApiError
 
 if TYPE_CHECKING:
@@ -58,8 +59,10 @@ def webhook_routes(adapter: WhatsAppAdapter) -> list[HTTPRouteHandler]:
             data = json.loads(body)
         except (ValueError, RecursionError):  # not JSON, or nested too deeply
             raise ApiError(400, "bad_request", "the body is not JSON") from None
-        messages = parse_delivery(data, settings.phone_number_id)
+        await record_statuses(parse_statuses(data, settings.phone_number_id))
+        received = parse_delivery(data, settings.phone_number_id, max_chars=settings.max_text_chars)
+        messages = await keep_for_turns(received, settings.group_replies)
         stored = await adapter.intake(messages)
-        return {"received": len(messages), "stored": stored}
+        return {"received": len(received), "stored": stored}
 
     return [verify, deliver]

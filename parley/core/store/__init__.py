@@ -37,12 +37,14 @@ from parley.core.store.messages import (
     add_message,
     claim_inbound,
     count_messages,
+    find_message,
     get_message,
     latest_message,
     list_messages,
     pending_messages,
     prune_inbound,
     recent_messages,
+    set_message_fields,
     settle_abandoned,
     update_message,
 )
@@ -53,7 +55,12 @@ from parley.core.store.records import (
     MessageRecord,
     UserRecord,
 )
-from parley.core.store.users import get_or_create_user, get_user, set_user_memory
+from parley.core.store.users import (
+    get_or_create_user,
+    get_user,
+    move_identity,
+    set_user_memory,
+)
 
 __all__ = [
     "ConversationRecord",
@@ -72,6 +79,7 @@ __all__ = [
     "count_messages",
     "delete_conversation",
     "end_conversation",
+    "find_message",
     "find_open_conversation",
     "finish_inbox",
     "get_conversation",
@@ -85,6 +93,7 @@ __all__ = [
     "list_failed_deliveries",
     "list_messages",
     "migrate",
+    "move_identity",
     "pending_messages",
     "ping",
     "prune_inbound",
@@ -95,6 +104,7 @@ __all__ = [
     "release_inbox",
     "renew_inbox",
     "sent",
+    "set_message_fields",
     "set_user_memory",
     "settle_abandoned",
     "start_conversation",

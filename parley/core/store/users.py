@@ -17,7 +17,7 @@ from parley.core.store.records import (
     UserRecord,
 )
 
-__all__ = ["get_or_create_user", "get_user", "set_user_memory"]
+__all__ = ["get_or_create_user", "get_user", "move_identity", "set_user_memory"]
 
 
 async def get_or_create_user(
@@ -61,3 +61,18 @@ async def set_user_memory(user_id: str, memory: str | None) -> None:
     uid = _uuid(user_id)
     if not uid or not await User.filter(id=uid).update(memory=memory):
         raise LookupError(f"no user {user_id!r}")
+
+
+async def move_identity(channel: str, old_external_id: str, new_external_id: str) -> bool:
+    """Point the identity (``channel``, old id) at the new id (a user changed their number), so
+    the user and their history follow. False when there is no old identity or the new id is
+    already someone's (nothing changes)."""
+    if await Identity.exists(channel=channel, external_id=new_external_id):
+        return False
+    try:
+        moved = await Identity.filter(channel=channel, external_id=old_external_id).update(
+            external_id=new_external_id
+        )
+    except IntegrityError:
+        return False  # the new id appeared meanwhile
+    return bool(moved)

@@ -93,5 +93,5 @@ def test_shipped_settings_and_docs_cover_every_key():
     settings_doc = (root / "docs" / "settings.md").read_text()
     adapters_doc = (root / "docs" / "adapters.md").read_text()
     for f in fields(TelegramSettings):
-        assert f"| `telegram.{f.name}` |" in settings_doc, f.name
+        assert f"`PARLEY_TELEGRAM__{f.name.upper()}`" in settings_doc, f.name
         assert f"| `{f.name}` |" in adapters_doc, f.name

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from parley.core import store
-from parley.core.loading import load_settings
 from parley.testing import Step
 
 
@@ -154,61 +152,3 @@ async def test_model_settings_reach_the_llm_and_are_validated(serve, llm):
         started = await web.recv(socket)
         state = (await store.get_conversation(started["conversation_id"])).state
         assert state["model_settings"]["temperature"] == 1.5
-
-
-SETTINGS_TOML = """
-[database]
-url = "sqlite://{db}"
-[llm]
-provider = "scripted"
-[web]
-rate_limit = 0
-[conversation]
-default_template = "solo"
-"""
-TEMPLATES_TOML = """
-[templates.solo]
-personas = ["alex"]
-"""
-
-
-def _write_settings(folder: Path, alex: str, extra_persona: str = "") -> None:
-    folder.mkdir(exist_ok=True)
-    (folder / "settings.toml").write_text(SETTINGS_TOML.format(db=folder / "db.sqlite3"))
-    (folder / "templates.toml").write_text(TEMPLATES_TOML)
-    personas = f'[personas.alex]\nname = "{alex}"\nsystem_prompt = "You are {alex}."\n'
-    (folder / "personas.toml").write_text(personas + extra_persona)
-
-
-async def test_refresh_characters_reloads_personas_without_a_restart(serve, llm, tmp_path):
-    folder = tmp_path / "settings"
-    _write_settings(folder, "Alex")
-    async with serve(settings=load_settings(folder)) as web, web.ws() as socket:
-        started = await web.recv(socket)
-        assert started["characters"] == [{"id": "alex", "name": "Alex"}]
-        _write_settings(folder, "Alexandra")
-        await web.send(socket, "refresh_characters")
-        assert await web.recv(socket) == {
-            "type": "characters",
-            "characters": [{"id": "alex", "name": "Alexandra"}],
-            "template_id": "solo",
-        }
-        await web.send(socket, "user_message", text="who are you?")
-        frames = await web.recv_until(socket, "turn_complete")
-        assert frames[1]["character_name"] == "Alexandra"
-        assert llm.requests[-1].messages[0] == {"role": "system", "content": "You are Alexandra."}
-        # A broken folder keeps the current settings and says why.
-        (folder / "personas.toml").write_text("[personas.alex]\ntemperature = 'hot'\n")
-        await web.send(socket, "refresh_characters")
-        frame = await web.recv(socket)
-        assert (frame["type"], frame["code"]) == ("error", "reload_failed")
-        assert frame["message"].startswith("personas.alex.")
-        assert web.runtime.settings.personas["alex"].name == "Alexandra"
-
-
-async def test_refresh_characters_needs_a_settings_folder(serve):
-    async with serve() as web, web.ws() as socket:
-        await web.start_chat(socket)
-        await web.send(socket, "refresh_characters")
-        frame = await web.recv(socket)
-        assert (frame["type"], frame["code"]) == ("error", "reload_failed")

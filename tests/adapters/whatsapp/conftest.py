@@ -13,7 +13,8 @@ import hashlib
 import hmac
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -391,3 +392,39 @@ def serve(make_settings, graph: FakeGraph, providers: Providers):
             yield Served(url, runtime, http)
 
     return run
+
+
+# -- logs ----------------------------------------------------------------------------------
+
+
+class Logs(logging.Handler):
+    """Records of the WhatsApp adapter's loggers (Litestar's logging set-up bypasses caplog)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(r.getMessage() for r in self.records)
+
+    def matching(self, word: str) -> list[str]:
+        return [r.getMessage() for r in self.records if word in r.getMessage()]
+
+
+@pytest.fixture
+def logs() -> Iterator[Logs]:
+    """What ``parley.adapters.whatsapp`` logged during the test."""
+    handler = Logs()
+    logger = logging.getLogger("parley.adapters.whatsapp")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

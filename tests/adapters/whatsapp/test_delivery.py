@@ -3,50 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
-from collections.abc import Iterator
 
 import pytest
 
 from parley.adapters.whatsapp.graph import GraphClient, GraphError
+from parley.adapters.whatsapp.intake import APOLOGIES
 from parley.adapters.whatsapp.settings import WhatsAppSettings
 from parley.core import store
 
 NO_GREETING = {"languages": {"en": {"prompts": {"start": ""}}}}
-
-
-class Logs(logging.Handler):
-    """Records of the WhatsApp adapter's loggers (Litestar's logging set-up bypasses caplog)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    @property
-    def text(self) -> str:
-        return "\n".join(r.getMessage() for r in self.records)
-
-    def matching(self, word: str) -> list[str]:
-        return [r.getMessage() for r in self.records if word in r.getMessage()]
-
-
-@pytest.fixture
-def logs() -> Iterator[Logs]:
-    """What ``parley.adapters.whatsapp`` logged during the test."""
-    handler = Logs()
-    logger = logging.getLogger("parley.adapters.whatsapp")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
 
 
 async def _messages(wa_id: str):
@@ -111,7 +77,9 @@ async def test_voice_note_upload_failure_keeps_the_text_reply(serve, meta, graph
     assert graph.of("audio") == []
 
 
-async def test_media_download_failure_marks_the_message_failed(serve, meta, graph, providers):
+async def test_media_download_failure_marks_the_message_failed_and_apologises(
+    serve, meta, graph, providers
+):
     payload = meta.envelope(meta.value([meta.audio_message("wamid.D1", "media-missing")]))
     async with serve(NO_GREETING) as served:
         await served.deliver(payload)
@@ -123,7 +91,7 @@ async def test_media_download_failure_marks_the_message_failed(serve, meta, grap
             "graph": {"status": 404, "code": 100, "message": "no such media"},
         }
     assert providers.stt.calls == []
-    assert graph.of("text") == []
+    assert graph.texts() == [APOLOGIES["media_download_failed"]]  # never left in silence
 
 
 async def test_stored_unanswered_message_is_answered_after_restart(serve, meta, graph, providers):

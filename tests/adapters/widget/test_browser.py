@@ -38,7 +38,7 @@ async def send(page, text: str) -> None:
 
 
 async def conversation_id(page) -> str:
-    return await page.evaluate("Parley.__test.state().conversationId")
+    return await page.evaluate("__parleyTest.state().conversationId")
 
 
 async def open_demo(page, path: str = "/") -> None:
@@ -144,7 +144,7 @@ async def test_a_drop_mid_reply_resumes_without_duplicates_or_gaps(page, fakes):
             return b && b.textContent.split(" ").length >= 4;
         }"""
     )
-    await page.evaluate("Parley.__test.dropConnection()")
+    await page.evaluate("__parleyTest.dropConnection()")
 
     cut = page.locator(f"{LOG} .msg.assistant[data-status=interrupted]")
     await expect(cut).to_have_count(1, timeout=10_000)
