@@ -144,9 +144,11 @@ class WebSession(ChatFrames):
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
-            await self.detach()
             self.web.sockets.discard(self)
-            self.done.set()
+            try:
+                await self.detach()  # a reply it asked for is cut and stored first
+            finally:
+                self.done.set()
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Close the socket from the server's side."""
