@@ -56,12 +56,16 @@ async def end(engine: Engine, conversation_id: str, command: End) -> None:
 async def set_model_settings(
     conversation_id: str, values: dict[str, Any]
 ) -> ConversationRecord | None:
-    """Store ``values`` as the conversation's ``state.model_settings``; None when it is gone."""
-    conversation = await store.get_conversation(conversation_id)
-    if conversation is None:
+    """Store ``values`` as the conversation's ``state.model_settings`` (atomically: a routing
+    lock written meanwhile by a turn stays); None when the conversation is gone."""
+
+    def change(state: dict[str, Any]) -> None:
+        state["model_settings"] = dict(values)
+
+    try:
+        return await store.update_state(conversation_id, change)
+    except LookupError:
         return None
-    state = {**conversation.state, "model_settings": dict(values)}
-    return await store.update_conversation(conversation_id, state=state)
 
 
 async def merge_metadata(message_id: str, extra: dict[str, Any]) -> None:
