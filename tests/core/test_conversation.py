@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from parley.core import store
 from parley.core.bus import EventBus
 from parley.core.conversation import Conversations
@@ -235,3 +237,71 @@ async def test_a_leaving_submitter_cuts_its_reply_when_alone(make_engine, llm):
     assert await turn == "interrupted"
     assert (await store.get_message(message_id)).status == "interrupted"
     assert [e for e in seen.events if isinstance(e, TextDelta)] == []
+
+
+class Ears:
+    """A hearer: what the listening session reported."""
+
+    def __init__(self) -> None:
+        self.utterances = []
+        self.started = 0
+        self.ended = None
+        self.changed = asyncio.Event()
+
+    async def speech_started(self, listening):
+        self.started += 1
+        self.changed.set()
+
+    async def heard(self, listening, heard, metadata):
+        self.utterances.append((heard.text, heard.final, metadata))
+        self.changed.set()
+
+    async def failed(self, listening, exc):
+        self.ended = exc.code
+        self.changed.set()
+
+    async def closed(self, listening):
+        self.ended = "closed"
+        self.changed.set()
+
+    async def until(self, check):
+        while not check():
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 5)
+
+
+async def test_live_listening_hears_utterances_and_speech_cuts_a_spoken_reply(make_engine, llm):
+    from parley.core.providers import LiveTranscript, SpeechStarted
+    from parley.core.speech import SpeechOptions
+    from parley.testing import FakeLiveSTT, ToneTTS
+
+    live, conversation = await _live(make_engine)
+    stt = FakeLiveSTT([LiveTranscript("tell me", is_final=True, speech_final=True)])
+    live.engine.stt, live.engine.tts = stt, ToneTTS()
+    seen = Recorder()
+    live.subscribe(seen, conversation=conversation)
+    ears = Ears()
+    listening = await live.listen(ears, encoding="pcm16", sample_rate=16000)
+    assert stt.sessions[0].language == "en"
+    await listening.send(b"\x00\x00" * 160)
+    await ears.until(lambda: ears.utterances)
+    text, final, metadata = ears.utterances[0]
+    assert (text, final, metadata["audio"]["live"]) == ("tell me", True, True)
+    # A spoken reply is in flight; the user starts to speak: barge-in cuts it.
+    llm.gate = asyncio.Event()
+    reply = live.submit(UserTurn(Inbound(text=text), speech=SpeechOptions("pcm_16000")))
+    await seen.until(TurnStarted)
+    stt.sessions[0].push(SpeechStarted())
+    assert await asyncio.wait_for(reply, 5) == "interrupted"
+    assert ears.started == 1
+    await listening.stop()
+    llm.gate.set()
+    assert live.listenings == set()
+
+
+async def test_listening_without_a_live_provider_is_refused(make_engine):
+    from parley.core.conversation import ListeningUnavailable
+
+    live, _ = await _live(make_engine)
+    with pytest.raises(ListeningUnavailable):
+        await live.listen(Ears(), encoding="pcm16", sample_rate=16000)
