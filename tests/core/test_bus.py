@@ -165,3 +165,32 @@ async def test_a_redis_outage_costs_only_live_events_and_the_bus_recovers(redis_
         finally:
             await here.close()
             await there.close()
+
+
+async def test_a_stuck_subscriber_holds_up_only_its_own_conversation(redis_prefix):
+    here = RedisEventBus(REDIS_URL, prefix=redis_prefix)
+    there = RedisEventBus(REDIS_URL, prefix=redis_prefix)
+    await here.start()
+    await there.start()
+    stuck = asyncio.Event()
+    arrived = asyncio.Event()
+    try:
+
+        async def hang(envelope):
+            await stuck.wait()
+
+        async def note(envelope):
+            arrived.set()
+
+        there.subscribe("slow", hang)
+        there.subscribe("fine", note)
+        await there.ready("slow")
+        await there.ready("fine")
+        await here.publish("slow", TextDelta("m", "one"))
+        await here.publish("slow", TextDelta("m", "two"))
+        await here.publish("fine", TextDelta("m", "hello"))
+        await asyncio.wait_for(arrived.wait(), 5)
+    finally:
+        stuck.set()
+        await here.close()
+        await there.close()
