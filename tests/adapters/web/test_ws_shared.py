@@ -128,3 +128,20 @@ async def test_a_repeated_client_id_gets_the_first_answer_and_no_second_turn(ser
         # The other tab saw the turn once: the answer replayed is for the socket that asked.
         await web.send(other, "user_message", text="next")
         assert (await web.recv(other))["type"] == "turn_started"
+
+
+async def test_another_clients_request_that_fails_before_its_turn_is_not_shown(serve, llm):
+    from parley.core.inbound import Inbound
+
+    async with serve() as web, web.ws() as socket:
+        conversation_id = (await web.start_chat(socket))[0]["conversation_id"]
+        # A recording sent elsewhere (no speech-to-text here): that client's error, not ours.
+        recording = Inbound(audio=b"OggS" + bytes(64), audio_mime="audio/ogg")
+        events = [e async for e in web.runtime.engine.turn(conversation_id, recording)]
+        assert [type(e).__name__ for e in events] == ["ErrorEvent"]
+        # A later message from elsewhere is shown whole.
+        chat = (await web.http.post("/chat/", json={"content": "typed elsewhere"})).json()
+        frames = await web.recv_until(socket, "turn_complete")
+        assert [f["type"] for f in frames][:2] == ["user_message", "turn_started"]
+        assert "error" not in [f["type"] for f in frames]
+        assert frames[-2]["message_id"] == chat["message_id"]
