@@ -125,13 +125,20 @@ class RedisEventBus(EventBus):
     READY_TIMEOUT = 2.0
     """Longest :meth:`ready` waits for Redis to confirm a subscription."""
 
+    PUBLISH_TIMEOUT = 2.0
+    """Seconds a publish (or a connection attempt) may take before it is given up (logged)."""
+
     def __init__(self, url: str, *, prefix: str = "parley:events:") -> None:
         super().__init__()
         import redis.asyncio as redis
 
-        self.client: Any = redis.from_url(url)
+        # A Redis that hangs must not hang a turn: publishing gives up after PUBLISH_TIMEOUT.
+        self.client: Any = redis.from_url(
+            url, socket_timeout=self.PUBLISH_TIMEOUT, socket_connect_timeout=self.PUBLISH_TIMEOUT
+        )
+        self.reader: Any = redis.from_url(url, socket_connect_timeout=self.PUBLISH_TIMEOUT)
         self.prefix = prefix
-        self.pubsub: Any = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub: Any = self.reader.pubsub(ignore_subscribe_messages=True)
         self._reader: asyncio.Task[None] | None = None
         self._changes: asyncio.Queue[tuple[bool, str]] = asyncio.Queue()
         self._watching: set[str] = set()
@@ -212,7 +219,7 @@ class RedisEventBus(EventBus):
         await asyncio.sleep(self.RETRY)
         with suppress(Exception):
             await self.pubsub.aclose()
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub = self.reader.pubsub(ignore_subscribe_messages=True)
         for conversation_id in list(self._watching):
             self._watching.discard(conversation_id)
             self._ready[conversation_id] = asyncio.Event()
@@ -246,6 +253,7 @@ class RedisEventBus(EventBus):
         with suppress(Exception):
             await self.pubsub.aclose()
         await self.client.aclose()
+        await self.reader.aclose()
         await super().close()
 
 

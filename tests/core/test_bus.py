@@ -194,3 +194,31 @@ async def test_a_stuck_subscriber_holds_up_only_its_own_conversation(redis_prefi
         stuck.set()
         await here.close()
         await there.close()
+
+
+async def test_a_redis_that_hangs_does_not_hang_a_publisher():
+    """A server that accepts and never answers (a black hole): the turn goes on."""
+
+    async def swallow(reader, writer):
+        while await reader.read(1024):
+            pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    class Quick(RedisEventBus):
+        PUBLISH_TIMEOUT = 0.2
+
+    bus = Quick(f"redis://127.0.0.1:{port}/0")
+    seen = []
+
+    async def note(envelope):
+        seen.append(envelope.event)
+
+    bus.subscribe("c", note)
+    try:
+        await asyncio.wait_for(bus.publish("c", TextDelta("m", "still here")), 10)
+        assert seen == [TextDelta("m", "still here")]
+    finally:
+        await bus.close()
+        server.close()
