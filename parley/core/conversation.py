@@ -19,8 +19,9 @@ Public API::
 ``submit`` takes every command: :class:`UserTurn`, :class:`Say` and :class:`End` are queued;
 :class:`Interrupt` (resolves to the cut message id or None) and :class:`ModelSettings`
 (resolves to the stored conversation) act at once. A claimed inbox item is one ``UserTurn``
-whose ``done`` says when it may be marked answered. Turns that do not go through the runtime
-(REST, webhooks) still reach subscribers: :meth:`Engine.turn <parley.core.engine.Engine.turn>`
+whose ``done`` says when it may be marked answered (cancelling the wait withdraws a command
+not yet started; a running one goes on). Turns that do not go through the runtime (REST,
+webhooks) still reach subscribers: :meth:`Engine.turn <parley.core.engine.Engine.turn>`
 publishes every event it yields on the bus.
 """
 
