@@ -9,6 +9,7 @@ conversation reaches every subscriber, in this process or (with ``redis.url``) a
 Public API::
 
     live = runtime.conversations.get(conversation_id)   # created on demand, dropped when idle
+                                                         # (conversation_registry.Conversations)
     done = live.submit(UserTurn(Inbound(text="hi"), origin=me))   # queued, run in order
     outcome = await done      # "done" once the turn is stored; "interrupted" when cut short;
                               # "dropped" when its submitter left first; raises EngineError
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from contextlib import aclosing, suppress
 from typing import Any
 
@@ -56,6 +58,7 @@ from parley.core.events import (
     AudioCompleted,
     ConversationEnded,
     Event,
+    InterruptRequested,
     MessageCompleted,
     MessageStarted,
     TurnCompleted,
@@ -65,9 +68,12 @@ from parley.core.providers import LiveSTTProvider
 from parley.core.speech import SpeechOptions
 from parley.core.store.records import ConversationRecord
 
-__all__ = ["Attachment", "Conversations", "ListeningUnavailable", "LiveConversation", "Outcome"]
+__all__ = ["Attachment", "ListeningUnavailable", "LiveConversation", "Outcome"]
 
 log = logging.getLogger(__name__)
+
+CLIENT = {"interrupted_by": "client"}
+"""What a reply cut at a client's request (from another process) keeps in its metadata."""
 
 
 class Attachment:
@@ -106,10 +112,17 @@ class Attachment:
 class LiveConversation(CommandQueue):
     """A conversation while someone is attached to it or work of it is queued."""
 
-    def __init__(self, conversations: Conversations, conversation_id: str) -> None:
-        super().__init__(conversations.bus, conversation_id)
-        self.conversations = conversations
-        self.engine: Engine = conversations.engine
+    def __init__(
+        self,
+        engine: Engine,
+        bus: EventBus,
+        conversation_id: str,
+        forget: Callable[[LiveConversation], None] = lambda live: None,
+    ) -> None:
+        super().__init__(bus, conversation_id)
+        self.engine = engine
+        self._forget = forget
+        """Called once when the conversation is dropped (the registry forgets it)."""
         self.speech: SpeechOptions | None = None
         """How prompts of the silence timer are spoken (the transport's latest choice)."""
         self.record: ConversationRecord | None = None
@@ -176,6 +189,11 @@ class LiveConversation(CommandQueue):
             return self.engine.template(template_id).barge_in
         except EngineError:
             return True
+
+    async def request_interrupt(self, message_id: str, origin: str | None = None) -> None:
+        """Ask whichever process produces ``message_id`` to cut it short (``interrupted`` then
+        reaches every subscriber); for a reply that does not run here."""
+        await self.bus.publish(self.id, InterruptRequested(message_id), origin)
 
     async def barge_in(self) -> None:
         """The user cut in (speech, an interim transcript, a message): interrupt a spoken reply
@@ -325,6 +343,10 @@ class LiveConversation(CommandQueue):
                 self.streaming = None
         if isinstance(event, ConversationEnded) and self.record is not None:
             self.record = dataclasses.replace(self.record, status="ended")
+        if isinstance(event, InterruptRequested) and not local:
+            if event.message_id == self.streaming and self.replying:
+                self._settle(asyncio.get_running_loop().create_future(), self.interrupt(CLIENT))
+            return
         if not local or job is None:
             # A turn from elsewhere (REST, another process): activity, and the clock restarts.
             if isinstance(event, TurnStarted):
@@ -344,7 +366,7 @@ class LiveConversation(CommandQueue):
         self._closed = True
         self.silence.stop()
         self._observer.close()
-        self.conversations._forget(self)
+        self._forget(self)
 
     async def close(self) -> None:
         """Stop everything: listening sessions, the reply in flight (stored interrupted)."""
@@ -364,35 +386,3 @@ class LiveConversation(CommandQueue):
             attachment.close()
         if not self._closed:
             self._close_now()
-
-
-class Conversations:
-    """The live conversations of this process."""
-
-    def __init__(self, engine: Engine, bus: EventBus) -> None:
-        self.engine = engine
-        self.bus = bus
-        self._live: dict[str, LiveConversation] = {}
-
-    def get(self, conversation_id: str) -> LiveConversation:
-        """The live conversation (created when there is none)."""
-        live = self._live.get(conversation_id)
-        if live is None:
-            live = self._live[conversation_id] = LiveConversation(self, conversation_id)
-        return live
-
-    def find(self, conversation_id: str) -> LiveConversation | None:
-        """The live conversation, or None when nothing of it runs here."""
-        return self._live.get(conversation_id)
-
-    def _forget(self, live: LiveConversation) -> None:
-        if self._live.get(live.id) is live:
-            del self._live[live.id]
-
-    def __len__(self) -> int:
-        return len(self._live)
-
-    async def close(self) -> None:
-        """Stop every live conversation (replies in flight are stored interrupted)."""
-        for live in list(self._live.values()):
-            await live.close()

@@ -9,8 +9,8 @@ import pytest
 
 from parley.core import store
 from parley.core.bus import EventBus
-from parley.core.conversation import Conversations
 from parley.core.conversation_commands import End, Interrupt, ModelSettings, Say, UserTurn
+from parley.core.conversation_registry import Conversations
 from parley.core.events import (
     ConversationEnded,
     Interrupted,
@@ -50,14 +50,20 @@ class Recorder:
             await asyncio.wait_for(self.arrived.wait(), 5)
 
 
-async def _live(make_engine, extra=None, template_id=None):
+async def _opened(make_engine, extra=None, template_id=None):
+    """A registry over a fresh engine and bus, a new conversation, and its live runtime."""
     engine = make_engine(extra)
     bus = EventBus()
     engine.bus = bus
     conversations = Conversations(engine, bus)
     user = await store.get_or_create_user("test", "live")
     opened = await engine.open(user.id, "web", template_id=template_id)
-    return conversations.get(opened.conversation.id), opened.conversation
+    return conversations, conversations.get(opened.conversation.id), opened.conversation
+
+
+async def _live(make_engine, extra=None, template_id=None):
+    _, live, conversation = await _opened(make_engine, extra, template_id)
+    return live, conversation
 
 
 def _texts(events):
@@ -206,8 +212,7 @@ async def test_a_user_turn_starts_the_silence_over(make_engine, llm):
 
 
 async def test_the_runtime_is_dropped_when_idle_and_alone(make_engine, llm):
-    live, conversation = await _live(make_engine)
-    conversations = live.conversations
+    conversations, live, conversation = await _opened(make_engine)
     attachment = live.subscribe(Recorder())
     done = live.submit(UserTurn(Inbound(text="hi")))
     assert len(conversations) == 1
@@ -305,3 +310,45 @@ async def test_listening_without_a_live_provider_is_refused(make_engine):
     live, _ = await _live(make_engine)
     with pytest.raises(ListeningUnavailable):
         await live.listen(Ears(), encoding="pcm16", sample_rate=16000)
+
+
+async def test_an_interrupt_asked_on_another_process_cuts_the_reply_there(
+    make_engine, llm, redis_prefix
+):
+    """Two runtimes, each with its own bus on one Redis (two processes), one database."""
+    import os
+
+    from parley.core.bus import RedisEventBus
+
+    url = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    sides = []
+    for _ in range(2):
+        engine, bus = make_engine(), RedisEventBus(url, prefix=redis_prefix)
+        engine.bus = bus
+        await bus.start()
+        sides.append(Conversations(engine, bus))
+    here, there = sides
+    try:
+        user = await store.get_or_create_user("test", "two-processes")
+        conversation = (await here.engine.open(user.id, "web")).conversation
+        live_here, live_there = here.get(conversation.id), there.get(conversation.id)
+        seen = Recorder()
+        live_here.subscribe(seen)
+        live_there.subscribe(Recorder())
+        await live_here.ready()
+        await live_there.ready()
+        llm.gate = asyncio.Event()
+        turn = live_there.submit(UserTurn(Inbound(text="a long story, please")))
+        await seen.until(MessageStarted)  # through Redis
+        message_id = next(e.message_id for e in seen.events if isinstance(e, MessageStarted))
+        assert await live_here.interrupt() is None  # nothing runs here
+        await live_here.request_interrupt(message_id)
+        assert await asyncio.wait_for(turn, 5) == "interrupted"
+        await seen.until(Interrupted)
+        stored = await store.get_message(message_id)
+        assert (stored.status, stored.metadata["interrupted_by"]) == ("interrupted", "client")
+    finally:
+        llm.gate.set()
+        for side in sides:
+            await side.close()
+            await side.bus.close()

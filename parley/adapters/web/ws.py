@@ -368,6 +368,11 @@ class WebSession(ChatFrames):
             return
         if message is None or conversation is None:
             return
+        if message.status == "pending" and self.live is not None:
+            # Being written by another server process: that one cuts it, and ``interrupted``
+            # comes back through the event bus.
+            await self.live.request_interrupt(message.id, self.id)
+            return
         latest = await store.latest_message(conversation.id, role="assistant")
         if latest is None or latest.id != message.id or latest.status != "complete":
             return
