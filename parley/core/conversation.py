@@ -176,7 +176,7 @@ class LiveConversation(CommandQueue):
         elif isinstance(command, SilencePrompt):
             job.replying, job.spoken = True, self.speech is not None
         if isinstance(command, UserTurn) and command.barge_in:
-            self._settle(asyncio.get_running_loop().create_future(), self.barge_in())
+            self._settle(None, self.barge_in())
         self._enqueue(job)
         return future
 
@@ -345,7 +345,7 @@ class LiveConversation(CommandQueue):
             self.record = dataclasses.replace(self.record, status="ended")
         if isinstance(event, InterruptRequested) and not local:
             if event.message_id == self.streaming and self.replying:
-                self._settle(asyncio.get_running_loop().create_future(), self.interrupt(CLIENT))
+                self._settle(None, self.interrupt(CLIENT))
             return
         if not local or job is None:
             # A turn from elsewhere (REST, another process): activity, and the clock restarts.

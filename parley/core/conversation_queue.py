@@ -8,6 +8,7 @@ runs queued commands in order, each in a task of its own, and interrupts the run
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from parley.core.conversation_run import merge_metadata
 from parley.core.events import Interrupted
 
 __all__ = ["CommandQueue", "Job"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False, slots=True)
@@ -70,8 +73,12 @@ class CommandQueue:
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"conversation-{self.id}")
 
-    def _settle(self, future: asyncio.Future[Any], work: Any) -> None:
-        """Run ``work`` now (a task of its own) and settle ``future`` with its result."""
+    def _settle(self, future: asyncio.Future[Any] | None, work: Any) -> None:
+        """Run ``work`` now (a task of its own) and settle ``future`` with its result (None:
+        nobody waits; a failure is logged)."""
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_log_failure)
 
         async def run() -> None:
             try:
@@ -171,3 +178,8 @@ class CommandQueue:
                 job.future.set_result("done")
         finally:
             self.streaming = None
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("conversation runtime: background work failed", exc_info=future.exception())
