@@ -304,10 +304,12 @@ class LiveConversation(CommandQueue):
         if conversation is None:
             return
         prompts = self.engine.settings.language(conversation.language).prompts
+        # Several processes may watch the conversation (sockets on each): one says the prompt.
+        since = self.silence.since
         if command.phase == NUDGE:
-            await self._say(prompts.nudge, self.speech, None, None)
+            await say(self.engine, self.id, prompts.nudge, self.speech, None, None, since)
         else:
-            await self._say(prompts.timeout, self.speech, "timeout", None)
+            await say(self.engine, self.id, prompts.timeout, self.speech, "timeout", None, since)
 
     def _silence_changed(self, *, reset: bool) -> None:
         if not any(a.silence for a in self.attachments):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
+from datetime import datetime
 from typing import Any
 
 from parley.core import store
@@ -24,10 +25,18 @@ async def say(
     speech: SpeechOptions | None,
     end_reason: str | None,
     origin: str | None,
+    once_since: datetime | None = None,
 ) -> None:
     """Say ``text`` outside a turn; when it ended the conversation, close that the way a turn
-    does (TurnCompleted with ``conversation_ended``)."""
-    events = engine.say(conversation_id, text, speech=speech, end_reason=end_reason, origin=origin)
+    does (TurnCompleted with ``conversation_ended``). ``once_since``: see :meth:`Engine.say`."""
+    events = engine.say(
+        conversation_id,
+        text,
+        speech=speech,
+        end_reason=end_reason,
+        origin=origin,
+        once_since=once_since,
+    )
     ended = False
     async with aclosing(events) as stream:
         async for event in stream:

@@ -217,12 +217,21 @@ class Engine:
         speech: SpeechOptions | None = None,
         end_reason: str | None = None,
         origin: str | None = None,
+        once_since: datetime | None = None,
     ) -> AsyncIterator[Event]:
         """Say ``text`` outside a turn (a nudge, the timeout prompt): stored as the speaker's
         message and yielded like a reply, spoken with ``speech``; then, with ``end_reason``, the
-        conversation ends (ConversationEnded). Nothing when the conversation is not open.
+        conversation ends (ConversationEnded). Nothing when the conversation is not open, or
+        (``once_since``) when another process said the same since then.
         Each event is published on the bus too, with ``origin`` (see :meth:`turn`)."""
-        events = saying.say(self, conversation_id, text, speech=speech, end_reason=end_reason)
+        events = saying.say(
+            self,
+            conversation_id,
+            text,
+            speech=speech,
+            end_reason=end_reason,
+            once_since=once_since,
+        )
         return self._published(conversation_id, events, origin)
 
     def replay(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from datetime import datetime
 from typing import Protocol
 
 from parley.core import store
@@ -72,17 +73,23 @@ async def say(
     *,
     speech: SpeechOptions | None = None,
     end_reason: str | None = None,
+    once_since: datetime | None = None,
 ) -> AsyncIterator[Event]:
     """Store ``text`` as a message of the conversation's speaker and yield it (see :func:`replay`);
     then, with ``end_reason``, end the conversation (no end prompt) and yield ConversationEnded.
 
     Runs under the conversation's lock, after any running turn. Yields nothing when the
-    conversation does not exist, is no longer open, or has expired.
+    conversation does not exist, is no longer open, or has expired, and, with ``once_since``,
+    when its latest message is already ``text``, stored since then (another process said it).
     """
     async with engine.locks.hold(conversation_id):
         conversation = await store.get_conversation(conversation_id)
         if conversation is None or not conversation.is_open or engine.is_expired(conversation):
             return
+        if once_since is not None and text:
+            latest = await store.latest_message(conversation.id)
+            if latest is not None and latest.content == text and latest.created_at >= once_since:
+                return
         if text:
             persona = speaker(
                 engine.settings, conversation, engine.template(conversation.template_id)

@@ -352,3 +352,44 @@ async def test_an_interrupt_asked_on_another_process_cuts_the_reply_there(
         for side in sides:
             await side.close()
             await side.bus.close()
+
+
+async def test_two_processes_watching_one_conversation_nudge_once(make_engine, redis_prefix):
+    import os
+
+    from parley.core.bus import RedisEventBus
+    from parley.core.conversation_silence import TIMEOUT
+    from parley.core.locks import RedisLocks
+
+    url = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    patient = {"personas": ["alex"], "nudge_after": 0.2, "timeout_after": 600}
+    sides = []
+    for _ in range(2):
+        engine, bus = (
+            make_engine({"templates": {"patient": patient}}),
+            RedisEventBus(url, prefix=redis_prefix),
+        )
+        engine.bus = bus
+        engine.locks = RedisLocks(url, prefix=f"{redis_prefix}lock:")  # as across processes
+        await bus.start()
+        sides.append(Conversations(engine, bus))
+    try:
+        user = await store.get_or_create_user("test", "nudged-once")
+        conversation = (
+            await sides[0].engine.open(user.id, "web", template_id="patient")
+        ).conversation
+        lives = [side.get(conversation.id) for side in sides]
+        for live in lives:
+            live.subscribe(Recorder(), conversation=conversation).enable_silence()
+        for _ in range(500):  # both clocks ran out and both prompt commands have run
+            if all(live.silence.phase == TIMEOUT and live._worker is None for live in lives):
+                break
+            await asyncio.sleep(0.01)
+        assert all(live.silence.phase == TIMEOUT for live in lives)
+        said = [m.content for m in await store.list_messages(conversation.id)]
+        assert said == ["Hi there!", "Still there?"]
+    finally:
+        for side in sides:
+            await side.close()
+            await side.bus.close()
+            await side.engine.locks.close()
