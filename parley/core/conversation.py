@@ -171,10 +171,9 @@ class LiveConversation(CommandQueue):
             self._settle(future, self._model_settings(command.values))
             return future
         job = Job(command, future, origin=getattr(command, "origin", None))
-        if isinstance(command, UserTurn | Say):
-            job.replying, job.spoken = True, command.speech is not None
-        elif isinstance(command, SilencePrompt):
-            job.replying, job.spoken = True, self.speech is not None
+        speech = command.speech if isinstance(command, UserTurn | Say) else self.speech
+        if isinstance(command, UserTurn | Say | SilencePrompt):  # replies: they may be cut
+            job.replying, job.spoken = True, speech is not None and self.engine.tts is not None
         if isinstance(command, UserTurn) and command.barge_in:
             self._settle(None, self.barge_in())
         self._enqueue(job)
