@@ -15,7 +15,7 @@ from parley.core.adapter import Adapter
 from parley.core.bus import EventBus, RedisEventBus
 from parley.core.choice import AUTO, choose
 from parley.core.config import Settings, SettingsError
-from parley.core.conversation import Conversations
+from parley.core.conversation_registry import Conversations
 from parley.core.engine import Engine
 from parley.core.failover_settings import primary_settings
 from parley.core.failover_speech import build_chain
