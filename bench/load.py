@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import httpx
 from harness import Server
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -42,12 +43,14 @@ class Turn:
     first_chunk: float
     done: float
     first_audio: float | None = None
+    sent_at: float = 0.0
+    """Wall clock when the message was sent (to line up with the fakes' timeline)."""
 
 
 async def turn(socket: ClientConnection, text: str = QUESTION, *, audio: bool = False) -> Turn:
     """Send a user message and read until ``turn_complete`` (with ``audio``, also until the
     reply's ``audio_complete``)."""
-    started = time.perf_counter()
+    sent_at, started = time.time(), time.perf_counter()
     await socket.send(json.dumps({"type": "user_message", "data": {"text": text}}))
     first_chunk = first_audio = done = None
     audio_done = not audio
@@ -66,7 +69,7 @@ async def turn(socket: ClientConnection, text: str = QUESTION, *, audio: bool = 
             raise RuntimeError(f"error frame: {frame}")
         elif kind == "turn_complete":
             done = now
-    return Turn(first_chunk if first_chunk is not None else done, done, first_audio)
+    return Turn(first_chunk if first_chunk is not None else done, done, first_audio, sent_at)
 
 
 async def enable_audio(socket: ClientConnection) -> None:
@@ -79,6 +82,16 @@ async def enable_audio(socket: ClientConnection) -> None:
             return
         if frame.get("type") == "error":
             raise RuntimeError(f"error frame: {frame}")
+
+
+async def timeline(fakes: Server) -> dict[str, float]:
+    """When each thing first happened at the fakes since the last call (wall clock)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{fakes.port}/events")
+    first: dict[str, float] = {}
+    for event in response.json():
+        first.setdefault(event["kind"], event["t"])
+    return first
 
 
 @dataclass
@@ -97,29 +110,40 @@ class LoadResult:
 
 
 async def load(
-    servers: list[Server], conversations: int, seconds: float, *, devices: list[str] | None = None
+    servers: list[Server],
+    conversations: int,
+    seconds: float,
+    *,
+    warmup: float = 2.0,
+    devices: list[str] | None = None,
 ) -> LoadResult:
-    """``conversations`` sockets (spread over ``servers``) sending turns back to back for
-    ``seconds``; turns that end after the window are not counted."""
+    """``conversations`` sockets (spread over ``servers``) sending turns back to back; the turns
+    that complete within ``seconds`` after a ``warmup`` are counted, and the servers' CPU time in
+    that window."""
     sockets = []
     for i in range(conversations):
         device = devices[i] if devices else device_id()
         sockets.append(open_socket(servers[i % len(servers)].ws_url, device))
     opened = await _gather_limited(sockets, 50)
     result = LoadResult(conversations, seconds)
-    cpu_before = sum(server.cpu() for server in servers)
-    deadline = time.perf_counter() + seconds
+    window_start = time.perf_counter() + warmup
+    deadline = window_start + seconds
+
+    async def cpu_at(moment: float) -> float:
+        await asyncio.sleep(max(0.0, moment - time.perf_counter()))
+        return sum(server.cpu() for server in servers)
 
     async def run(socket: ClientConnection) -> None:
-        while True:
+        while time.perf_counter() < deadline:
             done = await turn(socket)
-            if time.perf_counter() > deadline:
-                return
-            result.turns.append(done)
+            if window_start <= time.perf_counter() <= deadline:
+                result.turns.append(done)
 
     try:
+        marks = asyncio.gather(cpu_at(window_start), cpu_at(deadline))
         await asyncio.gather(*(run(socket) for socket in opened))
-        result.cpu = sum(server.cpu() for server in servers) - cpu_before
+        before, after = await marks
+        result.cpu = after - before
     finally:
         await asyncio.gather(*(socket.close() for socket in opened), return_exceptions=True)
     return result

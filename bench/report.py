@@ -89,23 +89,49 @@ def text_section(data: dict, images: Path, prefix: str) -> list[str]:
     fig.tight_layout()
     fig.savefig(images / "text.png", dpi=80)
     plt.close(fig)
-    sockets = data["sockets"]
-    count = sockets["parley"][0]["count"]
-    out += [
+    return [*out, "", f"![Text turns]({prefix}/text.png)"]
+
+
+def anatomy_section(data: dict) -> list[str]:
+    """Where a text turn's time goes outside the LLM."""
+    out = [
+        "### One turn, taken apart",
         "",
-        f"![Text turns]({prefix}/text.png)",
+        "One conversation per system, turns one after another (interleaved), timed on the "
+        "client's and the fake LLM's clocks (the same machine): from the message sent to the LLM "
+        "request arriving, the LLM's own time, and from the LLM's last word to `turn_complete` "
+        "at the client. Median [min-max] of the turns, ms.",
         "",
-        f"### Idle sockets ({count} at once)",
+        "| | Message -> LLM request | LLM (fake) | Last word -> turn_complete | Added, total |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ("baseline", "parley"):
+        runs = data[name]
+        added = [r["to_llm_request"] + r["after_llm"] for r in runs]
+        out.append(
+            f"| {name} | {spread(_field(runs, 'to_llm_request'), 1000, 1)} "
+            f"| {spread(_field(runs, 'llm'), 1000)} "
+            f"| {spread(_field(runs, 'after_llm'), 1000, 1)} | {spread(added, 1000, 1)} |"
+        )
+    return out
+
+
+def sockets_section(data: dict) -> list[str]:
+    """Memory per idle socket, CPU per new connection."""
+    count = data["parley"][0]["count"]
+    out = [
+        f"## Idle sockets ({count} at once)",
         "",
-        f"{count} new devices connect (50 at a time) and stay idle: the server's resident memory "
-        "and CPU time before and after, divided by the count. A new device also means a new user "
-        "and conversation in the database, for both systems.",
+        f"On a fresh server process each time: {count} new devices connect (50 at a time) and "
+        "stay idle; the server's resident memory and CPU time before and after, divided by the "
+        "count. A new device also means a new user and conversation in the database, for both "
+        "systems.",
         "",
         "| | Memory per idle socket (KiB) | CPU per new connection (ms) |",
         "|---|---:|---:|",
     ]
     for name in ("baseline", "parley"):
-        runs = sockets[name]
+        runs = data[name]
         out.append(
             f"| {name} | {spread(_field(runs, 'rss_per_socket'), 1 / 1024, 1)} "
             f"| {spread(_field(runs, 'cpu_per_connection'), 1000, 2)} |"
@@ -156,7 +182,30 @@ def speech_section(data: dict, images: Path, prefix: str) -> list[str]:
     fig.tight_layout()
     fig.savefig(images / "first_audio.png", dpi=80)
     plt.close(fig)
-    return [*out, "", f"![Time to first audio]({prefix}/first_audio.png)"]
+    out += [
+        "",
+        f"![Time to first audio]({prefix}/first_audio.png)",
+        "",
+        "Where the time to first audio goes (median of the turns, ms; the fakes' clocks):",
+        "",
+        "| Scenario | Message -> LLM request | LLM -> first sentence's last word "
+        "| -> TTS request | TTS -> first byte | First byte -> client |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        steps = data[name]["steps"]
+        cells = " | ".join(
+            f"{median(_field(steps, key)) * 1000:.1f}"
+            for key in (
+                "to_llm_request",
+                "llm_to_first_sentence",
+                "sentence_to_tts_request",
+                "tts_to_first_byte",
+                "first_byte_to_client",
+            )
+        )
+        out.append(f"| {name} | {cells} |")
+    return out
 
 
 def history_section(data: dict, images: Path, prefix: str) -> list[str]:
@@ -237,13 +286,70 @@ def optional_section(title: str, data: dict) -> list[str]:
     return [f"## {title}", "", status + data["output"]]
 
 
+def goals_section(results: dict) -> list[str]:
+    """Issue 13's goals against this run's measurements."""
+    text = results["text"]["runs"]
+    rows = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    for level in sorted(text["parley"], key=int):
+        if int(level) < 100:
+            continue
+        p, b = text["parley"][level], text["baseline"][level]
+        ratio = median(_field(p, "throughput")) / median(_field(b, "throughput"))
+        rows.append(
+            f"| Throughput at {level} conversations >= 0.95x baseline | {ratio:.2f}x "
+            f"| {verdict(ratio >= 0.95)} |"
+        )
+        added = median(_field(p, "p95_added")) / median(_field(b, "p95_added"))
+        rows.append(
+            f"| p95 added latency at {level} <= 1.2x baseline | {added:.2f}x "
+            f"| {verdict(added <= 1.2)} |"
+        )
+    for name, row in results["speech"].items():
+        ratio = median(row["first_audio"]) / row["ideal"]
+        rows.append(
+            f"| Time to first audio <= 1.05x ideal ({name}) | {ratio:.3f}x "
+            f"| {verdict(ratio <= 1.05)} |"
+        )
+    sockets = results["sockets"]["parley"]
+    memory = median(_field(sockets, "rss_per_socket")) / 1024
+    cpu = median(_field(sockets, "cpu_per_connection")) * 1000
+    rows.append(
+        f"| Memory per idle socket <= 64 KiB | {memory:.1f} KiB | {verdict(memory <= 64)} |"
+    )
+    rows.append(f"| CPU per new connection <= 2 ms | {cpu:.2f} ms | {verdict(cpu <= 2)} |")
+    history = results["history"]["rows"]
+    sizes = sorted(history, key=int)
+    small, big = (median(_field(history[s], "latency")) for s in (sizes[0], sizes[-1]))
+    rows.append(
+        f"| Turn flat up to {int(sizes[-1]):,} messages in a conversation, "
+        f"{results['history']['database_rows']:,} in the database "
+        f"| {big / small:.2f}x the turn at {int(sizes[0]):,} | {verdict(big / small <= 1.1)} |"
+    )
+    return [
+        "## Goals (issue 13), this run",
+        "",
+        "| Goal | Measured | |",
+        "|---|---:|---|",
+        *rows,
+        "",
+        "SQL statements and commits per text turn are counted by a test, not here: "
+        "`tests/adapters/web/test_ws_sql.py` (see the notes below).",
+    ]
+
+
 def write(results: dict, out: Path, header: list[str]) -> None:
     """Write the report (and its PNGs in ``<out stem>/``)."""
     images = out.with_suffix("")
     images.mkdir(parents=True, exist_ok=True)
     prefix = images.name
-    lines = ["# Benchmarks", "", *header, ""]
+    lines = ["# Benchmarks", "", *header, "", *goals_section(results), ""]
     lines += [*text_section(results["text"], images, prefix), ""]
+    lines += [*anatomy_section(results["text"]["anatomy"]), ""]
+    lines += [*sockets_section(results["sockets"]), ""]
     lines += [*speech_section(results["speech"], images, prefix), ""]
     lines += [*history_section(results["history"], images, prefix), ""]
     lines += [*scale_section(results["scale"]), ""]

@@ -34,9 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = Sizes(
     levels=(1, 3),
     seconds=0.6,
+    warmup=0.2,
     repeats=1,
     sockets=5,
     audio_turns=1,
+    anatomy_turns=2,
     speech_scenarios=1,
     history=(50,),
     database_rows=300,
@@ -65,6 +67,7 @@ async def main(args: argparse.Namespace) -> dict:
     sizes = SMOKE if args.smoke else Sizes()
     results: dict = {}
     timings: dict = {}
+    loads: list[float] = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         folder = Path(tmp)
 
@@ -73,8 +76,10 @@ async def main(args: argparse.Namespace) -> dict:
             print(f"[bench] {name}...", flush=True)
             results[name] = await coroutine
             timings[name] = round(time.perf_counter() - started, 1)
+            loads.append(os.getloadavg()[0])
 
         await section("text", sections.text(sizes, folder))
+        await section("sockets", sections.sockets(sizes, folder))
         await section("speech", sections.speech(sizes, folder))
         await section("history", sections.history(sizes, folder))
         postgres, why = await _postgres(args.postgres)
@@ -91,6 +96,7 @@ async def main(args: argparse.Namespace) -> dict:
             "chaos", asyncio.to_thread(sections.optional, ROOT / "bench/chaos.py", extra, 240)
         )
     results["seconds"] = timings
+    results["load_average"] = loads
     return results
 
 
@@ -103,7 +109,8 @@ def _header(sizes_name: str, results: dict) -> list[str]:
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {sizes_name}, on {os.cpu_count()} cores "
         f"({platform.machine()}, Python {platform.python_version()}), {total:.0f} s. The machine "
         "is shared: absolute numbers move between runs, ratios measured in one run are what "
-        "count.",
+        f"count. Load average (1 min) after each section: "
+        f"{', '.join(f'{x:.1f}' for x in results['load_average'])}.",
         "",
         "- **baseline** (`bench/baseline.py`): a Litestar WebSocket, the openai SDK and Tortoise "
         "on SQLite, the same history window (20), 3 SQL statements a turn.",

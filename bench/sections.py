@@ -25,9 +25,11 @@ class Sizes:
 
     levels: tuple[int, ...] = (1, 10, 100, 500)
     seconds: float = 6.0
+    warmup: float = 2.0
     repeats: int = 3
     sockets: int = 1000
     audio_turns: int = 5
+    anatomy_turns: int = 20
     speech_scenarios: int = 3
     history: tuple[int, ...] = (10_000, 100_000)
     database_rows: int = 1_000_000
@@ -76,7 +78,7 @@ async def _warm(server: harness.Server) -> None:
 
 
 async def text(sizes: Sizes, folder: Path) -> dict:
-    """Throughput, latency and CPU per turn at each level; memory and CPU of idle sockets."""
+    """Throughput, latency and CPU per turn at each level of concurrent conversations."""
     fakes = harness.start_fakes(TEXT_PACE, folder)
     servers = []
     try:
@@ -84,21 +86,43 @@ async def text(sizes: Sizes, folder: Path) -> dict:
         servers.append(harness.start_parley(fakes, folder, f"sqlite://{folder}/parley.sqlite3"))
         for server in servers:
             await _warm(server)
+        anatomy = await _anatomy(servers, fakes, sizes.anatomy_turns)
         runs: dict = {s.name: {n: [] for n in sizes.levels} for s in servers}
-        sockets: dict = {s.name: [] for s in servers}
         for repeat in range(sizes.repeats):
             order = servers if repeat % 2 == 0 else servers[::-1]
             for level in sizes.levels:
                 for server in order:
-                    result = await load.load([server], level, sizes.seconds)
+                    result = await load.load([server], level, sizes.seconds, warmup=sizes.warmup)
                     runs[server.name][level].append(_summary(result, TEXT_PACE))
-            for server in order:
-                cost = await load.idle_sockets(server, sizes.sockets)
-                sockets[server.name].append(vars(cost))
-        return {"pace": vars(TEXT_PACE), "runs": runs, "sockets": sockets}
+        return {"pace": vars(TEXT_PACE), "runs": runs, "anatomy": anatomy}
     finally:
         for server in [*servers, fakes]:
             server.stop()
+
+
+async def sockets(sizes: Sizes, folder: Path) -> dict:
+    """Memory and CPU of idle sockets, on fresh server processes (a heap grown by earlier load
+    would hide the cost)."""
+    home = folder / "sockets"
+    home.mkdir()
+    fakes = harness.start_fakes(TEXT_PACE, home)
+    out: dict = {"baseline": [], "parley": []}
+    try:
+        for repeat in range(sizes.repeats):
+            starts = [
+                lambda: harness.start_baseline(fakes, home, f"sqlite://{home}/base.sqlite3"),
+                lambda: harness.start_parley(fakes, home, f"sqlite://{home}/parley.sqlite3"),
+            ]
+            for start in starts if repeat % 2 == 0 else starts[::-1]:
+                server = start()
+                try:
+                    await _warm(server)
+                    out[server.name].append(vars(await load.idle_sockets(server, sizes.sockets)))
+                finally:
+                    server.stop()
+        return out
+    finally:
+        fakes.stop()
 
 
 async def speech(sizes: Sizes, folder: Path) -> dict:
@@ -116,7 +140,11 @@ async def speech(sizes: Sizes, folder: Path) -> dict:
             socket = await load.open_socket(parley.ws_url, load.device_id())
             await load.enable_audio(socket)
             await load.turn(socket, audio=True)  # warm-up
-            turns = [await load.turn(socket, audio=True) for _ in range(sizes.audio_turns)]
+            await load.timeline(fakes)
+            turns, steps = [], []
+            for _ in range(sizes.audio_turns):
+                turns.append(await load.turn(socket, audio=True))
+                steps.append(_speech_steps(turns[-1], await load.timeline(fakes)))
             await socket.close()
             sentence, done = pace.first_sentence()
             out[name] = {
@@ -126,11 +154,45 @@ async def speech(sizes: Sizes, folder: Path) -> dict:
                 "ideal": pace.ideal_first_audio(),
                 "first_audio": [t.first_audio for t in turns],
                 "first_chunk": [t.first_chunk for t in turns],
+                "steps": steps,
             }
         finally:
             for server in [parley, fakes]:
                 if server:
                     server.stop()
+    return out
+
+
+def _speech_steps(turn: load.Turn, at: dict[str, float]) -> dict[str, float]:
+    """Where the time to first audio went (seconds), from the client's and the fakes' clocks."""
+    assert turn.first_audio is not None
+    return {
+        "to_llm_request": at["llm_request"] - turn.sent_at,
+        "llm_to_first_sentence": at["llm_first_sentence"] - at["llm_request"],
+        "sentence_to_tts_request": at["tts_request"] - at["llm_first_sentence"],
+        "tts_to_first_byte": at["tts_first_byte"] - at["tts_request"],
+        "first_byte_to_client": turn.sent_at + turn.first_audio - at["tts_first_byte"],
+    }
+
+
+async def _anatomy(servers: list[harness.Server], fakes: harness.Server, turns: int) -> dict:
+    """One conversation at a time: where a text turn's time goes outside the LLM, per system."""
+    sockets = {s.name: await load.open_socket(s.ws_url, load.device_id()) for s in servers}
+    out: dict = {server.name: [] for server in servers}
+    await load.timeline(fakes)
+    for i in range(turns):
+        for server in servers if i % 2 == 0 else servers[::-1]:
+            turn = await load.turn(sockets[server.name])
+            at = await load.timeline(fakes)
+            out[server.name].append(
+                {
+                    "to_llm_request": at["llm_request"] - turn.sent_at,
+                    "llm": at["llm_last_word"] - at["llm_request"],
+                    "after_llm": turn.sent_at + turn.done - at["llm_last_word"],
+                }
+            )
+    for socket in sockets.values():
+        await socket.close()
     return out
 
 

@@ -14,7 +14,6 @@ import click
 
 from parley.core.config import Settings, SettingsError
 from parley.core.loading import load_settings
-from parley.logs import RedactSecrets, configure_logging
 from parley.plugin_commands import PluginGroup
 
 __all__ = ["main"]
@@ -63,17 +62,28 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.option("--host", help="Interface to bind (default server.host).")
 @click.option("--port", type=int, help="Port (default server.port).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    envvar="PARLEY_WORKERS",
+    show_default=True,
+    help="Processes serving the one port (more than 1 needs PostgreSQL and redis.url; "
+    "env PARLEY_WORKERS). See docs/deployment.md.",
+)
 @settings_option
-def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
+def serve(host: str | None, port: int | None, workers: int, settings_dir: str | None) -> None:
     """Serve the web API, the WebSocket and every enabled adapter (applies pending migrations)."""
-    import uvicorn
-
-    from parley.adapters.web.settings import uvicorn_options
+    from parley import serving
     from parley.core.choice import describe
     from parley.core.runtime import Runtime
     from parley.server import create_app
 
     settings = _settings(settings_dir)
+    if workers > 1 and (problems := serving.workers_problems(settings)):
+        for problem in problems:
+            click.echo(f"error: --workers {workers}: {problem}", err=True)
+        raise SystemExit(2)
     with _settings_errors():
         runtime = Runtime(settings)
         runtime.build_providers()  # a bad stt/tts setting stops here, with its key's name
@@ -81,22 +91,14 @@ def serve(host: str | None, port: int | None, settings_dir: str | None) -> None:
     host = host or settings.server.host
     port = port or settings.server.port
     click.echo(f"Providers: {describe({k: getattr(runtime, k) for k in ('llm', 'stt', 'tts')})}")
-    click.echo(f"Parley listening on http://{host}:{port}  (health: /health, API docs: /schema)")
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        lifespan="on",
-        ws="websockets-sansio",
-        **uvicorn_options(settings),  # size limit of frames, trusted proxies
-    )  # configures uvicorn's loggers: add the filter after it
-    for name in ("uvicorn.access", "uvicorn.error"):
-        logging.getLogger(name).addFilter(RedactSecrets())
+    many = f", {workers} processes" if workers > 1 else ""
+    click.echo(
+        f"Parley listening on http://{host}:{port}{many}  (health: /health, API docs: /schema)"
+    )
     with _settings_errors():
-        configure_logging(settings)  # [logging]: level, text or json
-    with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
-        uvicorn.Server(config).run()
+        serving.serve(
+            app, settings, host=host, port=port, workers=workers, settings_dir=settings_dir
+        )
 
 
 @main.command()
@@ -201,6 +203,8 @@ def chat(
     of input, so it can be scripted.
     """
     settings = _settings(settings_dir)
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # the turn log line: noise here
+        logging.getLogger("parley.turn").setLevel(logging.WARNING)
     if template_id and template_id not in settings.templates:
         known = ", ".join(sorted(settings.templates))
         raise click.BadParameter(f"unknown template {template_id!r} (known: {known})")

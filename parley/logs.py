@@ -7,7 +7,9 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from parley.core.config import InvalidSetting
 
 if TYPE_CHECKING:
     from parley.core.config import Settings
@@ -40,7 +42,11 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with terminal colours
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,24 +69,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-LOG_FORMATS = ("text", "json")
-
-
 @dataclass(slots=True)
 class LoggingSettings:
     """``[logging]``: how ``parley serve`` writes its log."""
 
-    format: str = "text"
+    format: Literal["text", "json"] = "text"
     """``text`` (for people) or ``json`` (one object per line, for log shippers)."""
     level: str = ""
     """``DEBUG``, ``INFO``, ``WARNING``...; empty: INFO (DEBUG with ``parley -v``)."""
 
     def __post_init__(self) -> None:
-        if self.format not in LOG_FORMATS:
-            raise ValueError(f"format must be one of {', '.join(LOG_FORMATS)}, got {self.format!r}")
         self.level = self.level.upper()
         if self.level and not isinstance(logging.getLevelName(self.level), int):
-            raise ValueError(f"level must be a logging level name, got {self.level!r}")
+            raise InvalidSetting("level", f"a logging level name, got {self.level!r}")
 
 
 def configure_logging(

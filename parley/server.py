@@ -11,14 +11,32 @@ from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
 from parley.core.config import Settings
+from parley.core.outages import Outage, describe
 from parley.core.runtime import Runtime
 
-__all__ = ["ApiError", "create_app", "error_body", "error_response"]
+__all__ = [
+    "CLOSE_TRY_AGAIN_LATER",
+    "ApiError",
+    "create_app",
+    "error_body",
+    "error_response",
+    "log_failure",
+    "log_unhandled",
+    "outage_error",
+    "outage_frame",
+]
 
 log = logging.getLogger(__name__)
+
+CLOSE_TRY_AGAIN_LATER = 1013
+"""WebSocket close code for a socket that cannot start during an outage (RFC 6455 registry)."""
 
 _CODES = {
     400: "bad_request",
@@ -50,10 +68,18 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def error_response(exc: Exception, **extra: Any) -> Response[Any]:
-    """The JSON error response for ``exc``: HTTP errors keep their status, anything else is a 500.
+    """The JSON error response for ``exc``: HTTP errors keep their status, an outage (database or
+    Redis unreachable) is a 503 with ``Retry-After``, anything else is a 500.
 
     ``extra`` keys go into the body next to ``error`` (the session routes add ``success: false``).
     """
+    outage = None if isinstance(exc, HTTPException) else describe(exc)
+    if outage is not None:
+        return Response(
+            error_body(outage.code, outage.message, **extra),
+            status_code=HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(outage.retry_after)},
+        )
     if not isinstance(exc, HTTPException):
         body = error_body("internal_error", "something went wrong on our side", **extra)
         return Response(body, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
@@ -77,8 +103,40 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return error_response(exc)
 
 
+def log_failure(exc: BaseException, where: str) -> Outage | None:
+    """Log a failure at ``where``: one warning line for an outage (returned), else the traceback."""
+    outage = describe(exc)
+    if outage is None:
+        log.error("%s failed", where, exc_info=exc)
+    else:
+        log.warning("%s unavailable on %s: %s", outage.part, where, outage.detail)
+    return outage
+
+
+def log_unhandled(request: Request[Any, Any, Any], exc: Exception) -> None:
+    """Log an error that is no HTTP error (an outage as one warning line)."""
+    log_failure(exc, f"{request.method} {request.url.path}")
+
+
+def outage_frame(exc: BaseException, where: str = "websocket") -> dict[str, Any] | None:
+    """The WebSocket error frame for an outage behind ``exc`` (logged as one warning line):
+    ``{"type": "error", "code": "unavailable", "message", "retry_after"}``; None for anything
+    else (not logged: the caller logs it).
+    """
+    outage = describe(exc)
+    if outage is None:
+        return None
+    log_failure(exc, where)
+    return {"type": "error", **outage_error(outage)}
+
+
+def outage_error(outage: Outage) -> dict[str, Any]:
+    """``{"code", "message", "retry_after"}`` of an outage, for error frames and SSE lines."""
+    return {"code": outage.code, "message": outage.message, "retry_after": outage.retry_after}
+
+
 def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log_unhandled(request, exc)
     return error_response(exc)
 
 

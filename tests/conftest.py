@@ -1,13 +1,21 @@
-"""Shared fixtures: settings built in code, a real SQLite database, a runtime with a scripted LLM."""
+"""Shared fixtures: settings built in code, a real SQLite database, a runtime with a scripted LLM,
+the machine's PostgreSQL and Redis (required: their tests fail, never skip, without them).
+
+Set ``PARLEY_TEST_POSTGRES_URL`` / ``PARLEY_TEST_REDIS_URL`` to use other servers than the local ones.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import redis.asyncio as redis
 
@@ -16,7 +24,7 @@ from parley.core.config import Settings
 from parley.core.engine import Engine
 from parley.core.loading import settings_from_dict
 from parley.core.plugins import Hooks, make_plugin_manager
-from parley.testing import ScriptedLLM
+from parley.testing import ScriptedLLM, postgres_schema
 
 BASE_SETTINGS: dict[str, Any] = {
     "llm": {"provider": "echo", "model": "test-model"},
@@ -96,14 +104,49 @@ def make_engine(
     return make
 
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-"""The machine's Redis (shared: tests use their own key prefixes and never flush)."""
+_PG_CANDIDATES = (
+    "postgres://postgres@127.0.0.1:5432/test",
+    "postgres://root@127.0.0.1:5432/test",
+)
+
+
+async def _first_reachable(urls: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    errors = []
+    for url in urls:
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            errors.append(f"{url}: {type(exc).__name__}: {exc}")
+            continue
+        await conn.close()
+        return url, errors
+    return None, errors
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A reachable PostgreSQL URL; fails the tests (no skip) when there is none."""
+    env = os.environ.get("PARLEY_TEST_POSTGRES_URL")
+    urls = (env,) if env else _PG_CANDIDATES
+    # Run in a worker thread: this fixture may be requested from inside a running loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        url, errors = pool.submit(asyncio.run, _first_reachable(urls)).result()
+    if url is None:
+        pytest.fail(
+            "PostgreSQL is required for these tests but is unreachable:\n  "
+            + "\n  ".join(errors)
+            + "\nStart it or set PARLEY_TEST_POSTGRES_URL.",
+            pytrace=False,
+        )
+    return url
+
+
+REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[str]:
-    """A unique key prefix on the machine's Redis (its keys removed after the test); fails loudly
-    when Redis is down."""
+    """A unique key prefix on the machine's Redis (its keys deleted after); fails when it is down."""
     client = redis.from_url(REDIS_URL)
     try:
         await client.ping()
@@ -115,6 +158,13 @@ async def redis_prefix() -> AsyncIterator[str]:
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+@pytest.fixture
+async def pg_schema_url(postgres_url: str) -> AsyncIterator[str]:
+    """A ``database.url`` on a fresh PostgreSQL schema of its own, dropped after the test."""
+    async with postgres_schema(postgres_url) as url:
+        yield url
 
 
 # -- the local models (parley/plugins/local), loaded once per test session ----------------------

@@ -216,7 +216,10 @@ def test_serve_health_and_clean_exit(tmp_path):
         assert body == {
             "status": "ok",
             "database": "ok",
+            "redis": "not configured",
             "providers": {"llm": "echo", "stt": None, "tts": None},
+            "down": [],
+            "pid": process.pid,
         }
         schema = httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", timeout=5)
         assert schema.status_code == 200 and "/health" in schema.json()["paths"]

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import time
 
-import httpx
 import pytest
 
 from parley.core import store
@@ -17,40 +12,19 @@ from parley.core.config import SettingsError
 from parley.core.inbound import Inbound
 from parley.logs import JsonFormatter, configure_logging
 from parley.testing import Step, collect
-from tests.test_cli import PARLEY, ROOT, _free_port, _settings
+from tests.processes import serve
+from tests.test_cli import _settings
 
 
 def test_serve_writes_json_lines_with_one_per_turn(tmp_path):
-    folder = _settings(tmp_path)
-    port = _free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI"))}
-    environ["PARLEY_LOGGING__FORMAT"] = "json"
-    process = subprocess.Popen(
-        [*PARLEY, "serve", "--settings", str(folder), "--port", str(port)],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        reply = httpx.post(
-            f"http://127.0.0.1:{port}/chat/",
-            json={"content": "hello there"},
-            headers={"X-Device-ID": "device-logs"},
-            timeout=10,
-        )
+    with serve(_settings(tmp_path), PARLEY_LOGGING__FORMAT="json") as served:
+        reply = served.chat("hello there", "device-logs")
         assert reply.status_code == 200, reply.text
-    finally:
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)
-    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    out, err = served.out, served.err
+    banner = ("Providers:", "Parley listening")  # the command's own words to the terminal
+    text = [line for line in (out + err).splitlines() if line.strip() and not line.startswith("{")]
+    assert all(line.startswith(banner) for line in text), text
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert {"ts", "level", "logger", "message"} <= set(lines[0])
     turns = [line for line in lines if line["logger"] == "parley.turn"]
     assert len(turns) == 1
@@ -60,7 +34,7 @@ def test_serve_writes_json_lines_with_one_per_turn(tmp_path):
     assert turn["providers"] == {"llm": ["echo"]}
     assert turn["duration_ms"] >= turn["first_token_ms"] >= 0
     # uvicorn's access lines (on stdout, after the banner) are JSON too, secrets redacted.
-    access = [json.loads(line) for line in out.splitlines()[1:] if line.strip()]
+    access = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert {line["logger"] for line in access} == {"uvicorn.access"}
     assert any("POST /chat" in line["message"] for line in access), access
 

@@ -97,6 +97,7 @@ def describe(providers: dict[str, Any]) -> str:
     labels = {"llm": "LLM", "stt": "speech-to-text", "tts": "text-to-speech"}
     parts = []
     for kind, provider in providers.items():
+        provider = getattr(provider, "primary", provider)  # a failover chain: its first member
         name = getattr(provider, "name", None)
         model = getattr(provider, "model_name", None)
         text = f"{name} ({model})" if name and model else (name or "off")

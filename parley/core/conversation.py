@@ -27,6 +27,7 @@ publishes every event it yields on the bus.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from contextlib import aclosing, suppress
@@ -253,17 +254,19 @@ class LiveConversation:
         """How the silence prompts are spoken from now on (None: text only)."""
         self.speech = speech
 
-    def leave(self, origin: str) -> None:
+    async def leave(self, origin: str) -> None:
         """``origin`` is gone (a closed socket): its queued commands are dropped and, when
-        nobody else is attached, its reply in flight is cut short (stored ``interrupted``)."""
+        nobody else is attached, its reply in flight is cut short; returns once that reply is
+        stored (``interrupted``)."""
         for job in [j for j in self.queue if j.origin == origin]:
             self.queue.remove(job)
             if not job.future.done():
                 job.future.set_result("dropped")
         job = self.current
-        if job is not None and job.origin == origin and job.task is not None:
-            if not self.attachments:
-                job.task.cancel()
+        if job is None or job.origin != origin or job.task is None or self.attachments:
+            return
+        job.task.cancel()
+        await asyncio.wait({job.task})
 
     async def listen(self, hearer: Hearer, *, encoding: str, sample_rate: int | None) -> Listening:
         """Open a live speech-to-text session in the conversation's language.
@@ -352,7 +355,6 @@ class LiveConversation:
             await self._end(command)
         elif isinstance(command, _SilencePrompt):
             await self._silence_prompt(command)
-        await self._refresh()
 
     async def _say(
         self,
@@ -390,9 +392,6 @@ class LiveConversation:
         state = {**conversation.state, "model_settings": dict(values)}
         self.record = await store.update_conversation(self.id, state=state)
         return self.record
-
-    async def _refresh(self) -> None:
-        self.record = await store.get_conversation(self.id)
 
     # -- silence ---------------------------------------------------------------------------
 
@@ -446,7 +445,7 @@ class LiveConversation:
             ):
                 self.streaming = None
         if isinstance(event, ConversationEnded) and self.record is not None:
-            self.record = await store.get_conversation(self.id)
+            self.record = dataclasses.replace(self.record, status="ended")
         if not local or job is None:
             # A turn from elsewhere (REST, another process): activity, and the clock restarts.
             if isinstance(event, TurnStarted):

@@ -283,8 +283,8 @@ class Engine:
 
         With ``speech`` (and a TTS provider) each reply is also spoken: Sentence, AudioChunk and
         AudioCompleted events follow its text as it streams (see :mod:`parley.core.speech`).
-        Audio in ``inbound`` is transcribed first: an STT failure yields ``ErrorEvent("stt_failed")``
-        and no turn runs (nothing is stored, no LLM call); silence yields ``stt_empty``.
+        Audio is transcribed first: an STT failure yields ``ErrorEvent("stt_failed")``, silence
+        ``stt_empty``; its stored message is then marked ``failed`` and no turn runs (no LLM call).
         With ``inbound.idempotency_key`` the turn runs once per key (see
         :mod:`parley.core.inbox_turns`): a repeat gets the first turn's answer.
         """

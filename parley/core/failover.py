@@ -29,10 +29,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from msgspec import Meta
 
 from parley.core.breaker import CircuitBreaker
-from parley.core.config import LLMSettings, SettingsError, check_range, parse_section
+from parley.core.config import InvalidSetting, LLMSettings, SettingsError, parse_section
 from parley.core.providers import (
     LLMChunk,
     LLMRequest,
@@ -58,12 +60,16 @@ __all__ = [
     "classify",
     "failover_settings",
     "primary_settings",
+    "providers_of",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUTS = {"llm": (5.0, 5.0), "tts": (5.0, 5.0), "stt": (0.0, 0.0)}
 """(first_token_timeout, stall_timeout) by kind when not set; 0 turns a watchdog off."""
+
+_CHAIN_KEYS = ("label", "first_token_timeout", "stall_timeout")
+"""Keys of a fallback table that belong to the chain, not to the provider's own settings."""
 
 _FAILOVER_ERRORS = (ProviderAuthError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable)
 
@@ -74,27 +80,24 @@ class FailoverSettings:
 
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
     """Further providers, tried in order: tables with ``provider`` and that provider's keys
-    (``base_url``, ``model``, ``api_key``, ``voice``...) and an optional ``label`` (metrics)."""
-    first_token_timeout: float | None = None
+    (``base_url``, ``model``, ``api_key``, ``voice``...), an optional ``label`` (metrics) and
+    optional ``first_token_timeout`` / ``stall_timeout`` of their own."""
+    first_token_timeout: Annotated[float, Meta(ge=0, le=3600)] | None = None
     """LLM: seconds to the first token; TTS: to a sentence's first audio byte; STT: to the
     transcript. Then the request is cancelled and the next provider asked. Default 5 (LLM, TTS),
     off for STT (0 = off)."""
-    stall_timeout: float | None = None
+    stall_timeout: Annotated[float, Meta(ge=0, le=3600)] | None = None
     """Seconds without a token (LLM) or audio byte (TTS) once output began; the reply then ends
     as ``failed`` with its partial text. Default 5 (LLM, TTS); 0 = off."""
-    breaker_threshold: int = 3
+    breaker_threshold: Annotated[int, Meta(ge=0, le=1000)] = 3
     """Failures in a row after which a provider is skipped (0 = no breaker)."""
-    breaker_cooldown: float = 30.0
+    breaker_cooldown: Annotated[float, Meta(ge=0, le=86400)] = 30.0
     """Seconds a provider is skipped before one probe request tries it again."""
 
     def __post_init__(self) -> None:
-        check_range("first_token_timeout", self.first_token_timeout, 0, 3600)
-        check_range("stall_timeout", self.stall_timeout, 0, 3600)
-        check_range("breaker_threshold", self.breaker_threshold, 0, 1000)
-        check_range("breaker_cooldown", self.breaker_cooldown, 0, 86400)
         for index, entry in enumerate(self.fallbacks):
             if not isinstance(entry.get("provider"), str) or not entry["provider"]:
-                raise ValueError(f"fallbacks must each name a provider (entry {index} has none)")
+                raise InvalidSetting(f"fallbacks[{index}].provider", "a provider name is required")
 
     def timeouts(self, kind: str) -> tuple[float, float]:
         """(first_token_timeout, stall_timeout) with the kind's defaults filled in."""
@@ -140,12 +143,21 @@ def primary_settings(settings: Settings, kind: str) -> Settings:
 
 
 @dataclass(slots=True)
+class MemberTimeouts:
+    """Watchdog overrides a fallback table may carry (a slow local model needs more time)."""
+
+    first_token_timeout: Annotated[float, Meta(ge=0, le=3600)] | None = None
+    stall_timeout: Annotated[float, Meta(ge=0, le=3600)] | None = None
+
+
+@dataclass(slots=True)
 class Member:
-    """One provider of a chain, with its label and breaker."""
+    """One provider of a chain, with its label, breaker and own watchdog timeouts."""
 
     label: str
     provider: Any
     breaker: CircuitBreaker
+    timeouts: MemberTimeouts = field(default_factory=MemberTimeouts)
 
 
 def build_members(
@@ -157,11 +169,12 @@ def build_members(
 ) -> list[Member]:
     """The chain of ``kind``: ``primary`` then each ``fallbacks`` entry, built by its factory."""
     config = failover_settings(settings, kind)
-    providers: list[tuple[str | None, Any]] = [(None, primary)]
+    providers: list[tuple[str | None, Any, MemberTimeouts]] = [(None, primary, MemberTimeouts())]
     last = len(config.fallbacks) - 1
     for index, entry in enumerate(config.fallbacks):
         where = f"{kind}.fallbacks[{index}]"
-        section = {key: value for key, value in entry.items() if key != "label"}
+        section = {key: value for key, value in entry.items() if key not in _CHAIN_KEYS}
+        timeouts = parse_section(where, entry, MemberTimeouts)
         if index < last:
             section = _no_retries(section)
         name = section["provider"]
@@ -169,9 +182,9 @@ def build_members(
             known = ", ".join(sorted(getattr(registry, kind))) or "none"
             raise SettingsError(f"{where}.provider: no {kind} provider named {name!r} ({known})")
         provider = registry.make(kind, name, _section_settings(settings, kind, section, where))
-        providers.append((entry.get("label"), provider))
+        providers.append((entry.get("label"), provider, timeouts))
     members: list[Member] = []
-    for position, (label, provider) in enumerate(providers):
+    for position, (label, provider, timeouts) in enumerate(providers):
         label = label or getattr(provider, "name", kind)
         if any(m.label == label for m in members):
             label = f"{label}#{position + 1}"
@@ -180,7 +193,7 @@ def build_members(
             config.breaker_cooldown,
             on_change=_breaker_reporter(telemetry, kind, label),
         )
-        members.append(Member(label, provider, breaker))
+        members.append(Member(label, provider, breaker, timeouts))
     return members
 
 
@@ -190,6 +203,14 @@ def _breaker_reporter(telemetry: Telemetry, kind: str, label: str) -> Callable[[
         telemetry.emit(BreakerChanged(kind, label, state))
 
     return report
+
+
+def providers_of(provider: Any) -> list[Any]:
+    """The providers inside a failover chain, in order (``[provider]`` for any other one)."""
+    members = getattr(provider, "members", None)
+    if isinstance(members, list):
+        return [member.provider for member in members]
+    return [] if provider is None else [provider]
 
 
 def classify(exc: BaseException, label: str) -> ProviderError | None:
@@ -214,6 +235,13 @@ class Chain:
         self.telemetry = telemetry
         self.first_timeout, self.stall_timeout = config.timeouts(self.kind)
         self.name = getattr(members[0].provider, "name", members[0].label)
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else is the primary's (``ready``, ``model_name``...): the chain stands in
+        for the provider configured in the section."""
+        if name.startswith("__") or name == "members":
+            raise AttributeError(name)
+        return getattr(self.members[0].provider, name)
 
     @property
     def primary(self) -> Any:
@@ -298,7 +326,7 @@ class Chain:
             ) as span:
                 try:
                     while True:
-                        wait = self.stall_timeout if produced else self.first_timeout
+                        wait = self.wait(member, produced)
                         try:
                             item = await next_within(items, wait)
                         except StopAsyncIteration:
@@ -334,6 +362,13 @@ class Chain:
                 self.used(member)
             return
         raise self.exhausted(last)
+
+    def wait(self, member: Member, produced: bool) -> float:
+        """How long to wait for ``member``'s next output (its own timeouts win)."""
+        own = member.timeouts
+        if produced:
+            return self.stall_timeout if own.stall_timeout is None else own.stall_timeout
+        return self.first_timeout if own.first_token_timeout is None else own.first_token_timeout
 
     def _timed_out(self, member: Member, produced: bool, seconds: float) -> ProviderError:
         if produced:

@@ -71,13 +71,14 @@ class FailoverSTT(Chain):
             with self.telemetry.span("stt.transcribe", **{"parley.provider": member.label}) as span:
                 try:
                     call = member.provider.transcribe(audio, mime_type=mime_type, language=language)
-                    if self.first_timeout > 0:
+                    wait = self.wait(member, False)
+                    if wait > 0:
                         try:
-                            async with asyncio.timeout(self.first_timeout):
+                            async with asyncio.timeout(wait):
                                 result = await call
                         except TimeoutError:
                             raise ProviderTimeout(
-                                f"{member.label} did not transcribe within {self.first_timeout:g} s",
+                                f"{member.label} did not transcribe within {wait:g} s",
                                 provider=member.label,
                             ) from None
                     else:

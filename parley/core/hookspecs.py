@@ -72,7 +72,7 @@ def register_settings(register: Callable[..., None]) -> None:
 
     Every registered section is validated into its class when the runtime collects plugins,
     before anything starts: a bad value stops start-up with the key's name (exit code 2),
-    exactly like the core settings. Read it later with ``runtime.settings.section(...)``.
+    exactly like the core settings. Read it later with ``context.section(...)`` (``startup``).
     """
 
 

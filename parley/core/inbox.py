@@ -86,13 +86,16 @@ class Inbox:
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.register(JOB_CHANNEL, self._run_job)
+        self._drain = 0.0
+        self.register(JOB_CHANNEL, self._run_job, drain=0.0)
 
     # -- registration ----------------------------------------------------------------------
 
-    def register(self, channel: str, handler: Handler) -> None:
-        """Answer the items of ``channel`` with ``handler`` (one per channel)."""
+    def register(self, channel: str, handler: Handler, *, drain: float = 5.0) -> None:
+        """Answer the items of ``channel`` with ``handler`` (one per channel); at shutdown running
+        items get ``drain`` seconds (the longest of all channels) before they are given back."""
         self.handlers[channel] = handler
+        self._drain = max(self._drain, drain)
         self.wake()
 
     def job(self, name: str, every: float, run: Callable[[], Awaitable[Any]]) -> None:
@@ -182,8 +185,10 @@ class Inbox:
         self._loop_task = asyncio.create_task(self._loop(), name="inbox-claims")
         self._renew_task = asyncio.create_task(self._renew_loop(), name="inbox-leases")
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop claiming; give running items ``grace`` seconds, then give the rest back."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming; give running items ``grace`` seconds (default: the channels' longest
+        ``drain``), then give the rest back to the inbox (``queued``)."""
+        grace = self._drain if grace is None else grace
         self._stopping = True
         for task in (self._loop_task, self._renew_task):
             if task is not None:

@@ -32,6 +32,7 @@ from parley.core.events import (
 )
 from parley.core.inbound import Inbound
 from parley.core.store.records import InboxRecord, MessageRecord
+from parley.core.telemetry import inject
 
 if TYPE_CHECKING:
     from parley.core.inbox import Inbox
@@ -155,7 +156,11 @@ async def keyed_turn(
             async for event in events:
                 recorder.see(event)
                 if isinstance(event, TurnStarted):
-                    await store.update_inbox(item.id, user_message_id=event.user_message_id)
+                    # With the turn's trace context: a process answering it after a crash joins it.
+                    payload = {**item.payload, "trace": inject()}
+                    await store.update_inbox(
+                        item.id, user_message_id=event.user_message_id, payload=payload
+                    )
                 yield event
     finally:
         await inbox.finish(item, recorder.result)
@@ -166,8 +171,12 @@ async def _resumed(locks: Locks, item: InboxRecord, inbound: Inbound) -> Inbound
     if item.conversation_id is not None:
         async with locks.hold(item.conversation_id):
             await settle_leftovers(item)
+    trace = item.payload.get("trace") or inbound.metadata.get("trace")
     return dataclasses.replace(
-        inbound, idempotency_key=None, user_message_id=item.user_message_id or None
+        inbound,
+        idempotency_key=None,
+        user_message_id=item.user_message_id or None,
+        metadata={**inbound.metadata, "trace": trace} if trace else inbound.metadata,
     )
 
 

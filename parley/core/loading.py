@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from parley.core.config import (
-    _MODEL_KEYS,
+    MODEL_KEYS,
     ConversationSettings,
     DatabaseSettings,
     Language,
@@ -62,7 +62,7 @@ def _split_model(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(data.get("model"), str):
         model["model"] = data.pop("model")
     for key in list(data):
-        if key in _MODEL_KEYS:
+        if key in MODEL_KEYS:
             model[key] = data.pop(key)
     data["model"] = model
     return data
@@ -80,13 +80,13 @@ def settings_from_dict(raw: dict[str, Any], directory: Path | None = None) -> Se
 
     personas = {}
     for pid, data in table("personas").items():
-        persona = parse_section(f"personas.{pid}", _split_model(data), Persona)
+        persona = parse_section(f"personas.{pid}", _split_model(data), Persona, lift="model")
         persona.id = pid
         persona.name = persona.name or pid
         personas[pid] = persona
     templates = {}
     for tid, data in table("templates").items():
-        template = parse_section(f"templates.{tid}", _split_model(data), Template)
+        template = parse_section(f"templates.{tid}", _split_model(data), Template, lift="model")
         template.id = tid
         template.name = template.name or tid
         for key in ("personas", "default_responders"):

@@ -2,7 +2,9 @@
 
 :class:`LocalLocks` serves one process. :class:`RedisLocks` (setting ``redis.url``) serves several
 processes or hosts: the local FIFO lock keeps arrival order inside a process, and a Redis lock,
-renewed while held, keeps other processes out.
+renewed while held, keeps other processes out. Redis unreachable when a lock is taken raises
+:class:`~parley.core.outages.Unavailable` (a 503 for HTTP clients) before the turn starts, so a
+turn never runs half-locked.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Protocol
+
+from parley.core.outages import Unavailable
 
 __all__ = ["LocalLocks", "Locks", "RedisLocks"]
 
@@ -65,10 +69,15 @@ class RedisLocks:
     its lock every ``ttl / 3`` seconds.
     """
 
-    def __init__(self, url: str, *, ttl: float = 30.0, prefix: str = "parley:lock:") -> None:
+    def __init__(
+        self, url: str, *, ttl: float = 30.0, prefix: str = "parley:lock:", timeout: float = 5.0
+    ) -> None:
         import redis.asyncio as redis
+        from redis import exceptions
 
-        self.client = redis.from_url(url)
+        self._outages = (exceptions.ConnectionError, exceptions.TimeoutError, OSError)
+        # Bounded waits: a Redis that stopped answering is an outage, not a hang.
+        self.client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.ttl = ttl
         self.prefix = prefix
         self.local = LocalLocks()
@@ -84,7 +93,10 @@ class RedisLocks:
                 blocking=True,
                 thread_local=False,
             )
-            await lock.acquire()
+            try:
+                await lock.acquire()
+            except self._outages as exc:
+                raise Unavailable("redis", f"{type(exc).__name__}: {exc}") from exc
             renew = asyncio.create_task(self._renew(lock, key))
             try:
                 yield

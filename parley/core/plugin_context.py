@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from parley.core.providers import LLMProvider, STTProvider, TTSProvider
     from parley.core.runtime import Runtime
     from parley.core.store.records import ConversationRecord
+    from parley.core.telemetry import Telemetry
 
 __all__ = ["PluginContext"]
 
@@ -61,6 +62,12 @@ class PluginContext:
     def tts(self) -> TTSProvider | None:
         """The text-to-speech provider, or None when none is configured."""
         return self._runtime.tts
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """Reports of turns and provider calls (subscribe to them), the tracer, scrape-time
+        gauges (``telemetry.gauges["inbox_depth"] = callback``): see docs/operations.md."""
+        return self._runtime.telemetry
 
     async def say(
         self, conversation_id: str, text: str, *, end_reason: str | None = None

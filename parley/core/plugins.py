@@ -42,6 +42,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("memory", "parley.plugins.memory:MemoryPlugin"),
     ("notify", "parley.plugins.notify:NotifyPlugin"),
     ("metrics", "parley.plugins.metrics:MetricsPlugin"),
+    ("tracing", "parley.plugins.tracing:TracingPlugin"),
     ("web", "parley.adapters.web.plugin"),
     ("whatsapp", "parley.adapters.whatsapp.plugin"),
     ("telegram", "parley.adapters.telegram.plugin"),

@@ -11,6 +11,7 @@ own (arguments, result and timing in its metadata); the reply's metadata keeps t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -145,7 +146,7 @@ async def stream_reply(
                         yield TextDelta(record.id, chunk.text, persona.id)
                         if time.perf_counter() - saved_at >= PARTIAL_SAVE_INTERVAL:
                             # What a crash would cut: kept when the reply is settled interrupted.
-                            await store.update_message(record.id, content="".join(pieces))
+                            await store.set_message_fields(record.id, content="".join(pieces))
                             saved_at = time.perf_counter()
             if not calls or last_round or tools is None:
                 if calls and specs:
@@ -166,7 +167,7 @@ async def stream_reply(
     except ProviderError as exc:
         result.text, result.status = "".join(pieces), "failed"
         timing["error"] = exc.code
-        await _finish(result, record.id, usage, timing, llm_started)
+        await _finish(result, record, usage, timing, llm_started)
         yield MessageCompleted(
             record.id,
             result.text,
@@ -182,7 +183,7 @@ async def stream_reply(
 
         async def store_interrupted() -> None:
             await _interrupted(result, conversation, persona, record.id, batch, len(steps) - 1)
-            await _finish(result, record.id, usage, timing, llm_started)
+            await _finish(result, record, usage, timing, llm_started)
 
         # One shielded task: under an anyio cancel scope every further await raises again, so
         # a second shielded call would never start.
@@ -193,7 +194,7 @@ async def stream_reply(
         "transform_response", "text", text, conversation=conversation, persona=persona
     )
     result.status = "complete"
-    await _finish(result, record.id, usage, timing, llm_started)
+    await _finish(result, record, usage, timing, llm_started)
     yield MessageCompleted(
         record.id,
         result.text,
@@ -268,15 +269,20 @@ async def _interrupted(
 
 
 async def _finish(
-    result: ReplyResult, message_id: str, usage: _Usage, timing: dict[str, Any], llm_started: float
+    result: ReplyResult,
+    record: MessageRecord,
+    usage: _Usage,
+    timing: dict[str, Any],
+    llm_started: float,
 ) -> None:
     timing["llm_ms"] = round((time.perf_counter() - llm_started) * 1000)
     result.metadata.update(timing)
-    result.stored = await store.update_message(
-        message_id,
-        content=result.text,
-        status=result.status,
-        tokens_in=usage.prompt if usage.seen else None,
-        tokens_out=usage.completion if usage.seen else None,
-        metadata=result.metadata,
-    )
+    fields: dict[str, Any] = {
+        "content": result.text,
+        "status": result.status,
+        "tokens_in": usage.prompt if usage.seen else None,
+        "tokens_out": usage.completion if usage.seen else None,
+        "metadata": dict(result.metadata),
+    }
+    await store.set_message_fields(record.id, **fields)  # one UPDATE: the rest is known
+    result.stored = dataclasses.replace(record, **fields)

@@ -217,7 +217,9 @@ class Runtime:
             for adapter in self.adapters.values():
                 await adapter.start()
                 self.running.append(adapter)
-            await self.inbox.start()  # claims begin once every adapter's handler is registered
+        # Claims begin once every adapter's handler is registered (a command that starts an
+        # adapter of its own registers it later: the loop picks its channel up then).
+        await self.inbox.start()
 
     async def stop(self) -> None:
         """Stop the inbox's claims and adapters, call ``shutdown`` hooks, close the database."""

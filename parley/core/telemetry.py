@@ -20,7 +20,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "extract",
     "inject",
     "provider_sink",
+    "turn_span",
 ]
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,14 @@ def current_turn() -> TurnScope | None:
     return _CURRENT.get()
 
 
+def turn_span(name: str, **attributes: Any) -> AbstractContextManager[Span]:
+    """A span under the current turn's (a no-op outside a turn): tool calls, database work."""
+    turn = _CURRENT.get()
+    if turn is None:
+        return nullcontext(trace.INVALID_SPAN)
+    return turn.telemetry.span(name, **attributes)
+
+
 class Telemetry:
     """Observers of provider calls and turns, and the tracer spans go to (one per runtime)."""
 
@@ -180,6 +189,8 @@ class Telemetry:
         """Callbacks read at each scrape: ``inbox_depth`` (the inbox registers it), ..."""
         self.live_turns: set[str] = set()
         """Conversations with a turn running in this process."""
+        self.metrics: Any = None
+        """The ``metrics`` plugin's series while it is on (what ``GET /metrics`` serves)."""
 
     def subscribe(self, observer: Observer) -> None:
         """Call ``observer(record)`` for every report (it must be quick and must not raise)."""
@@ -319,8 +330,8 @@ class TurnScope:
             report.conversation_id,
             report.status,
             report.duration_ms,
-            report.first_token_ms,
-            report.first_audio_ms,
+            "-" if report.first_token_ms is None else report.first_token_ms,
+            "-" if report.first_audio_ms is None else report.first_audio_ms,
             ",".join(f"{k}:{'>'.join(v)}" for k, v in report.providers.items()) or "-",
             ",".join(report.errors) or "-",
             extra={"turn": report.as_dict()},

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from parley.core.providers import ToolCallDelta
+from parley.core.telemetry import turn_span
 
 if TYPE_CHECKING:
     from parley.core.config import Persona, Settings
@@ -259,7 +260,9 @@ class ToolBatch:
         call = self.calls[index]
         self._started[index] = datetime.now(UTC)
         clock = time.perf_counter()
-        content, status, error = await self._execute(call)
+        with turn_span("tool.call", **{"parley.tool": call.name}) as span:
+            content, status, error = await self._execute(call)
+            span.set_attribute("parley.status", status)
         self._results[index] = ToolResult(
             call,
             content,

@@ -1,7 +1,14 @@
-"""Built-in plugin ``health``: ``GET /health`` reports the database and providers."""
+"""Built-in plugin ``health``: ``GET /health`` reports the database, Redis and providers.
+
+503 when a part Parley needs is unreachable, naming it in ``down`` (a load balancer takes the
+process out of rotation; an operator sees which part to look at).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Response, get
@@ -11,27 +18,50 @@ from parley.core import store
 from parley.core.hookspecs import hookimpl
 from parley.plugins.local.plugin import readiness as local_readiness
 
-__all__ = ["health", "register_routes"]
+__all__ = ["CHECK_TIMEOUT", "health", "register_routes"]
+
+CHECK_TIMEOUT = 3.0
+"""Seconds a check may take before its part counts as down."""
+
+
+async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
+    """``ok``, or ``error: <what went wrong>``."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await probe()
+    except TimeoutError:
+        return f"error: no answer within {CHECK_TIMEOUT:g} s"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
 
 
 @get("/health", tags=["health"])
 async def health(state: State) -> Response[dict[str, Any]]:
-    """Status of the database and of each configured provider; 503 when the database is down."""
+    """Status of the database, of Redis (when ``redis.url`` is set) and of each configured
+    provider; 503 when the database or Redis is down, listed in ``down``."""
     runtime = state.runtime
-    database = "ok"
-    try:
-        await store.ping()
-    except Exception as exc:
-        database = f"error: {type(exc).__name__}"
+    checks = {"database": _check(store.ping)}
+    client = getattr(runtime.locks, "client", None)  # RedisLocks: the Redis in use
+    if client is not None:
+        checks["redis"] = _check(client.ping)
+    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    down = [part for part, result in results.items() if result != "ok"]
     providers = {
         kind: getattr(getattr(runtime, kind), "name", None) for kind in ("llm", "stt", "tts")
     }
-    ok = database == "ok"
-    body = {"status": "ok" if ok else "degraded", "database": database, "providers": providers}
-    models = local_readiness(runtime)
+    body = {
+        "status": "degraded" if down else "ok",
+        **results,
+        "redis": results.get("redis", "not configured"),
+        "providers": providers,
+        "down": down,
+        "pid": os.getpid(),  # which process answered, behind a balancer or with --workers
+    }
+    models = local_readiness({kind: getattr(runtime, kind) for kind in ("llm", "stt", "tts")})
     if models:  # local providers: "loading" until their models are loaded, then "ready"
         body["models"] = models
-    return Response(body, status_code=200 if ok else 503)
+    return Response(body, status_code=503 if down else 200)
 
 
 @hookimpl

@@ -33,8 +33,9 @@ from parley.core.hookspecs import hookimpl
 from parley.core.telemetry import BreakerChanged, FallbackTaken, ProviderCall, TurnReport
 
 if TYPE_CHECKING:
+    from parley.core.plugin_context import PluginContext
     from parley.core.runtime import Runtime
-    from parley.core.telemetry import Record
+    from parley.core.telemetry import Record, Telemetry
 
 __all__ = ["Metrics", "MetricsPlugin", "MetricsSettings"]
 
@@ -53,8 +54,8 @@ class MetricsSettings:
 class Metrics:
     """The Prometheus series of one runtime, fed by its telemetry."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -131,10 +132,10 @@ class Metrics:
             multiprocess_mode="max",
         )
 
-    def track_breakers(self) -> None:
+    def track_breakers(self, context: PluginContext) -> None:
         """Start each provider's breaker series at its current state (after providers are built)."""
         for kind in ("llm", "stt", "tts"):
-            for member in getattr(getattr(self.runtime, kind, None), "members", ()):
+            for member in getattr(getattr(context, kind, None), "members", ()):
                 self.breaker.labels(kind, member.label).set(BREAKER_VALUES[member.breaker.state])
 
     def observe(self, record: Record) -> None:
@@ -168,7 +169,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text to serve: this process's series, or every worker's in multiprocess mode."""
-        telemetry = self.runtime.telemetry
+        telemetry = self.telemetry
         gauges: dict[str, Callable[[], float]] = telemetry.gauges
         self.live.set(
             gauges["live_conversations"]()
@@ -189,7 +190,7 @@ class Metrics:
 @get("/metrics", tags=["operations"], include_in_schema=False)
 async def metrics_endpoint(state: State) -> Response[bytes]:
     """The Prometheus series (404 while ``metrics.enabled`` is off)."""
-    metrics: Metrics | None = getattr(state.runtime, "metrics", None)
+    metrics: Metrics | None = state.runtime.telemetry.metrics
     if metrics is None:
         body = b'{"error": {"code": "not_found", "message": "metrics are off"}}'
         return Response(body, status_code=404, media_type="application/json")
@@ -232,37 +233,41 @@ class MetricsPlugin:
         """A small "adapter" whose only part is the WebSocket-counting middleware."""
         register("metrics", _socket_adapter)
 
+    @hookimpl
+    def startup(self, context: PluginContext) -> None:
+        """Build the series and subscribe them to the runtime's telemetry (when enabled)."""
+        if not context.section("metrics", MetricsSettings).enabled:
+            return
+        metrics = _metrics_of(context.telemetry)
+        metrics.track_breakers(context)
+        context.telemetry.subscribe(metrics.observe)
 
-def _metrics_of(runtime: Runtime) -> Metrics:
-    metrics: Metrics | None = getattr(runtime, "metrics", None)
-    if metrics is None:
-        metrics = Metrics(runtime)
-        runtime.metrics = metrics  # type: ignore[attr-defined]
-    return metrics
+
+def _metrics_of(telemetry: Telemetry) -> Metrics:
+    if telemetry.metrics is None:
+        telemetry.metrics = Metrics(telemetry)
+    return telemetry.metrics  # type: ignore[no-any-return]
 
 
 class _SocketAdapter:
     name = "metrics"
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
 
     def route_handlers(self) -> list[Any]:
         return []
 
     def configure_app(self, app_config: dict[str, Any]) -> None:
-        runtime = self.runtime
+        telemetry = self.telemetry
 
         def middleware(app: Any) -> Any:
-            return SocketCounter(app, _metrics_of(runtime).sockets)
+            return SocketCounter(app, _metrics_of(telemetry).sockets)
 
         app_config.setdefault("middleware", []).append(middleware)
 
     async def start(self) -> None:
-        """Subscribe the series to the runtime's telemetry (providers are built by now)."""
-        metrics = _metrics_of(self.runtime)
-        metrics.track_breakers()
-        self.runtime.telemetry.subscribe(metrics.observe)
+        return None
 
     async def stop(self) -> None:
         return None
@@ -270,4 +275,4 @@ class _SocketAdapter:
 
 def _socket_adapter(runtime: Runtime) -> _SocketAdapter | None:
     settings = runtime.plugin_settings.get("metrics")
-    return _SocketAdapter(runtime) if settings is not None and settings.enabled else None
+    return _SocketAdapter(runtime.telemetry) if settings is not None and settings.enabled else None

@@ -11,8 +11,6 @@ backoff; one that still fails is logged and kept in the ``parley_failed_delivery
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import uuid
@@ -26,6 +24,9 @@ from msgspec import Meta
 from parley.core import store
 from parley.core.background import BackgroundTasks
 from parley.core.hookspecs import hookimpl
+from parley.core.retry import retrying
+from parley.core.serialize import iso, message_json
+from parley.core.signing import sign, verify
 from parley.core.store.records import ConversationRecord, MessageRecord
 
 if TYPE_CHECKING:
@@ -60,28 +61,6 @@ class NotifySettings:
     """Which events to send."""
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The ``X-Parley-Signature`` value for ``body``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify(secret: str, body: bytes, signature: str | None) -> bool:
-    """What a receiver checks: ``signature`` is the header sent with the raw ``body``."""
-    return bool(signature) and hmac.compare_digest(sign(secret, body), signature or "")
-
-
-def _message(message: MessageRecord) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "role": message.role,
-        "name": message.name,
-        "character_id": message.character_id,
-        "content": message.content,
-        "status": message.status,
-        "created_at": message.created_at.isoformat(),
-    }
-
-
 def payload(
     event: str,
     conversation: ConversationRecord,
@@ -93,7 +72,7 @@ def payload(
     return {
         "event": event,
         "id": str(uuid.uuid4()),
-        "created_at": datetime.now(UTC).isoformat(),
+        "created_at": iso(datetime.now(UTC)),
         "conversation_id": conversation.id,
         "user_id": conversation.user_id,
         "channel": conversation.channel,
@@ -101,12 +80,45 @@ def payload(
         "turn_count": conversation.turn_count,
         "status": conversation.status,
         "reason": reason or conversation.reason_ended,
-        "messages": [_message(m) for m in messages or ()],
+        "messages": [message_json(m) for m in messages or ()],
     }
 
 
-def _retryable(status: int) -> bool:
-    return status in (408, 429) or status >= 500
+MAX_BACKOFF = 300.0
+"""Longest wait between two attempts of a delivery, in seconds."""
+
+
+class _Undelivered(Exception):
+    def __init__(self, retryable: bool) -> None:
+        self.retryable = retryable
+
+
+def _again(exc: Exception) -> bool:
+    return isinstance(exc, _Undelivered) and exc.retryable
+
+
+@dataclass(slots=True)
+class _Tries:
+    """The attempts of one delivery so far, and how the last one failed."""
+
+    attempts: int = 0
+    status: int | None = None
+    error: str | None = None
+
+    async def post(
+        self, client: httpx.AsyncClient, url: str, raw: bytes, headers: dict[str, str]
+    ) -> None:
+        self.attempts += 1
+        try:
+            response = await client.post(url, content=raw, headers=headers)
+        except Exception as exc:  # timeouts, refused connections, bad URLs...
+            self.status, self.error = None, f"{type(exc).__name__}: {exc}".rstrip(": ")
+            raise _Undelivered(retryable=True) from None
+        if response.is_success:
+            return
+        code = response.status_code
+        self.status, self.error = code, f"HTTP {code}"
+        raise _Undelivered(retryable=code in (408, 429) or code >= 500)
 
 
 class NotifyPlugin:
@@ -178,27 +190,27 @@ class NotifyPlugin:
         }
         if settings.secret:
             headers[SIGNATURE_HEADER] = sign(settings.secret, raw)
-        attempts, status, error = 0, None, None
+        tries = _Tries()
         try:
-            for attempt in range(settings.retries + 1):
-                if attempt:
-                    await asyncio.sleep(settings.backoff * 2 ** (attempt - 1))
-                attempts += 1
-                try:
-                    response = await client.post(url, content=raw, headers=headers)
-                except Exception as exc:  # timeouts, refused connections, bad URLs...
-                    status, error = None, f"{type(exc).__name__}: {exc}".rstrip(": ")
-                    continue
-                if response.is_success:
-                    return True
-                status, error = response.status_code, f"HTTP {response.status_code}"
-                if not _retryable(response.status_code):
-                    break
+            async for attempt in retrying(
+                f"notify: {event} to {url}",
+                on=_again,
+                describe=lambda _: tries.error or "failed",
+                logger=log,
+                retries=settings.retries,
+                backoff=settings.backoff,
+                max_backoff=MAX_BACKOFF,
+            ):
+                with attempt:
+                    await tries.post(client, url, raw, headers)
+            return True
+        except _Undelivered:
+            pass
         except asyncio.CancelledError:
-            error = f"cancelled at shutdown (last: {error or 'no answer yet'})"
-            await asyncio.shield(self._keep(url, event, body, attempts, status, error))
+            error = f"cancelled at shutdown (last: {tries.error or 'no answer yet'})"
+            await asyncio.shield(self._keep(url, event, body, tries.attempts, tries.status, error))
             raise
-        await self._keep(url, event, body, attempts, status, error)
+        await self._keep(url, event, body, tries.attempts, tries.status, tries.error)
         return False
 
     async def _keep(

@@ -29,7 +29,8 @@ def test_bench_smoke_writes_every_section(tmp_path):
     report = out.read_text()
     for heading in (
         "## Text turns: Parley against the bare baseline",
-        "### Idle sockets",
+        "## Idle sockets",
+        "### One turn, taken apart",
         "## Time to first audio",
         "## Per-turn cost as history grows",
         "## 1 vs 2 processes on PostgreSQL",
@@ -44,7 +45,7 @@ def test_bench_smoke_writes_every_section(tmp_path):
     for system in ("baseline", "parley"):
         for level, runs in results["text"]["runs"][system].items():
             assert all(run["turns"] > 0 and run["cpu_per_turn"] > 0 for run in runs), level
-        assert [s["count"] for s in results["text"]["sockets"][system]] == [5]
+        assert [s["count"] for s in results["sockets"][system]] == [5]
     for row in results["speech"].values():
         # Causality, not speed: audio cannot start before the first sentence is written.
         assert all(t > row["first_sentence_done"] for t in row["first_audio"])

@@ -34,7 +34,7 @@ def test_without_keys_the_local_models_answer_and_speak(make_settings):
     runtime = built(make_settings(AUTO))
     assert names(runtime) == ("local", "whisper", "piper")
     assert runtime.notices == []
-    assert not runtime.llm.ready  # nothing loaded yet: start-up stays quick
+    assert not runtime.llm.primary.ready  # nothing loaded yet: start-up stays quick
 
 
 def test_cloud_keys_win(make_settings, monkeypatch):

@@ -691,7 +691,7 @@ def test_docs_tables_hold_every_key_its_default_and_its_range() -> None:
     docs/settings.md, the row's default is the class's, and a ``Meta`` range is stated."""
     from typing import get_type_hints
 
-    from parley.core.config import _rule
+    from parley.core.validation import rule_of
 
     sections = _docs_sections((SHIPPED.parent / "docs" / "settings.md").read_text("utf-8"))
     wrong: list[str] = []
@@ -706,7 +706,7 @@ def test_docs_tables_hold_every_key_its_default_and_its_range() -> None:
                 wrong.append(f"{section}.{f.name}: no row")
                 continue
             cells = [c.strip() for c in row.split("|")[1:-1]]
-            rule = _rule(hints[f.name])
+            rule = rule_of(hints[f.name])
             low_high = re.findall(r"-?[\d.]+", rule) if "one of" not in rule else []
             text = row.replace(",", "").replace("`", "")
             for bound in low_high:

@@ -177,9 +177,9 @@ async def test_silence_nudges_then_times_out_for_subscribers_who_want_it(make_en
     live, conversation = await _live(make_engine, SILENT, "nudgy")
     seen = Recorder()
     attachment = live.subscribe(seen, conversation=conversation)
-    await asyncio.sleep(0.15)
-    assert seen.events == []  # nobody asked for prompts: silence leads to nothing
+    assert live.silence.delay() is None  # nobody asked for prompts: silence leads to nothing
     attachment.enable_silence()
+    assert live.silence.delay() == 0.1  # now the nudge is due after nudge_after
     await seen.until(TurnCompleted)
     assert _texts(seen.events) == ["Still there?", "Talk soon!"]
     assert seen.events[-2:] == [
@@ -230,7 +230,7 @@ async def test_a_leaving_submitter_cuts_its_reply_when_alone(make_engine, llm):
     await seen.until(MessageStarted)
     message_id = next(e.message_id for e in seen.events if isinstance(e, MessageStarted))
     attachment.close()
-    live.leave("socket-1")
+    await live.leave("socket-1")
     assert await queued == "dropped"
     assert await turn == "interrupted"
     assert (await store.get_message(message_id)).status == "interrupted"

@@ -192,3 +192,23 @@ def test_an_unknown_fallback_provider_is_named(make_settings):
     settings = make_settings({"llm": {"fallbacks": [{"provider": "nope"}]}})
     with pytest.raises(SettingsError, match=r"llm\.fallbacks\[0\]\.provider"):
         Runtime(settings).build_providers()
+
+
+async def test_a_fallback_may_have_its_own_first_token_timeout(make_settings, servers):
+    primary, slow = servers  # e.g. a local model: slower to its first token
+    primary.push(("status", 500))
+    slow.push(("text", ["Slow but sure."], 0.6))
+    settings = llm_settings(primary, slow, first_token_timeout=0.3)
+    settings["llm"]["fallbacks"][0]["first_token_timeout"] = 5
+    runtime, _ = await started(make_settings, settings)
+    try:
+        _, events = await run_turn(runtime)
+        assert (completed(events).status, completed(events).text) == ("complete", "Slow but sure.")
+    finally:
+        await runtime.stop()
+
+
+def test_a_bad_fallback_timeout_is_named(make_settings):
+    settings = make_settings({"llm": {"fallbacks": [{"provider": "echo", "stall_timeout": -1}]}})
+    with pytest.raises(SettingsError, match=r"llm\.fallbacks\[0\]\.stall_timeout"):
+        Runtime(settings).build_providers()

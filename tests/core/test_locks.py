@@ -15,16 +15,34 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 async def test_local_locks_are_fifo():
+    """One holder at a time, and waiters enter in the order they arrived (not the order their
+    tasks were made, nor any other): a lock that does nothing, or serves waiters in another
+    order, fails here."""
     locks = LocalLocks()
-    order: list[int] = []
+    events: list[tuple[str, int]] = []
+    release = asyncio.Event()
 
-    async def worker(i: int) -> None:
+    async def worker(i: int, gate: asyncio.Event | None = None) -> None:
         async with locks.hold("c"):
-            order.append(i)
-            await asyncio.sleep(0)
+            events.append(("in", i))
+            if gate is not None:
+                await gate.wait()
+            for _ in range(3):
+                await asyncio.sleep(0)  # give any other task the chance to barge in
+            events.append(("out", i))
 
-    await asyncio.gather(*(worker(i) for i in range(10)))
-    assert order == list(range(10))
+    first = asyncio.create_task(worker(0, release))
+    await asyncio.sleep(0)  # 0 holds the lock now
+    arrival = [5, 2, 8, 1, 9, 3]
+    waiting = []
+    for i in arrival:
+        waiting.append(asyncio.create_task(worker(i)))
+        await asyncio.sleep(0)  # i waits before the next one arrives
+    assert events == [("in", 0)]  # nobody entered while 0 holds it
+    assert len(locks) == 1
+    release.set()
+    await asyncio.gather(first, *waiting)
+    assert events == [e for i in (0, *arrival) for e in (("in", i), ("out", i))]
     assert len(locks) == 0
 
 

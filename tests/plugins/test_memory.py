@@ -201,3 +201,18 @@ def test_shipped_settings_spell_out_every_memory_default():
             assert field.name not in data  # shown commented out
             continue
         assert data[field.name] == getattr(default, field.name), field.name
+
+
+async def test_the_callers_erase_route_exists_only_with_the_memory_plugin(make_settings):
+    """The web adapter mounts ``DELETE /api/v1/users/me/memory`` only while the ``memory`` plugin
+    is loaded, and it is in the OpenAPI document exactly then."""
+    settings = make_settings({"llm": {"provider": "echo"}})
+    route = "/api/v1/users/me/memory"
+    for disable, mounted in ((("memory",), False), ((), True)):
+        runtime = Runtime(settings, make_plugin_manager(disable, entry_points=False))
+        async with running_server(create_app(settings, runtime)) as base:
+            async with httpx.AsyncClient(base_url=base) as http:
+                response = await http.delete(route, headers={"X-Device-ID": "device-mem"})
+                assert response.status_code == (200 if mounted else 404), disable
+                paths = (await http.get("/schema/openapi.json")).json()["paths"]
+                assert (route in paths) == mounted

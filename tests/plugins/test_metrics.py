@@ -123,3 +123,26 @@ async def test_metrics_are_off_by_default(make_settings):
             response = await client.get(f"{base}/metrics")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_two_processes_answer_for_each_other_in_multiprocess_mode(tmp_path):
+    """Two ``parley serve`` processes sharing ``PROMETHEUS_MULTIPROC_DIR``: either one's
+    ``/metrics`` counts the turns of both."""
+    from tests.processes import serve
+    from tests.test_cli import _settings
+
+    folder = _settings(tmp_path)
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    env = {
+        "PARLEY_METRICS__ENABLED": "true",
+        "PARLEY_WEB__RATE_LIMIT": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+    }
+    with serve(folder, **env) as one, serve(folder, **env) as two:
+        for served, device in ((one, "one"), (two, "two")):
+            reply = served.chat("hello", f"device-{device}")
+            assert reply.status_code == 200, reply.text
+        found = samples(httpx.get(f"{one.base}/metrics", timeout=5).text)
+    assert value(found, "parley_turns_total", status="complete") == 2, one.err + two.err
+    assert value(found, "parley_turn_duration_seconds_count") == 2

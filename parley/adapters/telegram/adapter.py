@@ -1,19 +1,26 @@
-"""The Telegram adapter: polling in the background or a webhook route, one guard for every update.
+"""The Telegram adapter: polling in the background or a webhook route, every message through the
+durable inbox.
 
-Every update passes :meth:`TelegramAdapter._guard` (an aiogram outer middleware) before any
-handler: it serialises the updates of one chat (in arrival order; different chats run
-concurrently), skips an update already handled — same ``update_id``, or same chat and message id —
-through ``store.claim_inbound`` (in the database, so also after a restart), and turns any failure
-into a short friendly message plus a log line.
+A message update (polled, or posted to the webhook) is first stored in the inbox, keyed by its
+chat and message id (a re-sent update is not stored again), with the chat as its lane; the
+webhook answers 200 only then. Any process's claim loop then feeds it to the handlers, one chat's
+messages one at a time and in order (different chats concurrently, across processes). The
+outer middleware :meth:`TelegramAdapter._guard` stores what arrives from Telegram and runs the
+handlers for what the inbox hands back, turning any failure into a short friendly message plus a
+log line. Claimed again after a crash, the turn answers the stored user message in place (its
+cut reply kept ``interrupted``) and skips the sends already recorded (see
+:mod:`parley.adapters.telegram.replies`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +30,17 @@ from aiogram.types import Update
 from litestar import Request, Response, post
 from pydantic import ValidationError
 
-from parley.adapters.telegram.chats import CHANNEL
+from parley.adapters.telegram.chats import CHANNEL, RESUMING
 from parley.adapters.telegram.handlers import Handlers, invalid_update
-from parley.adapters.telegram.replies import Replier
+from parley.adapters.telegram.replies import SEND_SCOPE, Replier, SendScope
 from parley.adapters.telegram.settings import TelegramSettings
-from parley.adapters.telegram.transport import TokenFilter, log, make_bot
+from parley.adapters.telegram.transport import TokenFilter, log, make_bot, poll_under_lease
 from parley.core import store
+from parley.core.inbox_turns import settle_leftovers
+from parley.core.leases import make_lease
 from parley.core.locks import LocalLocks
+from parley.core.retry import retrying
+from parley.core.store.records import InboxRecord
 from parley.server import ApiError
 
 if TYPE_CHECKING:
@@ -37,9 +48,12 @@ if TYPE_CHECKING:
 
 __all__ = ["SECRET_HEADER", "WEBHOOK_PATH", "TelegramAdapter"]
 
+_FROM_INBOX: ContextVar[int | None] = ContextVar("parley_telegram_from_inbox", default=None)
+"""The inbox item being fed to the handlers (None: the update comes from Telegram)."""
+
 WEBHOOK_PATH = "/webhooks/telegram"
 DEDUP_DAYS = 30
-"""Days a handled update is remembered (Telegram re-delivers for a day at most)."""
+"""Days the delivery keys of earlier versions are kept (Telegram re-delivers for a day at most)."""
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message"]
 
@@ -70,11 +84,10 @@ class TelegramAdapter:
     async def start(self) -> None:
         """Build the handlers on the engine, then poll or register the webhook (in the background)."""
         self.token_filter.install()
-        # Telegram re-delivers an update for a day at most: keys older than this are dead weight.
-        cutoff = datetime.now(UTC) - timedelta(days=DEDUP_DAYS)
-        pruned = await store.prune_inbound("telegram", cutoff)
-        if pruned:
-            log.info("forgot %d Telegram delivery keys older than %d days", pruned, DEDUP_DAYS)
+        inbox = self.runtime.inbox
+        assert inbox is not None, "the runtime starts the inbox before the adapters"
+        inbox.register(CHANNEL, self._answer_item, drain=5.0)
+        inbox.job("telegram-prune", 86400.0, _prune_keys)
         self.handlers = Handlers(self.runtime.engine, self.settings, self.replier)
         self.dispatcher.include_router(self.handlers.router())
         if self.settings.reply_voice != "never" and self.runtime.engine.tts is None:
@@ -110,17 +123,19 @@ class TelegramAdapter:
             await self._background
 
     async def _poll(self) -> None:
-        with suppress(TelegramUnauthorizedError):
-            await self._retry("deleteWebhook", lambda: self.bot.delete_webhook())
-        if self.failure:
-            return
-        log.info("Telegram polling started")
-        await self.dispatcher.start_polling(
+        lease = make_lease(f"telegram-polling-{self.bot.id}", self.runtime.settings)
+        await poll_under_lease(
+            self.dispatcher,
             self.bot,
-            handle_signals=False,
-            close_bot_session=False,
+            lease,
+            prepare=self._prepare_polling,
             allowed_updates=ALLOWED_UPDATES,
         )
+
+    async def _prepare_polling(self) -> bool:
+        with suppress(TelegramUnauthorizedError):
+            await self._retry("deleteWebhook", lambda: self.bot.delete_webhook())
+        return not self.failure
 
     async def _set_webhook(self) -> None:
         with suppress(TelegramUnauthorizedError):
@@ -135,19 +150,22 @@ class TelegramAdapter:
             log.info("Telegram webhook registered at %s", self.settings.webhook_url)
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await call()
-                return
-            except TelegramUnauthorizedError:
-                self.failure = "the Bot API refused telegram.token (401 Unauthorized)"
-                log.error("Telegram %s failed: %s; the bot is not running", what, self.failure)
-                raise
-            except Exception as exc:
-                log.error("Telegram %s failed: %s; retrying in %.0f s", what, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+        """Until it succeeds (1 s, 2 s, 4 s... at most 60 s apart), unless the token is refused."""
+        try:
+            async for attempt in retrying(
+                f"Telegram {what}",
+                on=lambda exc: not isinstance(exc, TelegramUnauthorizedError),
+                retries=None,
+                backoff=1.0,
+                max_backoff=60.0,
+                logger=log,
+            ):
+                with attempt:
+                    await call()
+        except TelegramUnauthorizedError:
+            self.failure = "the Bot API refused telegram.token (401 Unauthorized)"
+            log.error("Telegram %s failed: %s; the bot is not running", what, self.failure)
+            raise
 
     # -- every update ----------------------------------------------------------------------
 
@@ -160,17 +178,16 @@ class TelegramAdapter:
         message = update.message
         if message is None:
             return None
+        if _FROM_INBOX.get() is None:
+            # From Telegram (polling): stored first; the claim loop feeds it back.
+            await self.enqueue(update.model_dump(mode="json", by_alias=True, exclude_none=True))
+            return None
         chat_id = message.chat.id
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
             async with self._chat_locks.hold(str(chat_id)):
-                keys = (f"update:{update.update_id}", f"message:{chat_id}:{message.message_id}")
-                for key in keys:
-                    if not await store.claim_inbound(CHANNEL, key):
-                        log.info("Telegram %s already handled: skipped", key)
-                        return None
                 return await handler(update, data)
         except store.DuplicateMessage:
             log.info("Telegram message %s:%s already stored: skipped", chat_id, message.message_id)
@@ -188,6 +205,62 @@ class TelegramAdapter:
             if task is not None:
                 self._inflight.discard(task)
         return None
+
+    # -- the inbox -------------------------------------------------------------------------
+
+    async def enqueue(self, update: dict[str, Any]) -> bool:
+        """Store a message update in the inbox (once per chat and message); False for a repeat
+        or an update that is not a message."""
+        message = update.get("message")
+        if not isinstance(message, dict):
+            return False
+        chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
+        chat_id, message_id = chat.get("id"), message.get("message_id")
+        if not isinstance(chat_id, int) or not isinstance(message_id, int):
+            return False
+        inbox = self.runtime.inbox
+        assert inbox is not None
+        _, created = await inbox.put(
+            CHANNEL,
+            f"message:{chat_id}:{message_id}",
+            f"{CHANNEL}:{chat_id}",
+            payload={"update": update},
+        )
+        if not created:
+            log.info("Telegram message %s:%s already received: skipped", chat_id, message_id)
+        return created
+
+    async def _answer_item(self, item: InboxRecord) -> dict[str, Any]:
+        """Feed a stored update to the handlers (the inbox's handler for ``telegram``)."""
+        raw = item.payload.get("update") or {}
+        update = Update.model_validate(raw, context={"bot": self.bot})
+        resuming = None
+        if item.attempts > 1 and update.message is not None:
+            resuming = await self._resume(item, update.message.chat.id, update.message.message_id)
+        scope = SEND_SCOPE.set(SendScope(f"{item.id}"))
+        inboxed = _FROM_INBOX.set(item.id)
+        resumed = RESUMING.set(resuming)
+        try:
+            await self.dispatcher.feed_update(self.bot, update)
+        finally:
+            RESUMING.reset(resumed)
+            _FROM_INBOX.reset(inboxed)
+            SEND_SCOPE.reset(scope)
+        return {"resumed": resuming} if resuming else {}
+
+    async def _resume(self, item: InboxRecord, chat_id: int, message_id: int) -> str | None:
+        """A turn cut by a crash: its reply left pending becomes ``interrupted``; returns the
+        stored user message the turn answers again (None when it was not stored yet)."""
+        stored = await store.find_message(CHANNEL, f"{chat_id}:{message_id}")
+        if stored is None:
+            return None
+        leftover = dataclasses.replace(
+            item, conversation_id=stored.conversation_id, user_message_id=stored.id
+        )
+        async with self.runtime.engine.locks.hold(stored.conversation_id):
+            await settle_leftovers(leftover)
+        log.info("Telegram message %s:%s cut by a crash: answered again", chat_id, message_id)
+        return stored.id
 
     # -- webhook ---------------------------------------------------------------------------
 
@@ -217,21 +290,27 @@ class TelegramAdapter:
                 raise ApiError(400, "bad_request", "the body is not JSON") from None
             if not isinstance(update, dict):
                 raise ApiError(400, "bad_request", "an update must be a JSON object")
-            adapter.accept(update)
+            await adapter.accept(update)  # stored before Telegram gets its 200
             return Response({"ok": True})
 
         return [telegram_webhook]
 
-    def accept(self, update: dict[str, Any]) -> None:
-        """Handle a webhook update in a tracked background task."""
-        task = asyncio.create_task(self._feed(update))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-
-    async def _feed(self, update: dict[str, Any]) -> None:
+    async def accept(self, update: dict[str, Any]) -> None:
+        """Store a webhook update in the inbox (a malformed one is logged and dropped)."""
         try:
-            await self.dispatcher.feed_raw_update(self.bot, update)
+            parsed = Update.model_validate(update, context={"bot": self.bot})
         except ValidationError as exc:  # fields the Bot API requires are missing
             log.warning("Telegram update dropped: %s", invalid_update(exc))
-        except Exception as exc:
+            return
+        except ValueError as exc:
             log.error("Telegram webhook update not handled: %s: %s", type(exc).__name__, exc)
+            return
+        await self.enqueue(parsed.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+async def _prune_keys() -> int:
+    """Forget the delivery keys earlier versions recorded (once a day, in one process)."""
+    pruned = await store.prune_inbound(CHANNEL, datetime.now(UTC) - timedelta(days=DEDUP_DAYS))
+    if pruned:
+        log.info("forgot %d Telegram delivery keys older than %d days", pruned, DEDUP_DAYS)
+    return pruned

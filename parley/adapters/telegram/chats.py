@@ -13,6 +13,7 @@ A choice made with ``/template`` or ``/lang`` is kept in the conversation's stat
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +26,12 @@ from parley.core.engine import Engine, Opened
 from parley.core.store.records import ConversationRecord, UserRecord
 from parley.core.text import clean
 
-__all__ = ["CHANNEL", "ChatConversations", "Participants", "display_name"]
+__all__ = ["CHANNEL", "RESUMING", "ChatConversations", "Participants", "display_name"]
 
 CHANNEL = "telegram"
+
+RESUMING: ContextVar[str | None] = ContextVar("parley_telegram_resuming", default=None)
+"""The stored user message a turn answers again after a crash cut its first try (else None)."""
 STATE_KEY = "telegram"
 
 
@@ -109,9 +113,11 @@ class ChatConversations:
 
     async def set_language(self, conversation: ConversationRecord, code: str) -> None:
         """Switch the conversation (and the chat's next ones) to ``code``."""
-        state = dict(conversation.state)
-        state[STATE_KEY] = {**(state.get(STATE_KEY) or {}), "language": code}
-        await store.update_conversation(conversation.id, language=code, state=state)
+
+        def change(state: dict[str, Any]) -> None:
+            state[STATE_KEY] = {**(state.get(STATE_KEY) or {}), "language": code}
+
+        await store.update_state(conversation.id, change, language=code)
 
     def default_template(self) -> str:
         """``telegram.template``, else ``conversation.default_template``."""
@@ -136,6 +142,8 @@ class ChatConversations:
     async def _remember(
         self, conversation: ConversationRecord, chat_id: int, choices: dict[str, Any]
     ) -> None:
-        state = dict(conversation.state)
-        state[STATE_KEY] = {"chat_id": chat_id, **choices}
-        await store.update_conversation(conversation.id, state=state)
+
+        def change(state: dict[str, Any]) -> None:
+            state[STATE_KEY] = {"chat_id": chat_id, **choices}
+
+        await store.update_state(conversation.id, change)

@@ -12,7 +12,7 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 from pydantic import ValidationError
 
-from parley.adapters.telegram.chats import ChatConversations, Participants
+from parley.adapters.telegram.chats import RESUMING, ChatConversations, Participants
 from parley.adapters.telegram.render import SPEECH_FORMAT, TurnRenderer
 from parley.adapters.telegram.replies import APOLOGIES, TOPIC, ChatAction, Replier
 from parley.adapters.telegram.settings import TelegramSettings
@@ -272,6 +272,7 @@ class Handlers:
     async def _turn(self, message: Message, inbound: Inbound, *, voice_in: bool) -> None:
         who = await self.chats.participants(message)
         inbound.platform_message_id = f"{who.chat_id}:{message.message_id}"
+        inbound.user_message_id = RESUMING.get()  # stored by a try a crash cut: answer it again
         inbound.metadata.update(self._sender_metadata(who))
         voice_out = self.settings.wants_voice(voice_in) and self.engine.tts is not None
         speech = SpeechOptions(output_format=SPEECH_FORMAT) if voice_out else None

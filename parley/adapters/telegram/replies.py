@@ -1,21 +1,59 @@
-"""Sending to a chat: text (split), voice notes, chat actions and friendly apologies."""
+"""Sending to a chat: text (split), voice notes, chat actions and friendly apologies.
+
+Inside a :class:`SendScope` (set while the inbox feeds a stored update) every message sent is
+recorded (an outbound send record keyed by the scope and the send's position in the turn) with
+its Telegram message id. A turn claimed again after a crash skips the sends already recorded and
+edits, instead of sending, a streamed message the first try had started. The window that remains:
+a send that reached Telegram but whose record was not written before the crash is sent again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from contextvars import ContextVar
+from dataclasses import dataclass
 from types import TracebackType
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile
+from aiogram.types import Message as TelegramMessage
 
+from parley.adapters.telegram.chats import CHANNEL
 from parley.adapters.telegram.text import CAPTION_LIMIT, fits, split_text
 from parley.adapters.telegram.transport import log
+from parley.core import store
 
-__all__ = ["APOLOGIES", "TOPIC", "ChatAction", "LiveText", "Replier", "in_topic"]
+__all__ = [
+    "APOLOGIES",
+    "SEND_SCOPE",
+    "TOPIC",
+    "ChatAction",
+    "LiveText",
+    "Replier",
+    "SendScope",
+    "in_topic",
+]
+
+
+@dataclass(slots=True)
+class SendScope:
+    """The sends of one inbox item's turn, numbered in order."""
+
+    key: str
+    count: int = 0
+
+    def next_key(self) -> str:
+        """The record key of the next send."""
+        self.count += 1
+        return f"{self.key}:{self.count}"
+
+
+SEND_SCOPE: ContextVar[SendScope | None] = ContextVar("parley_telegram_sends", default=None)
+"""The send records of the turn being answered (None: sends are not recorded)."""
 
 TOPIC: ContextVar[int | None] = ContextVar("telegram_topic", default=None)
 """The forum topic (``message_thread_id``) of the update being handled: every message sent while
@@ -45,23 +83,42 @@ class Replier:
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
 
+    async def once(self, send: Callable[[], Awaitable[TelegramMessage]]) -> int:
+        """Run ``send`` unless the current :class:`SendScope` recorded it as delivered; return
+        the Telegram message id (the recorded one when skipped)."""
+        scope = SEND_SCOPE.get()
+        if scope is None:
+            return (await send()).message_id
+        key = scope.next_key()
+        recorded = await store.sent(CHANNEL, key)
+        if recorded:
+            return int(recorded)
+        message_id = (await send()).message_id
+        await store.record_send(CHANNEL, key, str(message_id))
+        return message_id
+
     async def send_text(self, chat_id: int, text: str) -> list[int]:
         """Send ``text`` split at paragraph or sentence boundaries; return the message ids."""
         ids = []
         for piece in split_text(text):
-            sent = await self.bot.send_message(chat_id, piece, **in_topic())
-            ids.append(sent.message_id)
+            ids.append(
+                await self.once(
+                    lambda piece=piece: self.bot.send_message(chat_id, piece, **in_topic())
+                )
+            )
         return ids
 
     async def send_voice(self, chat_id: int, ogg: bytes, duration: float, text: str) -> None:
         """A voice note with ``text`` as its caption, or followed by it when it is too long."""
         caption = text if text and fits(text, CAPTION_LIMIT) else None
-        await self.bot.send_voice(
-            chat_id,
-            BufferedInputFile(ogg, filename="reply.ogg"),
-            duration=max(1, round(duration)),
-            caption=caption,
-            **in_topic(),
+        await self.once(
+            lambda: self.bot.send_voice(
+                chat_id,
+                BufferedInputFile(ogg, filename="reply.ogg"),
+                duration=max(1, round(duration)),
+                caption=caption,
+                **in_topic(),
+            )
         )
         if text and caption is None:
             await self.send_text(chat_id, text)
@@ -155,8 +212,10 @@ class LiveText:
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
             if self.message_id is None:
-                sent = await bot.send_message(self.chat_id, piece, **in_topic())
-                self.message_id, self.messages = sent.message_id, self.messages + 1
+                self.message_id = await self.replier.once(
+                    lambda piece=piece: bot.send_message(self.chat_id, piece, **in_topic())
+                )
+                self.messages += 1
             elif piece != self.shown:
                 try:
                     await bot.edit_message_text(

@@ -1,4 +1,5 @@
-"""Talking to the Bot API: the aiogram Bot, 429 retries, bounded downloads, token redaction.
+"""Talking to the Bot API: the aiogram Bot, 429 retries, bounded downloads, token redaction,
+polling under a lease (one process polls a bot at a time).
 
 Imports aiogram: only the Telegram adapter imports this module.
 """
@@ -17,9 +18,13 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramRetryAfter
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from aiogram import Dispatcher
     from aiogram.methods import Response, TelegramMethod
 
     from parley.adapters.telegram.settings import TelegramSettings
+    from parley.core.leases import Lease
 
 __all__ = [
     "MAX_DOWNLOAD",
@@ -29,6 +34,7 @@ __all__ = [
     "download",
     "log",
     "make_bot",
+    "poll_under_lease",
 ]
 
 log = logging.getLogger("parley.adapters.telegram")
@@ -145,3 +151,52 @@ async def download(bot: Bot, file_id: str, *, limit: int = MAX_DOWNLOAD) -> byte
         if len(data) > limit:
             raise DownloadError(f"file larger than {limit} bytes")
     return bytes(data)
+
+
+async def poll_under_lease(
+    dispatcher: Dispatcher,
+    bot: Bot,
+    lease: Lease,
+    *,
+    prepare: Callable[[], Awaitable[bool]],
+    allowed_updates: list[str],
+) -> None:
+    """Poll getUpdates only while this process holds ``lease``; wait for it otherwise.
+
+    The Bot API serves one getUpdates at a time per bot (a second one gets 409 Conflict), so
+    of several processes one polls and the others stand by; when the poller stops or dies, one
+    of them takes over (after the lease's ttl for a dead one). Updates the old poller fetched
+    but did not confirm come again: the adapter skips those already handled. ``prepare`` runs
+    each time the lease is taken (deleteWebhook) and returns False to give polling up.
+    Returns when polling stops on its own; the lease is then released and closed.
+    """
+
+    async def poll() -> None:
+        if not await prepare():
+            return
+        log.info("Telegram polling started (lease %s, holder %s)", lease.name, lease.holder)
+        polling = asyncio.ensure_future(
+            dispatcher.start_polling(
+                bot,
+                handle_signals=False,
+                close_bot_session=False,
+                allowed_updates=allowed_updates,
+            )
+        )
+        try:
+            await asyncio.shield(polling)
+        except asyncio.CancelledError:
+            # Lease lost or shutting down: aiogram stops cleanly only through stop_polling
+            # (cancelling start_polling leaves its getUpdates loop running).
+            if not polling.done():
+                try:
+                    await dispatcher.stop_polling()
+                except RuntimeError:  # not started yet
+                    polling.cancel()
+                await asyncio.wait({polling})
+            raise
+
+    try:
+        await lease.run(poll)
+    finally:
+        await lease.close()

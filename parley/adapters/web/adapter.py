@@ -27,7 +27,7 @@ from parley.adapters.web.limits import Limiter
 from parley.adapters.web.settings import WebSettings
 from parley.core.engine import Engine
 from parley.core.text import loads_clean
-from parley.server import ApiError, error_response
+from parley.server import ApiError, error_response, log_unhandled
 
 if TYPE_CHECKING:
     from parley.core.runtime import Runtime
@@ -234,5 +234,5 @@ def too_deep(request: Request[Any, Any, Any], exc: Exception, **extra: Any) -> R
 def session_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Errors of the session routes also carry ``"success": false``."""
     if not isinstance(exc, HTTPException):
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log_unhandled(request, exc)
     return error_response(exc, success=False)

@@ -34,7 +34,7 @@ from parley.core.engine import Engine
 from parley.core.events import ErrorEvent, MessageStarted, TextDelta, Transcript, TurnCompleted
 from parley.core.inbound import Inbound
 from parley.openapi import AUTH, BODY, TURN, errors
-from parley.server import ApiError
+from parley.server import ApiError, log_failure, outage_error
 
 __all__ = ["HANDLERS", "ChatRequest", "sse_lines"]
 
@@ -184,10 +184,11 @@ async def sse_lines(engine: Engine, conversation_id: str, inbound: Inbound) -> A
                         conversation_ended=event.conversation_ended,
                         reason=event.reason,
                     )
-    except Exception:
-        log.exception("chat stream of conversation %s failed", conversation_id)
+    except Exception as exc:
+        outage = log_failure(exc, f"chat stream of conversation {conversation_id}")
         if not failed:
             error = {"code": "internal_error", "message": "something went wrong on our side"}
+            error = outage_error(outage) if outage else error  # database or Redis down
             yield _line({"error": error, "is_final": True, "timestamp": timestamp()})
         return
     if not failed:

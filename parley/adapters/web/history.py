@@ -33,9 +33,11 @@ async def readable_messages(
     """Messages clients see, oldest first after ``after``, and whether more follow.
 
     ``tool`` messages (a reply's tool calls and results) are internal and left out. A message
-    still being written (``pending``, younger than :data:`STALE_PENDING` seconds) ends the page:
-    neither it nor anything after it is returned, so a client resuming from the last id it saw
-    never skips a reply. (An older pending message was left by a crash and is shown as is.)
+    still being written (``pending``, younger than :data:`STALE_PENDING` seconds, with nothing
+    answered after it) ends the page: neither it nor anything after it is returned, so a client
+    resuming from the last id it saw never skips a reply. A pending message followed by answered
+    ones was cut by a crash (the inbox settles it ``interrupted`` when its turn is claimed again):
+    it is shown as it is and never hides the turns that came after it.
     """
     if after is not None:
         await owned_message(conversation, after)
@@ -50,6 +52,7 @@ async def readable_messages(
             if (
                 message.status == "pending"
                 and (now - message.created_at).total_seconds() < STALE_PENDING
+                and await _being_written(conversation, message)
             ):
                 return shown, True
             shown.append(message)
@@ -58,6 +61,13 @@ async def readable_messages(
         if len(rows) <= limit:
             return shown, False
         cursor = rows[-1].id
+
+
+async def _being_written(conversation: ConversationRecord, pending: MessageRecord) -> bool:
+    """True unless a message stored after ``pending`` is already answered (then ``pending`` is a
+    crash leftover, not a reply in progress)."""
+    later = await store.list_messages(conversation.id, limit=50, after=pending.id)
+    return not any(m.role not in HIDDEN_ROLES and m.status != "pending" for m in later)
 
 
 async def _before(caller: Caller, before: str | None) -> datetime | None:

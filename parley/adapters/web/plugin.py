@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from parley.adapters.web.settings import WebSettings
@@ -15,10 +16,9 @@ if TYPE_CHECKING:
 __all__ = ["make_web_adapter", "register_adapters", "route_handlers"]
 
 
-def route_handlers() -> list[Any]:
-    """Every web route: chat, history, users, ``/ws`` and the session API (its own errors)."""
-    from functools import partial
-
+def route_handlers(*, memory: bool = True) -> list[Any]:
+    """Every web route: chat, history, ``/ws``, the session API (its own errors) and, with the
+    ``memory`` plugin loaded (``memory``), the caller's memory erasure."""
     from litestar import Router
     from litestar.exceptions import HTTPException
 
@@ -37,7 +37,7 @@ def route_handlers() -> list[Any]:
     return [
         *chat.HANDLERS,
         *history.HANDLERS,
-        *users.HANDLERS,
+        *(users.HANDLERS if memory else ()),
         *admin.HANDLERS,
         ws.websocket_handler,
         session_routes,
@@ -49,7 +49,10 @@ def make_web_adapter(runtime: Runtime) -> WebAdapter | None:
     from parley.adapters.web.adapter import WebAdapter
 
     settings = runtime.settings.section("web", WebSettings)
-    return WebAdapter(runtime, settings, route_handlers) if settings.enabled else None
+    if not settings.enabled:
+        return None
+    memory = runtime.pm.get_plugin("memory") is not None  # plugins.disable may leave it out
+    return WebAdapter(runtime, settings, partial(route_handlers, memory=memory))
 
 
 @hookimpl

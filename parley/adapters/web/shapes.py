@@ -6,34 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from parley.core.engine import Engine, EngineError
-from parley.core.store.records import ConversationRecord, MessageRecord
+from parley.core.serialize import iso, message_json
+from parley.core.store.records import ConversationRecord
 
 __all__ = ["characters", "conversation_json", "iso", "message_json", "timestamp"]
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z`` (safe in a query string), or None."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def timestamp() -> str:
     """Now, ISO 8601 in UTC with milliseconds (``2026-01-31T12:00:00.000Z``)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def message_json(message: MessageRecord) -> dict[str, Any]:
-    """A stored message as the history routes and the ``history`` frame show it."""
-    return {
-        "id": message.id,
-        "role": message.role,
-        "name": message.name,
-        "character_id": message.character_id,
-        "content": message.content,
-        "status": message.status,
-        "created_at": iso(message.created_at),
-    }
 
 
 def conversation_json(conversation: ConversationRecord, message_count: int) -> dict[str, Any]:

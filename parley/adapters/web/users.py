@@ -1,4 +1,7 @@
-"""The caller's own data: ``DELETE /api/v1/users/me/memory`` forgets what the agent remembers."""
+"""The caller's own data: ``DELETE /api/v1/users/me/memory`` forgets what the agent remembers.
+
+Mounted only while the ``memory`` plugin is loaded (``web/plugin.py``); the memory is the user's
+record in the store, so nothing here imports the plugin."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from litestar import delete
 from litestar.di import NamedDependency
 
 from parley.adapters.web.identity import Caller
+from parley.core import store
 from parley.openapi import AUTH, errors
 
 __all__ = ["HANDLERS", "erase_my_memory"]
@@ -21,9 +25,7 @@ __all__ = ["HANDLERS", "erase_my_memory"]
 )
 async def erase_my_memory(caller: NamedDependency[Caller]) -> dict[str, Any]:
     """Forget what the agent remembers about the caller (the ``memory`` plugin's summary)."""
-    from parley.plugins.memory import erase_memory
-
-    await erase_memory(caller.user_id)
+    await store.set_user_memory(caller.user_id, None)
     return {"erased": True}
 
 

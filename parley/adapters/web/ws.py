@@ -56,7 +56,7 @@ from parley.core.events import (
     TurnStarted,
 )
 from parley.core.speech import SpeechOptions
-from parley.server import ApiError
+from parley.server import CLOSE_TRY_AGAIN_LATER, ApiError, outage_frame
 
 __all__ = ["WebSession", "websocket_handler"]
 
@@ -126,7 +126,15 @@ class WebSession(ChatFrames):
         self.web.sockets.add(self)
         worker: asyncio.Task[None] | None = None
         try:
-            if not await self.connect():
+            try:
+                if not await self.connect():
+                    return
+            except Exception as exc:
+                frame = outage_frame(exc, "websocket connect")
+                if frame is None:
+                    raise
+                await self.outbox.send(frame)
+                await self.outbox.close(CLOSE_TRY_AGAIN_LATER, "unavailable")
                 return
             worker = asyncio.create_task(self.work())
             await self.receive()
@@ -136,7 +144,7 @@ class WebSession(ChatFrames):
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
-            self.detach()
+            await self.detach()
             self.web.sockets.discard(self)
             self.done.set()
 
@@ -247,9 +255,12 @@ class WebSession(ChatFrames):
             await self.outbox.send(error_frame(exc.code, exc.message))
         except ApiError as exc:
             await self.outbox.send(error_frame(exc.code, exc.detail))
-        except Exception:
-            log.exception("websocket frame failed")
-            await self.outbox.send(error_frame("internal_error", "something went wrong"))
+        except Exception as exc:
+            frame = outage_frame(exc)  # the database or Redis is down: the client sends again
+            if frame is None:
+                log.exception("websocket frame failed")
+                frame = error_frame("internal_error", "something went wrong")
+            await self.outbox.send(frame)
 
     # -- outgoing ------------------------------------------------------------------------------
 

@@ -187,7 +187,7 @@ class ChatFrames:
         """End the socket's open conversation and start another."""
         current = await self.refreshed()
         if current is not None and current.is_open and current.channel == CHANNEL:
-            self.detach()  # the new one's ``conversation_started`` says enough
+            await self.detach()  # the new one's ``conversation_started`` says enough
             live = self.web.runtime.conversations.get(current.id)
             await live.submit(End("new_conversation", farewell=False, origin=self.id))
         opened = await self.engine.open(
@@ -212,20 +212,21 @@ class ChatFrames:
         self.model_overrides = dict(conversation.state.get("model_settings") or {})
         if self.live is not None and self.live.id == conversation.id and self.attachment:
             return
-        self.detach()
+        if self.attachment is not None:  # nothing of this socket runs there now: just leave
+            self.attachment.close()
         self.live = self.web.runtime.conversations.get(conversation.id)
         self.attachment = self.live.subscribe(self.deliver, conversation=conversation)
         self.live.set_speech(self.speech())
 
-    def detach(self) -> None:
+    async def detach(self) -> None:
         """Leave the live conversation: its events are no longer rendered; when no one else is
-        attached, the reply this socket asked for is cut short."""
+        attached, the reply this socket asked for is cut short (stored before this returns)."""
         live, attachment = self.live, self.attachment
         self.live = self.attachment = None
         if attachment is not None:
             attachment.close()
         if live is not None:
-            live.leave(self.id)
+            await live.leave(self.id)
 
     async def refreshed(self) -> ConversationRecord | None:
         """The current conversation as stored now (None when there is none or it was erased)."""

@@ -1,10 +1,11 @@
-"""The WhatsApp adapter: stores what Meta delivers, then answers it in the background.
+"""The WhatsApp adapter: stores what Meta delivers, then answers it through the durable inbox.
 
 Exactly once: every inbound message is stored as a ``pending`` user message keyed by its wamid
-(unique per channel in the database) before the webhook answers 200, so a repeated delivery,
-even a concurrent one or one after a restart, is a :class:`DuplicateMessage` and is skipped.
-Messages still ``pending`` at start-up (the process stopped before answering them) are answered
-then.
+(unique per channel in the database) and put in the inbox (key: the wamid; lane: the sender)
+before the webhook answers 200, so a repeated delivery, even a concurrent one, one to another
+process or one after a restart, is a :class:`DuplicateMessage` and is skipped. Any process's
+claim loop answers the item, one sender's messages one at a time and in order; when the process
+answering it dies, another claims it again (see :mod:`parley.adapters.whatsapp.runner`).
 """
 
 from __future__ import annotations
@@ -56,19 +57,22 @@ class WhatsAppAdapter:
         return webhook_routes(self)
 
     async def start(self) -> None:
-        """Open the Graph client and answer the messages left pending by the last run."""
+        """Open the Graph client and answer this channel's inbox items.
+
+        Messages stored ``pending`` by a version without the inbox are put in it now (by their
+        wamid: a no-op for those already there, whichever process starts).
+        """
         self.graph = GraphClient(self.settings)
         self.runner = TurnRunner(self, self.graph)
-        pending = await store.pending_messages(CHANNEL)
-        for message in pending:
-            self.runner.submit(message)
-        if pending:
-            log.info("answering %d WhatsApp message(s) left pending by the last run", len(pending))
+        inbox = self.runtime.inbox
+        assert inbox is not None, "the runtime starts the inbox before the adapters"
+        inbox.register(CHANNEL, self.runner.answer_item, drain=self.settings.drain_timeout)
+        for message in await store.pending_messages(CHANNEL):
+            await self._enqueue(message)
 
     async def stop(self) -> None:
-        """Let running turns finish (up to ``drain_timeout``), then close the Graph client."""
-        if self.runner is not None:
-            await self.runner.stop(self.settings.drain_timeout)
+        """Close the Graph client (the runtime has stopped the inbox: running turns had
+        ``drain_timeout`` seconds; the rest were given back to the inbox)."""
         if self.graph is not None:
             await self.graph.aclose()
         self.runner = self.graph = None
@@ -76,7 +80,7 @@ class WhatsAppAdapter:
     # -- intake ----------------------------------------------------------------------------
 
     async def intake(self, messages: list[WhatsAppMessage]) -> int:
-        """Store each new message as ``pending`` and queue its turn; return how many were new."""
+        """Store each new message as ``pending`` in the inbox; return how many were new."""
         if self.runner is None:
             raise RuntimeError("the WhatsApp adapter has not started")
         stored = 0
@@ -84,8 +88,22 @@ class WhatsAppAdapter:
             record = await self._store(message)
             if record is not None:
                 stored += 1
-                self.runner.submit(record)
+                await self._enqueue(record)
         return stored
+
+    async def _enqueue(self, record: MessageRecord) -> None:
+        """Put a stored message in the inbox (once per wamid)."""
+        inbox = self.runtime.inbox
+        assert inbox is not None and record.platform_message_id is not None
+        sender = str(record.metadata.get("wa_id") or record.conversation_id)
+        await inbox.put(
+            CHANNEL,
+            record.platform_message_id,
+            f"{CHANNEL}:{sender}",
+            payload={"message_id": record.id},
+            conversation_id=record.conversation_id,
+            user_message_id=record.id,
+        )
 
     async def _store(self, message: WhatsAppMessage) -> MessageRecord | None:
         user = await store.get_or_create_user(
@@ -112,6 +130,10 @@ class WhatsAppAdapter:
                 if not opened.resumed:
                     # Opened for nothing (a repeat of a message of an ended conversation).
                     await store.delete_conversation(opened.conversation.id)
+                # Stored by a delivery that failed before its inbox item was: put it now.
+                first = await store.find_message(CHANNEL, message.wamid)
+                if first is not None and first.status == "pending":
+                    await self._enqueue(first)
                 return None
 
     async def open_conversation(self, user_id: str) -> Opened:

@@ -7,10 +7,8 @@ are logged with Graph's own error code (``error.code`` of the JSON body).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import random
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from parley.adapters.whatsapp.settings import WhatsAppSettings
+from parley.core.retry import retrying
 
 __all__ = ["GraphClient", "GraphError", "MediaInfo"]
 
@@ -68,6 +67,23 @@ def _where(url: str) -> str:
     return f"{parts.netloc}{parts.path}"
 
 
+def _retryable(exc: Exception) -> bool:
+    """5xx, 429 and network errors are retried; other failures are final."""
+    if not isinstance(exc, GraphError):
+        return False
+    return exc.status is None or exc.status >= 500 or exc.status == 429
+
+
+def _describe(exc: Exception) -> str:
+    if not isinstance(exc, GraphError):
+        return str(exc)
+    return f"HTTP {exc.status}, Graph error code {exc.code}: {exc.message}"
+
+
+def _log_failure(what: str, error: GraphError) -> None:
+    log.error("Graph API %s failed: %s", what, _describe(error))
+
+
 def _graph_error(response: httpx.Response) -> GraphError:
     try:
         error = response.json().get("error") or {}
@@ -102,43 +118,34 @@ class GraphClient:
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send with retries; return a 2xx response or raise GraphError."""
-        attempts = self.settings.max_retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            try:
-                response = await self._client.request(method, url, headers=self._auth, **kwargs)
-            except httpx.TransportError as exc:
-                error = GraphError(f"network error: {type(exc).__name__}: {exc}")
-                retryable = True
-            else:
-                if response.is_success:
-                    return response
-                error = _graph_error(response)
-                retryable = response.status_code >= 500 or response.status_code == 429
-            if not retryable or last:
-                log.error(
-                    "Graph API %s %s failed: HTTP %s, Graph error code %s: %s",
-                    method,
-                    _where(url),
-                    error.status,
-                    error.code,
-                    error.message,
-                )
-                raise error
-            delay = min(self.settings.retry_backoff * 2**attempt, _MAX_BACKOFF)
-            log.warning(
-                "Graph API %s %s: HTTP %s, Graph error code %s: %s; retry %d/%d in %.2f s",
-                method,
-                _where(url),
-                error.status,
-                error.code,
-                error.message,
-                attempt + 1,
-                attempts - 1,
-                delay,
-            )
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+        try:
+            async for attempt in self._retrying(f"Graph API {method} {_where(url)}"):
+                with attempt:
+                    return await self._request_once(method, url, **kwargs)
+        except GraphError as error:
+            _log_failure(f"{method} {_where(url)}", error)
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._client.request(method, url, headers=self._auth, **kwargs)
+        except httpx.TransportError as exc:
+            raise GraphError(f"network error: {type(exc).__name__}: {exc}") from None
+        if response.is_success:
+            return response
+        raise _graph_error(response)
+
+    def _retrying(self, what: str) -> Any:
+        return retrying(
+            what,
+            on=_retryable,
+            describe=_describe,
+            logger=log,
+            retries=self.settings.max_retries,
+            backoff=self.settings.retry_backoff,
+            max_backoff=_MAX_BACKOFF,
+        )
 
     async def _post_message(self, payload: dict[str, Any]) -> dict[str, Any]:
         body = {"messaging_product": "whatsapp", **payload}
@@ -188,24 +195,13 @@ class GraphClient:
 
     async def download(self, url: str, *, max_bytes: int) -> bytes:
         """Download a media file with the bearer token; GraphError beyond ``max_bytes``."""
-        attempts = self.settings.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                return await self._download_once(url, max_bytes)
-            except GraphError as exc:
-                retryable = exc.status is None or exc.status >= 500 or exc.status == 429
-                if not retryable or attempt == attempts - 1:
-                    log.error(
-                        "Graph API media download %s failed: HTTP %s, Graph error code %s: %s",
-                        _where(url),
-                        exc.status,
-                        exc.code,
-                        exc.message,
-                    )
-                    raise
-                delay = min(self.settings.retry_backoff * 2**attempt, _MAX_BACKOFF)
-                log.warning("media download failed (%s); retrying in %.2f s", exc.message, delay)
-                await asyncio.sleep(delay)
+        try:
+            async for attempt in self._retrying(f"Graph API media download {_where(url)}"):
+                with attempt:
+                    return await self._download_once(url, max_bytes)
+        except GraphError as error:
+            _log_failure(f"media download {_where(url)}", error)
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _download_once(self, url: str, max_bytes: int) -> bytes:

@@ -7,12 +7,11 @@ cleaned of lone surrogates (:func:`parley.core.text.clean`) and capped at ``max_
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from parley.core.signing import verify
 from parley.core.text import clean
 
 __all__ = [
@@ -26,7 +25,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_PREFIX = "sha256="
 
 MEDIA_TYPES = frozenset({"image", "video", "document", "sticker"})
 """Message types that carry a media file (``{id, mime_type, sha256, caption?}``)."""
@@ -37,11 +35,7 @@ UNREADABLE_TYPES = frozenset({"video", "document", "sticker", "location", "conta
 
 def signature_ok(body: bytes, header: str | None, app_secret: str) -> bool:
     """True when ``header`` is ``sha256=<hex HMAC-SHA256 of body with app_secret>``."""
-    if not header or not app_secret or not header.startswith(_PREFIX):
-        return False
-    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    given = header[len(_PREFIX) :].strip().lower()
-    return hmac.compare_digest(expected.encode(), given.encode("ascii", "replace"))
+    return verify(app_secret, body, header)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Answers stored WhatsApp messages: one background task per message, in order per sender.
+"""Answers stored WhatsApp messages: the inbox's handler, one sender's messages in order.
 
 A turn: mark the message read (with the typing indicator), download and hand over the audio of a
 voice note, run the engine's turn on the stored message (the engine transcribes it and marks it
@@ -26,8 +26,9 @@ from parley.core.events import (
     TurnStarted,
 )
 from parley.core.inbound import Inbound
+from parley.core.inbox_turns import settle_leftovers, stored_answer
 from parley.core.speech import SpeechOptions
-from parley.core.store.records import MessageRecord
+from parley.core.store.records import InboxRecord, MessageRecord
 from parley.core.text import split_text
 
 if TYPE_CHECKING:
@@ -37,72 +38,65 @@ __all__ = ["MAX_TEXT", "TurnRunner"]
 
 log = logging.getLogger(__name__)
 
+CHANNEL = "whatsapp"
+
 MAX_TEXT = 4096
 """WhatsApp's limit on a text message body."""
 
 
 class TurnRunner:
-    """Runs the turns of stored messages as tracked background tasks."""
+    """Answers the stored messages the inbox hands it (any process; one sender at a time)."""
 
     def __init__(self, adapter: WhatsAppAdapter, graph: GraphClient) -> None:
         self.adapter = adapter
         self.settings = adapter.settings
         self.graph = graph
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._tails: dict[str, asyncio.Task[None]] = {}
-        self._queued: set[str] = set()
 
-    # -- scheduling ------------------------------------------------------------------------
+    # -- the inbox's handler --------------------------------------------------------------
 
-    def submit(self, message: MessageRecord) -> bool:
-        """Queue the turn of a stored ``pending`` message; False when it is already queued."""
-        if message.id in self._queued:
-            return False
-        sender = str(message.metadata.get("wa_id") or message.conversation_id)
-        previous = self._tails.get(sender)
-        task = asyncio.create_task(
-            self._after(previous, message), name=f"whatsapp:{message.platform_message_id}"
-        )
-        self._queued.add(message.id)
-        self._tasks.add(task)
-        self._tails[sender] = task
+    async def answer_item(self, item: InboxRecord) -> dict[str, Any]:
+        """Answer the inbox item of one stored message (the inbox's handler for ``whatsapp``).
 
-        def done(finished: asyncio.Task[None]) -> None:
-            self._tasks.discard(finished)
-            self._queued.discard(message.id)
-            if self._tails.get(sender) is finished:
-                del self._tails[sender]
+        Claimed again after its process died (``attempts`` > 1) with the turn already started,
+        the reply it left ``pending`` becomes ``interrupted``; a reply it had stored complete is
+        sent (the parts not recorded as delivered) and the turn is not run again; otherwise the
+        message is answered again.
+        """
+        message = await store.get_message(str(item.user_message_id or ""))
+        if message is None:
+            return {"skipped": "message gone"}
+        if item.attempts > 1 and message.status == "complete":
+            async with self.adapter.engine.locks.hold(message.conversation_id):
+                await settle_leftovers(item)
+            answer = await stored_answer(item)
+            if answer is not None:
+                await self._resend(str(message.metadata.get("wa_id")), answer)
+                return answer
+            log.info("WhatsApp message %s cut by a crash: answered again", item.key)
+            await store.update_message(message.id, status="pending")
+            message = await store.get_message(message.id) or message
+        await self.answer(message)
+        final = await store.get_message(message.id)
+        return {"user_message_id": message.id, "status": final.status if final else None}
 
-        task.add_done_callback(done)
-        return True
-
-    async def _after(self, previous: asyncio.Task[None] | None, message: MessageRecord) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])  # the sender's earlier message is answered first
-        try:
-            await self.answer(message)
-        except Exception:
-            log.exception("answering WhatsApp message %s failed", message.platform_message_id)
+    async def _resend(self, wa_id: str, answer: dict[str, Any]) -> None:
+        """Send the stored replies of a turn whose process died after storing them."""
+        for message_id in answer.get("replies") or []:
+            reply = await store.get_message(message_id)
+            if reply is not None and reply.status == "complete" and reply.content.strip():
+                await self._send_text(wa_id, reply.id, reply.content)
 
     @property
     def busy(self) -> int:
-        """How many turns are queued or running."""
-        return len(self._tasks)
+        """How many items the inbox is answering in this process."""
+        inbox = self.adapter.runtime.inbox
+        return inbox.busy if inbox is not None else 0
 
     async def idle(self) -> None:
-        """Wait until no turn is queued or running."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
-
-    async def stop(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for the turns, then cancel what is left."""
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("stopping with %d WhatsApp turn(s) unfinished", len(pending))
-                await asyncio.gather(*pending, return_exceptions=True)
+        """Wait until no inbox item is unfinished (tests)."""
+        inbox = self.adapter.runtime.inbox
+        if inbox is not None:
+            await inbox.idle()
 
     # -- one message -----------------------------------------------------------------------
 
@@ -214,12 +208,23 @@ class TurnRunner:
         await self._send_text(wa_id, greeting.id, greeting.content)
 
     async def _send_text(self, wa_id: str, message_id: str, text: str) -> bool:
-        """Send a stored assistant message as text; record the wamids or the failure."""
+        """Send a stored assistant message as text; record the wamids or the failure.
+
+        Each part delivered is recorded (an outbound send record) before the next is sent, so a
+        turn retried after a crash skips what already reached the user.
+        """
         sent: list[str] = []
         try:
-            for part in split_text(text, MAX_TEXT):
-                sent.append(await self.graph.send_text(wa_id, part) or "")
-                await remember_sent(sent[-1], message_id)  # status callbacks find the reply
+            for index, part in enumerate(split_text(text, MAX_TEXT)):
+                key = f"{message_id}:text:{index}"
+                already = await store.sent(CHANNEL, key)
+                if already is not None:
+                    sent.append(already)
+                    continue
+                wamid = await self.graph.send_text(wa_id, part) or ""
+                await store.record_send(CHANNEL, key, wamid)
+                await remember_sent(wamid, message_id)  # status callbacks find the reply
+                sent.append(wamid)
         except GraphError as exc:
             await self._record(
                 message_id, status="failed", whatsapp_ids=sent, whatsapp_error=exc.as_metadata()
@@ -236,9 +241,13 @@ class TurnRunner:
             log.warning("voice note for message %s not made: %s", message_id, exc)
             await self._record(message_id, whatsapp_voice_error={"message": str(exc)})
             return
+        key = f"{message_id}:voice"
+        if await store.sent(CHANNEL, key) is not None:
+            return  # delivered by the attempt a crash cut
         try:
             media_id = await self.graph.upload_media(ogg, "audio/ogg", "reply.ogg")
             wamid = await self.graph.send_voice(wa_id, media_id)
+            await store.record_send(CHANNEL, key, wamid)
             await remember_sent(wamid, message_id)
         except GraphError as exc:
             await self._record(message_id, whatsapp_voice_error=exc.as_metadata())

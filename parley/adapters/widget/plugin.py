@@ -1,6 +1,8 @@
 """Built-in plugin ``widget``: the website widget (``GET /widget.js``) and a demo page (``GET /``).
 
-The widget is one plain JavaScript file that speaks the ``/ws`` protocol of the web adapter
+The widget is plain JavaScript kept in modules of one concern each (``js/``, in :data:`MODULES`
+order) and served as ONE classic script: the server joins them inside one function scope when it
+first serves it (no build step, no bundler). It speaks the ``/ws`` protocol of the web adapter
 (docs/protocol.md); the demo page embeds it with a template picker. docs/widget.md tells site
 owners how to embed it.
 """
@@ -25,6 +27,20 @@ from parley.core.providers import LiveSTTProvider
 __all__ = ["demo_page", "register_routes", "widget_js"]
 
 STATIC = Path(__file__).with_name("static")
+MODULES_DIR = Path(__file__).with_name("js")
+
+MODULES = (
+    "base.js",  # constants, visible strings, helpers
+    "link.js",  # connection and resume
+    "player.js",  # playback of spoken replies
+    "mic.js",  # audio capture
+    "styles.js",  # CSS
+    "view.js",  # rendering (class WidgetView)
+    "conversation.js",  # the conversation's frames (class WidgetConversation)
+    "voice.js",  # voice in and out (class Widget)
+    "api.js",  # window.Parley
+)
+"""The widget's modules, in the order they are joined (later ones use earlier ones' names)."""
 
 WIDGET_CACHE = "public, max-age=3600"
 """Browsers and CDNs may keep the script an hour, then revalidate it with its ETag."""
@@ -38,10 +54,22 @@ class Asset:
     etag: str
 
 
+def assemble_widget() -> bytes:
+    """The widget's modules joined into one classic script with one private scope."""
+    parts = [(MODULES_DIR / name).read_text(encoding="utf-8") for name in MODULES]
+    body = "\n".join(f"// ---- {name}\n{part}" for name, part in zip(MODULES, parts, strict=True))
+    return f'(() => {{\n"use strict";\n\n{body}}})();\n'.encode()
+
+
+def _etagged(body: bytes) -> Asset:
+    return Asset(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+
 @functools.cache
 def _asset(name: str) -> Asset:
-    body = (STATIC / name).read_bytes()
-    return Asset(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    if name == "widget.js":
+        return _etagged(assemble_widget())
+    return _etagged((STATIC / name).read_bytes())
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

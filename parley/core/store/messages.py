@@ -30,12 +30,14 @@ __all__ = [
     "add_message",
     "claim_inbound",
     "count_messages",
+    "find_message",
     "get_message",
     "latest_message",
     "list_messages",
     "pending_messages",
     "prune_inbound",
     "recent_messages",
+    "set_message_fields",
     "settle_abandoned",
     "update_message",
 ]
@@ -135,10 +137,26 @@ async def update_message(
     return _message_record(msg)
 
 
+async def set_message_fields(message_id: str, **fields: Any) -> None:
+    """Set fields of a message in one UPDATE, reading nothing back (the hot path of a reply,
+    which knows the rest of its record). Raises LookupError when there is no such message."""
+    _check_fields(fields, _MESSAGE_FIELDS, "message")
+    mid = _uuid(message_id)
+    values = {k: dict(v or {}) if k == "metadata" else v for k, v in fields.items()}
+    if mid is None or not await Message.filter(id=mid).update(**values):
+        raise LookupError(f"no message {message_id!r}")
+
+
 async def get_message(message_id: str) -> MessageRecord | None:
     """The message, or None."""
     mid = _uuid(message_id)
     msg = await Message.get_or_none(id=mid) if mid else None
+    return _message_record(msg) if msg else None
+
+
+async def find_message(channel: str, platform_message_id: str) -> MessageRecord | None:
+    """The message stored under (channel, platform message id), or None."""
+    msg = await Message.get_or_none(channel=channel, platform_message_id=platform_message_id)
     return _message_record(msg) if msg else None
 
 

@@ -67,6 +67,9 @@ class ElevenLabsTTS:
             request_options={
                 "max_retries": self.settings.max_retries,
                 "timeout_in_seconds": int(max(1, self.settings.timeout)),
+                # None: bytes as they arrive. The SDK's default (1024) holds a first chunk that
+                # is smaller back until the next one comes (docs/benchmarks.md).
+                "chunk_size": None,  # type: ignore[typeddict-item]
             },
         )
         try:

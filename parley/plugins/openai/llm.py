@@ -3,7 +3,9 @@
 Works with api.openai.com, DeepSeek, OpenRouter, vLLM, Ollama... through ``llm.base_url``.
 The SDK retries 429, 5xx, connection errors and timeouts ``llm.max_retries`` times with backoff
 (honouring ``retry-after-ms``/``retry-after``); what still fails becomes a
-:class:`~parley.core.providers.ProviderError`.
+:class:`~parley.core.providers.ProviderError`. The runtime wraps the provider in a failover chain
+whose watchdogs (``llm.first_token_timeout``, ``llm.stall_timeout``) bound the wait, retries
+included, and which turns the SDK's retries off when a fallback follows.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ AUTH_HINT = "check llm.api_key or OPENAI_API_KEY"
 NO_KEY_PLACEHOLDER = "not-needed"
 """Sent to a custom ``base_url`` when no key is set: local servers ignore it, the SDK needs one."""
 
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection (``llm.timeout`` bounds the rest of a request)."""
+
 _ARGUMENTS = ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty")
 _EXTRA_BODY = ("top_k", "min_p", "repetition_penalty")
 
@@ -68,7 +73,11 @@ class OpenAILLM:
             self._client = AsyncOpenAI(
                 base_url=self.settings.base_url or None,
                 api_key=api_key,
-                timeout=self.settings.timeout,
+                # A server that cannot be reached fails in seconds; a slow answer is bounded by
+                # the failover chain's first-token and stall watchdogs (docs/operations.md).
+                timeout=openai.Timeout(
+                    self.settings.timeout, connect=min(CONNECT_TIMEOUT, self.settings.timeout)
+                ),
                 max_retries=self.settings.max_retries,
                 http_client=self._http_client,
             )

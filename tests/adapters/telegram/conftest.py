@@ -57,6 +57,11 @@ class FakeBotAPI:
         self._changed = asyncio.Event()
         self._ids = itertools.count(1000)
         self._runner: web.AppRunner | None = None
+        self.polls = 0
+        """getUpdates calls answered."""
+        self.conflicts = 0
+        """getUpdates calls refused with 409 because another one was in progress (as Telegram does)."""
+        self._polling = False
 
     async def start(self) -> None:
         app = web.Application()
@@ -146,6 +151,22 @@ class FakeBotAPI:
         return web.json_response({"ok": True, "result": result})
 
     async def _get_updates(self, params: dict[str, str]) -> web.Response:
+        if self._polling:  # the Bot API serves one getUpdates per bot at a time
+            self.conflicts += 1
+            body = {
+                "ok": False,
+                "error_code": 409,
+                "description": "Conflict: terminated by other getUpdates request",
+            }
+            return web.json_response(body, status=409)
+        self._polling = True
+        try:
+            return await self._serve_updates(params)
+        finally:
+            self._polling = False
+            self.polls += 1
+
+    async def _serve_updates(self, params: dict[str, str]) -> web.Response:
         offset = int(params.get("offset") or 0)
         self.updates = [u for u in self.updates if u["update_id"] >= offset]
         if not self.updates:

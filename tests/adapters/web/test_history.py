@@ -113,12 +113,33 @@ async def test_a_reply_being_written_ends_the_page(serve):
     async with serve() as web:
         conversation_id = (await _chat(web, "hi"))["conversation_id"]
         pending = await store.add_message(conversation_id, "assistant", "", status="pending")
-        await store.add_message(conversation_id, "user", "later")
+        queued = await store.add_message(conversation_id, "user", "later", status="pending")
         url = f"{CONVERSATIONS}/{conversation_id}/messages"
         body = (await web.http.get(url)).json()
-        assert pending.id not in [m["id"] for m in body["messages"]]
+        ids = [m["id"] for m in body["messages"]]
+        assert pending.id not in ids and queued.id not in ids
         assert [m["content"] for m in body["messages"]][-1] == "ok"
         assert body["has_more"] is True
+
+
+async def test_a_reply_cut_by_a_crash_hides_nothing_after_it(serve):
+    async with serve() as web:
+        conversation_id = (await _chat(web, "hi"))["conversation_id"]
+        # A crash left this reply pending; the conversation went on.
+        cut = await store.add_message(conversation_id, "assistant", "Half a", status="pending")
+        later = await _chat(web, "still there?")
+        url = f"{CONVERSATIONS}/{conversation_id}/messages"
+        body = (await web.http.get(url)).json()
+        contents = [(m["content"], m["status"]) for m in body["messages"]]
+        assert contents[-3:] == [
+            ("Half a", "pending"),
+            ("still there?", "complete"),
+            ("ok", "complete"),
+        ]
+        assert body["has_more"] is False
+        assert later["message_id"] == body["messages"][-1]["id"]
+        resumed = (await web.http.get(url, params={"after": cut.id})).json()
+        assert [m["content"] for m in resumed["messages"]] == ["still there?", "ok"]
 
 
 async def test_delete_erases_the_conversation_and_its_messages(serve):

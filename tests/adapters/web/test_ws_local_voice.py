@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from parley.adapters.web.frames import parse_audio_frame
 from parley.core import store
 from parley.core.config import LLMSettings
 from parley.plugins.local.llm import LocalLLM
 from parley.plugins.local.settings import LocalLLMSettings
 
+from .conftest import STORY, HeldLLM
+
 QUESTION = "What is the capital of France?"
 WAIT = 60  # seconds a frame may take on a busy two-core machine (a bound, not a measurement)
 
 
 async def test_a_spoken_turn_on_the_local_models(serve, llama_server, whisper_stt, piper_tts):
-    speech = b"".join(
-        [chunk async for chunk in piper_tts.synthesize(QUESTION, output_format="pcm_16000")]
-    )
-    microphone = bytes(6400) + speech + bytes(32000)  # 0.2 s, the question, 1 s of silence
+    microphone = await _pcm(piper_tts, QUESTION)
     llm = LocalLLM(LLMSettings(), LocalLLMSettings(), llama_server, owns_server=False)
     extra = {"personas": {"alex": {"system_prompt": "You are a helpful assistant."}}}
     async with (
@@ -30,8 +32,7 @@ async def test_a_spoken_turn_on_the_local_models(serve, llama_server, whisper_st
         await web.send(socket, "start_listening", format="pcm16", sample_rate=16000)
         assert (await web.recv(socket))["type"] == "listening_started"
         assert (await web.recv(socket))["output_format"] == "pcm_24000"
-        for start in range(0, len(microphone), 3200):  # 100 ms frames
-            await socket.send(microphone[start : start + 3200])
+        await _speak(socket, microphone)
         heard = await web.recv_until(socket, "transcription_finished", WAIT)
         assert heard[0] == {"type": "speech_started"}
         assert heard[-1]["text"].lower().rstrip("?.") == QUESTION.lower().rstrip("?")
@@ -48,3 +49,47 @@ async def test_a_spoken_turn_on_the_local_models(serve, llama_server, whisper_st
         stored = await store.get_message(message_id)
         assert stored.status == "complete" and stored.content == reply
         assert stored.metadata["first_audio_ms"] > 0
+
+
+async def test_speaking_over_a_local_reply_cuts_it_short(serve, whisper_stt, piper_tts):
+    """Barge-in on the local models: the voice activity detector hears the user over the reply."""
+    llm = HeldLLM()  # streams STORY, then holds the reply open until it is cut
+    first = await _pcm(piper_tts, "Tell me a story.")
+    second = await _pcm(piper_tts, "Stop, please wait.")
+    async with serve(provider=llm, stt=whisper_stt, tts=piper_tts) as web, web.ws() as socket:
+        await web.start_chat(socket)
+        await web.send(socket, "start_listening", format="pcm16", sample_rate=16000)
+        await web.recv_until(socket, "audio_format")
+        await _speak(socket, first)
+        await web.recv_until(socket, "transcription_finished", WAIT)
+        frames = []
+        while not any(isinstance(f, bytes) for f in frames):  # the reply is being spoken
+            frames.append(await asyncio.wait_for(socket.recv(), WAIT))
+        message_id = next(
+            json.loads(f)["message_id"]
+            for f in frames
+            if isinstance(f, str) and json.loads(f)["type"] == "message_started"
+        )
+        await _speak(socket, second)
+        after = await web.recv_mixed(socket, "turn_complete", WAIT)
+        texts = [f for f in after if isinstance(f, dict)]
+        assert {"type": "speech_started"} in texts
+        assert {"type": "interrupted", "message_id": message_id} in texts
+        heard = next(f["text"] for f in texts if f["type"] == "transcription_finished")
+        assert "stop" in heard.lower()
+        assert [f["text"] for f in texts if f["type"] == "message_complete"][
+            -1
+        ] == "Sure, go ahead."
+        stored = await store.get_message(message_id)
+        assert (stored.status, stored.content) == ("interrupted", "".join(STORY))
+
+
+async def _pcm(tts, text: str) -> bytes:
+    """``text`` spoken as 16 kHz PCM16, with 1 s of silence after it (the pause that ends it)."""
+    speech = b"".join([c async for c in tts.synthesize(text, output_format="pcm_16000")])
+    return bytes(3200) + speech + bytes(32000)
+
+
+async def _speak(socket, audio: bytes) -> None:
+    for start in range(0, len(audio), 3200):  # 100 ms frames
+        await socket.send(audio[start : start + 3200])

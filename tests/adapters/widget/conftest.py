@@ -27,6 +27,8 @@ from parley.testing import FakeLiveSTT, ScriptedLLM, ToneTTS, running_server
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts"
+HOOKS = Path(__file__).with_name("hooks.js")
+"""Test hooks (``window.__parleyTest``), added to test pages only: the widget ships none."""
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -174,7 +176,7 @@ async def browser(chromium: str) -> AsyncIterator[Any]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def page(browser: Any, server: LiveServer) -> AsyncIterator[Any]:
     """A page on the test server; a JavaScript error on it fails the test."""
-    context = await browser.new_context(base_url=server.url)
+    context = await new_context(browser, base_url=server.url)
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -183,6 +185,13 @@ async def page(browser: Any, server: LiveServer) -> AsyncIterator[Any]:
     finally:
         await context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+async def new_context(browser: Any, **options: Any) -> Any:
+    """A browser context whose pages get the test hooks (``window.__parleyTest``)."""
+    context = await browser.new_context(**options)
+    await context.add_init_script(path=str(HOOKS))
+    return context
 
 
 def artifact(name: str) -> Path:

@@ -38,7 +38,7 @@ async def send(page, text: str) -> None:
 
 
 async def conversation_id(page) -> str:
-    return await page.evaluate("Parley.__test.state().conversationId")
+    return await page.evaluate("__parleyTest.state().conversationId")
 
 
 async def open_demo(page, path: str = "/") -> None:
@@ -144,7 +144,7 @@ async def test_a_drop_mid_reply_resumes_without_duplicates_or_gaps(page, fakes):
             return b && b.textContent.split(" ").length >= 4;
         }"""
     )
-    await page.evaluate("Parley.__test.dropConnection()")
+    await page.evaluate("__parleyTest.dropConnection()")
 
     cut = page.locator(f"{LOG} .msg.assistant[data-status=interrupted]")
     await expect(cut).to_have_count(1, timeout=10_000)
@@ -304,3 +304,24 @@ CONTRAST = """() => {
                      "h2", ".status", "textarea", ".launcher", ".send"]) out[sel] = ratio(sel);
   return out;
 }"""
+
+
+async def test_a_message_from_another_tab_shows_in_order(page, fakes):
+    fakes.llm.push("Answer to the other tab.")
+    await open_demo(page)
+    other = await page.context.new_page()  # same browser profile: same device, same conversation
+    await open_demo(other)
+    await send(other, "typed in the other tab")
+    await expect(page.locator(LOG)).to_contain_text("Answer to the other tab.")
+    assert await bubbles(page) == [GREETING, "typed in the other tab", "Answer to the other tab."]
+    await other.close()
+    fakes.llm.push("Own answer.")
+    await send(page, "and here")
+    await expect(page.locator(LOG)).to_contain_text("Own answer.")
+    assert await bubbles(page) == [
+        GREETING,
+        "typed in the other tab",
+        "Answer to the other tab.",
+        "and here",
+        "Own answer.",
+    ]

@@ -11,7 +11,7 @@ from playwright.async_api import expect
 from parley.core import store
 from parley.testing import running_server
 
-from .conftest import ROOT
+from .conftest import ROOT, new_context
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -31,7 +31,7 @@ def _mint():
 async def test_signed_token_from_the_host_site(browser, start_server, fakes):
     server = await start_server({"web": {"auth_secret": SECRET, "require_auth": True}})
     token = _mint()("alice-42", SECRET)
-    context = await browser.new_context()
+    context = await new_context(browser)
     errors: list[str] = []
     try:
         # Without a token the server refuses the socket: the widget says so and stops retrying.
@@ -82,7 +82,7 @@ async def _chat_as_alice(page, server, fakes) -> None:
     await expect(page.get_by_role("dialog", name="Help")).to_be_visible()
 
     conversation = await store.get_conversation(
-        await page.evaluate("Parley.__test.state().conversationId")
+        await page.evaluate("__parleyTest.state().conversationId")
     )
     alice = await store.get_or_create_user("web", "jwt:alice-42")
     assert conversation.user_id == alice.id

@@ -7,7 +7,7 @@ import re
 
 from litestar.testing import AsyncTestClient
 
-from parley.adapters.widget.plugin import STATIC
+from parley.adapters.widget.plugin import MODULES, MODULES_DIR, STATIC, assemble_widget
 from parley.core.plugins import DEFAULT_PLUGINS, make_plugin_manager
 from parley.core.runtime import Runtime
 from parley.server import create_app
@@ -23,7 +23,8 @@ def _client(make_settings, extra=None):
 
 def test_widget_is_a_built_in_plugin_and_ships_its_files():
     assert ("widget", "parley.adapters.widget.plugin") in DEFAULT_PLUGINS
-    assert {"widget.js", "demo.html"} <= {p.name for p in STATIC.iterdir()}
+    assert "demo.html" in {p.name for p in STATIC.iterdir()}
+    assert sorted(MODULES) == sorted(p.name for p in MODULES_DIR.glob("*.js"))  # none left out
 
 
 async def test_widget_js_is_cacheable_javascript(make_settings):
@@ -33,7 +34,7 @@ async def test_widget_js_is_cacheable_javascript(make_settings):
         assert response.headers["content-type"] == "text/javascript; charset=utf-8"
         assert response.headers["cache-control"] == "public, max-age=3600"
         assert response.headers["x-content-type-options"] == "nosniff"
-        assert response.text == (STATIC / "widget.js").read_text()
+        assert response.text == assemble_widget().decode()
         etag = response.headers["etag"]
         again = await client.get("/widget.js", headers={"If-None-Match": etag})
         assert again.status_code == 304
@@ -84,3 +85,14 @@ async def test_routes_stay_out_of_the_openapi_schema(make_settings):
         paths = (await client.get("/schema/openapi.json")).json()["paths"]
         assert "/widget.js" not in paths
         assert "/" not in paths
+
+
+async def test_widget_js_is_one_script_of_the_modules_with_no_test_hooks(make_settings):
+    async with _client(make_settings) as client:
+        source = (await client.get("/widget.js")).text
+    assert source.startswith('(() => {\n"use strict";') and source.endswith("})();\n")
+    positions = [source.index(f"// ---- {name}\n") for name in MODULES]
+    assert positions == sorted(positions)
+    for name in MODULES:
+        assert (MODULES_DIR / name).read_text() in source
+    assert "__test" not in source  # test hooks live in tests/adapters/widget/hooks.js

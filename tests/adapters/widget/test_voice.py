@@ -24,14 +24,14 @@ async def test_fake_microphone_gives_a_transcript_and_a_spoken_reply(page, fakes
 
     await expect(page.locator(LOG)).to_contain_text(HEARD, timeout=15_000)
     await expect(page.locator(LOG)).to_contain_text(reply)
-    await page.wait_for_function("Parley.__test.playedChunks >= 5", timeout=15_000)
+    await page.wait_for_function("__parleyTest.playedChunks >= 5", timeout=15_000)
     await page.screenshot(path=artifact("widget-voice.png"))
     await mic.click()
     await expect(page.get_by_role("button", name="Start voice input")).to_have_attribute(
         "aria-pressed", "false"
     )
 
-    stats = await page.evaluate("Parley.__test.stats")
+    stats = await page.evaluate("__parleyTest.stats")
     assert stats["sentAudioFrames"] > 0  # PCM16 from the AudioWorklet went out
     assert "transcription_finished" in stats["frames"]
     assert "audio_complete" in stats["frames"]
@@ -39,7 +39,7 @@ async def test_fake_microphone_gives_a_transcript_and_a_spoken_reply(page, fakes
     reply_id = played[0][0]
     assert [p for p in played if p[0] == reply_id] == sorted(p for p in played if p[0] == reply_id)
     assert {p[1] for p in played} >= {0, 1}  # both sentences were spoken
-    messages = await page.evaluate("Parley.__test.messages()")
+    messages = await page.evaluate("__parleyTest.messages()")
     assert [m["text"] for m in messages if m["role"] == "user"] == [HEARD]
 
 
@@ -53,21 +53,21 @@ async def test_stop_button_silences_the_reply(page, fakes):
 
     # The server has sent all of the reply (text and audio); the widget is still playing it.
     await page.wait_for_function(
-        "Parley.__test.playedChunks >= 2 && Parley.__test.stats.frames.includes('turn_complete')",
+        "__parleyTest.playedChunks >= 2 && __parleyTest.stats.frames.includes('turn_complete')",
         timeout=15_000,
     )
     stop = page.get_by_role("button", name="Stop the reply")
     await expect(stop).to_be_visible()
     await stop.click()
     await expect(stop).to_be_hidden()
-    stats = await page.evaluate("Parley.__test.stats")
+    stats = await page.evaluate("__parleyTest.stats")
     assert stats["stoppedChunks"] > 0
 
     # The server heard it: ``interrupted`` came back, and the reply is stored interrupted.
     cut = page.locator(f"{LOG} .msg.assistant[data-status=interrupted]")
     await expect(cut).to_have_count(1)
     await expect(cut.locator(".meta")).to_have_text("(interrupted)")
-    assert "interrupted" in await page.evaluate("Parley.__test.stats.frames")
+    assert "interrupted" in await page.evaluate("__parleyTest.stats.frames")
     reply_id = await cut.get_attribute("data-id")
     stored = await store.get_message(reply_id)
     assert stored.status == "interrupted"
@@ -75,9 +75,9 @@ async def test_stop_button_silences_the_reply(page, fakes):
     assert stored.metadata["interrupted_by"] == "client"
     assert stored.metadata["sentences_played"] >= 1
     await expect(page.locator(f"{WIDGET} .typing")).to_be_hidden()
-    played = stats["playedChunks"]
-    await page.wait_for_timeout(600)
-    assert await page.evaluate("Parley.__test.playedChunks") == played  # nothing more plays
+    # All of the reply had arrived (turn_complete) and nothing is scheduled: nothing more plays.
+    assert await page.evaluate("__parleyTest.widget.player.live.size") == 0
+    assert await page.evaluate("__parleyTest.playedChunks") == stats["playedChunks"]
 
 
 async def test_speaking_over_a_reply_interrupts_it(page, fakes):
@@ -86,7 +86,7 @@ async def test_speaking_over_a_reply_interrupts_it(page, fakes):
     await open_demo(page)
     await page.get_by_role("button", name="Start voice input").click()
     await expect(page.locator(LOG)).to_contain_text(HEARD, timeout=15_000)
-    await page.wait_for_function("Parley.__test.playedChunks >= 2", timeout=15_000)
+    await page.wait_for_function("__parleyTest.playedChunks >= 2", timeout=15_000)
 
     # The visitor talks over the reply while it is still being written and spoken.
     fakes.llm.push("Yes, go ahead.")
@@ -96,16 +96,19 @@ async def test_speaking_over_a_reply_interrupts_it(page, fakes):
     await expect(cut).to_have_count(1)
     await expect(cut.locator(".meta")).to_have_text("(interrupted)")
     await expect(page.locator(f"{WIDGET} .stop")).to_be_hidden()
-    played = await page.evaluate("Parley.__test.playedChunks")
-    await page.wait_for_timeout(400)
-    assert await page.evaluate("Parley.__test.playedChunks") == played  # silent at once
+    cut_id = await cut.get_attribute("data-id")
+    assert await page.evaluate("__parleyTest.widget.player.live.size") == 0  # silent at once
+    played_of_cut = f"__parleyTest.stats.played.filter(([id]) => id === {cut_id!r}).length"
+    played = await page.evaluate(played_of_cut)
 
     live.push(LiveTranscript("wait a moment", is_final=True, speech_final=True))
     await expect(page.locator(LOG)).to_contain_text("Yes, go ahead.")
     # The cut turn has no turn_complete: the next one's must still clear the typing indicator.
-    await page.wait_for_function("Parley.__test.stats.frames.includes('turn_complete')")
+    await page.wait_for_function("__parleyTest.stats.frames.includes('turn_complete')")
     await expect(page.locator(f"{WIDGET} .typing")).to_be_hidden()
-    states = [m["state"] for m in await page.evaluate("Parley.__test.messages()")]
+    # The next turn is over, so the cut one was too: not a chunk of it played after the cut.
+    assert await page.evaluate(played_of_cut) == played
+    states = [m["state"] for m in await page.evaluate("__parleyTest.messages()")]
     assert "sent" not in states
     texts = await page.locator(f"{LOG} .msg:visible .bubble").all_inner_texts()
     assert texts[1] == HEARD and texts[3:] == ["wait a moment", "Yes, go ahead."]

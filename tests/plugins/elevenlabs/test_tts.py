@@ -62,11 +62,19 @@ async def _speak(tts: ElevenLabsTTS, text: str = "Hello there.", **kwargs: Any) 
 
 async def test_streams_bytes_with_voice_model_and_format(mock, make_tts):
     audio = bytes(range(256)) * 12
-    route = mock.post(stream_url("v-persona")).mock(return_value=httpx.Response(200, content=audio))
+    pieces = [audio[i : i + 700] for i in range(0, len(audio), 700)]
+
+    async def body() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    route = mock.post(stream_url("v-persona")).mock(
+        return_value=httpx.Response(200, content=body())
+    )
     tts = make_tts()
     assert isinstance(tts, TTSProvider)
     chunks = await _speak(tts, voice="v-persona", output_format="pcm_16000")
-    assert len(chunks) > 1 and b"".join(chunks) == audio
+    assert chunks == pieces  # each piece as it arrives, none held back for more bytes
     request = route.calls[0].request
     assert request.headers["xi-api-key"] == KEY
     assert dict(request.url.params) == {"output_format": "pcm_16000"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from parley.core.config import LLMSettings, ModelSettings
@@ -84,7 +85,7 @@ async def test_a_live_session_ends_the_utterance_on_silence(piper_tts, whisper_s
     )
     silence = bytes(2 * 16000)  # one second
     session = await whisper_stt.live(encoding="pcm16", sample_rate=16000)
-    async with session:
+    async with session, asyncio.timeout(60):  # a bound for a busy machine, not a measurement
         stream = silence + speech + silence
         for start in range(0, len(stream), 3200):  # 100 ms frames, as a microphone sends
             await session.send(stream[start : start + 3200])
@@ -98,3 +99,20 @@ async def test_a_live_session_ends_the_utterance_on_silence(piper_tts, whisper_s
     assert final.is_final and final.speech_final
     assert word_error_rate(SENTENCE, final.text) < 0.1, final.text
     assert 0.6 < final.start < 1.1 and 2 < final.duration < 6
+
+
+async def test_a_live_container_stream_is_transcribed_when_finalised(piper_tts, whisper_stt):
+    """WebM/OGG from a browser's MediaRecorder cannot be cut while it streams: ``finalize``."""
+    ogg = b"".join(
+        [chunk async for chunk in piper_tts.synthesize(SENTENCE, output_format="opus_48000_32")]
+    )
+    session = await whisper_stt.live(encoding="webm", sample_rate=None)
+    async with asyncio.timeout(60):  # a bound for a busy machine, not a measurement
+        for start in range(0, len(ogg), 1000):
+            await session.send(ogg[start : start + 1000])
+        await session.finalize()
+        await session.close()
+        results = [result async for result in session]
+    [final] = results
+    assert final.is_final and final.speech_final and final.start == 0
+    assert word_error_rate(SENTENCE, final.text) < 0.1, final.text

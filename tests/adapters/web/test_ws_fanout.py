@@ -1,0 +1,182 @@
+"""Fan-out across processes: two real ``parley serve`` processes on one PostgreSQL schema and one
+Redis; a socket on one receives every frame of a turn that the other ran."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket as sockets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import asyncpg
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parents[3]
+POSTGRES = os.environ.get("PARLEY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+REDIS = "redis://127.0.0.1:6379/0"
+
+SETTINGS = """
+[database]
+url = "{database}"
+[redis]
+url = "{redis}"
+[llm]
+provider = "echo"
+[web]
+rate_limit = 0
+[conversation]
+default_template = "solo"
+[personas.alex]
+name = "Alex"
+system_prompt = "You are Alex."
+[templates.solo]
+personas = ["alex"]
+[languages.en]
+prompts.start = "Welcome!"
+"""
+
+
+def _free_port() -> int:
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@asynccontextmanager
+async def _schema() -> AsyncIterator[str]:
+    """A database URL on a fresh PostgreSQL schema, dropped afterwards."""
+    name = f"parley_fanout_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{name}"')
+        yield f"{POSTGRES}?schema={name}"
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await admin.close()
+
+
+@contextmanager
+def _serve(folder: Path) -> Iterator[str]:
+    """``parley serve`` as a subprocess; yields its base URL once /health answers."""
+    port = _free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI"))}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parley.cli",
+            "serve",
+            "--settings",
+            str(folder),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.communicate()[1]
+            time.sleep(0.05)
+        else:
+            raise AssertionError("parley serve did not start")
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        assert "Traceback" not in err, err
+
+
+async def _recv(socket: ClientConnection) -> dict:
+    while True:
+        raw = await asyncio.wait_for(socket.recv(), 10)
+        if isinstance(raw, str):
+            return json.loads(raw)
+
+
+async def _until(socket: ClientConnection, kind: str) -> list[dict]:
+    frames = []
+    while True:
+        frames.append(await _recv(socket))
+        if frames[-1]["type"] == kind:
+            return frames
+
+
+def _ws(base: str, device: str):
+    return connect(base.replace("http://", "ws://") + f"/ws?device_id={device}", max_size=None)
+
+
+async def test_a_socket_receives_the_turns_another_process_ran(tmp_path):
+    device = f"fanout-{uuid.uuid4().hex[:8]}"
+    async with _schema() as database:
+        folder = tmp_path / "settings"
+        folder.mkdir()
+        (folder / "settings.toml").write_text(SETTINGS.format(database=database, redis=REDIS))
+        with _serve(folder) as one:
+            # One process first: both would otherwise migrate the new schema at once.
+            with _serve(folder) as two:
+                async with _ws(one, device) as here:
+                    started = await _until(here, "message_complete")  # opened, greeted
+                    conversation_id = started[0]["conversation_id"]
+                    there = await _ws(two, device)
+                    resumed = await _recv(there)
+                    assert resumed["conversation_id"] == conversation_id and resumed["resumed"]
+
+                    # A REST message on process two: the socket on process one sees it all.
+                    async with httpx.AsyncClient(base_url=two) as http:
+                        reply = await http.post(
+                            "/chat/",
+                            json={"content": "hello from REST"},
+                            headers={"X-Device-ID": device},
+                        )
+                    assert reply.status_code == 200, reply.text
+                    frames = await _until(here, "turn_complete")
+                    user, turn_started, *rest = frames
+                    assert user["type"] == "user_message"
+                    assert user["conversation_id"] == conversation_id
+                    assert user["message"]["content"] == "hello from REST"
+                    assert user["message"]["role"] == "user"
+                    assert turn_started == {
+                        "type": "turn_started",
+                        "conversation_id": conversation_id,
+                        "user_message_id": user["message"]["id"],
+                    }
+                    complete = next(f for f in rest if f["type"] == "message_complete")
+                    assert complete["text"] == "You said: hello from REST."
+                    assert complete["message_id"] == reply.json()["message_id"]
+                    assert rest[-1]["turn_count"] == 1
+                    # The socket on process two saw it too (its own process ran the turn).
+                    there_frames = await _until(there, "turn_complete")
+                    assert [f["type"] for f in there_frames] == [f["type"] for f in frames]
+
+                    # A socket's own message: its frames as always; the other process's socket
+                    # gets the message first, then the same frames.
+                    await here.send(
+                        json.dumps({"type": "user_message", "data": {"text": "and from here"}})
+                    )
+                    mine = await _until(here, "turn_complete")
+                    assert mine[0]["type"] == "turn_started"
+                    theirs = await _until(there, "turn_complete")
+                    assert theirs[0]["type"] == "user_message"
+                    assert theirs[0]["message"]["content"] == "and from here"
+                    assert theirs[1:] == mine
+                    await there.close()

@@ -1,0 +1,44 @@
+"""A WhatsApp voice note answered with a voice note, on the local models (no cloud, no keys)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from parley.core import store
+from parley.core.config import LLMSettings
+from parley.plugins.local.llm import LocalLLM
+from parley.plugins.local.settings import LocalLLMSettings
+
+QUESTION = "What is the capital of France?"
+NO_GREETING = {"languages": {"en": {"prompts": {"start": ""}}}}
+
+
+async def test_a_voice_note_gets_a_spoken_answer(
+    serve, meta, graph, providers, llama_server, whisper_stt, piper_tts
+):
+    note = b"".join(
+        [chunk async for chunk in piper_tts.synthesize(QUESTION, output_format="opus_48000_32")]
+    )
+    graph.media["media-local"] = (note, "audio/ogg; codecs=opus")
+    providers.llm = LocalLLM(LLMSettings(), LocalLLMSettings(), llama_server, owns_server=False)
+    providers.stt, providers.tts = whisper_stt, piper_tts
+    payload = meta.envelope(
+        meta.value(
+            [meta.audio_message("wamid.L1", "media-local", voice=True)],
+            [meta.contact(meta.ANN, "Ann")],
+        )
+    )
+    async with serve(NO_GREETING) as served:
+        assert (await served.deliver(payload)).status_code == 200
+        # A bound for a busy two-core machine, not a measurement.
+        await asyncio.wait_for(served.adapter.runner.idle(), timeout=60)
+        user = await store.get_or_create_user("whatsapp", meta.ANN)
+        conversation = await store.find_open_conversation(user.id, "whatsapp")
+        question, reply = await store.list_messages(conversation.id)
+    assert question.content.lower().rstrip("?.") == QUESTION.lower().rstrip("?")
+    assert "Paris" in reply.content and reply.status == "complete"
+    upload = graph.of("upload")[0]
+    assert upload.file[:4] == b"OggS"
+    heard = await whisper_stt.transcribe(upload.file)
+    assert "paris" in heard.text.lower()  # the voice note says the answer
+    assert graph.of("audio")[0].json["audio"]["voice"] is True

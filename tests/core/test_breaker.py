@@ -1,0 +1,65 @@
+"""The circuit breaker's states, on a clock the test moves."""
+
+from __future__ import annotations
+
+from parley.core.breaker import CircuitBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_opens_after_failures_in_a_row_and_one_probe_closes_it():
+    clock, changes = Clock(), []
+    breaker = CircuitBreaker(3, 30, clock=clock, on_change=changes.append)
+    breaker.failure()
+    breaker.success()  # a success in between: the count starts again
+    breaker.failure()
+    breaker.failure()
+    assert breaker.allow() and breaker.state == "closed"
+    breaker.failure()
+    assert breaker.state == "open" and not breaker.allow()
+    clock.now += 29.9
+    assert not breaker.allow()
+    clock.now += 0.2
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()  # only one at a time
+    breaker.success()
+    assert breaker.state == "closed" and breaker.allow()
+    assert changes == ["open", "half_open", "closed"]
+
+
+def test_a_failed_probe_opens_it_again_for_a_whole_cooldown():
+    clock = Clock()
+    breaker = CircuitBreaker(2, 10, clock=clock)
+    breaker.failure()
+    breaker.failure()
+    clock.now += 10
+    assert breaker.allow()
+    breaker.failure()
+    assert breaker.state == "open"
+    clock.now += 9
+    assert not breaker.allow()
+    clock.now += 1
+    assert breaker.allow()
+
+
+def test_a_cancelled_probe_lets_another_through():
+    clock = Clock()
+    breaker = CircuitBreaker(1, 5, clock=clock)
+    breaker.failure()
+    clock.now += 5
+    assert breaker.allow()
+    breaker.release()
+    assert breaker.allow()
+
+
+def test_threshold_zero_never_opens():
+    breaker = CircuitBreaker(0, 5)
+    for _ in range(10):
+        breaker.failure()
+    assert breaker.allow() and breaker.state == "closed"

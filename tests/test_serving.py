@@ -1,0 +1,124 @@
+"""``parley serve --workers N``: N real processes on one port, on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PARLEY = [sys.executable, "-m", "parley.cli"]
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+SETTINGS = """
+[database]
+url = "{database}"
+[redis]
+url = "{redis}"
+[llm]
+provider = "echo"
+[conversation]
+default_template = "solo"
+[personas.alex]
+name = "Alex"
+system_prompt = "You are Alex."
+[templates.solo]
+personas = ["alex"]
+[languages.en]
+prompts.start = "Welcome!"
+"""
+
+
+def _folder(tmp_path: Path, database: str, redis: str = REDIS_URL) -> Path:
+    folder = tmp_path / "settings"
+    folder.mkdir(exist_ok=True)
+    (folder / "settings.toml").write_text(SETTINGS.format(database=database, redis=redis))
+    return folder
+
+
+def _environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI"))}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_workers_refuse_sqlite_and_no_redis(tmp_path):
+    folder = _folder(tmp_path, f"sqlite://{tmp_path / 'one.sqlite3'}", redis="")
+    result = subprocess.run(
+        [*PARLEY, "serve", "--settings", str(folder), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_environ(),
+        cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "database.url is SQLite" in result.stderr
+    assert "redis.url is empty" in result.stderr
+    assert "Parley listening" not in result.stdout
+
+
+async def test_two_workers_answer_on_one_port(tmp_path, pg_schema_url):
+    folder = _folder(tmp_path, pg_schema_url)
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        *PARLEY,
+        "serve",
+        "--settings",
+        str(folder),
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        env=_environ(),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its own process group: the workers are stopped with it
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        pids: set[int] = set()
+        # Each request on a new connection: the kernel gives each to whichever worker accepts.
+        for _ in range(600):
+            async with httpx.AsyncClient(timeout=5) as client:
+                try:
+                    health = await client.get(f"{base}/health")
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)  # still starting
+                    continue
+            assert health.status_code == 200, health.text
+            assert health.json()["down"] == [] and health.json()["redis"] == "ok"
+            pids.add(health.json()["pid"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2 and process.pid not in pids  # two workers, not the supervisor
+
+        # A conversation served by both: every reply stored once, in order.
+        device = {"X-Device-ID": "device-workers"}
+        replies = []
+        for i in range(8):
+            async with httpx.AsyncClient(timeout=10, headers=device) as client:
+                response = await client.post(f"{base}/chat/", json={"content": f"message {i}"})
+                assert response.status_code == 200, response.text
+                replies.append(response.json())
+        assert [r["turn_count"] for r in replies] == list(range(1, 9))
+        assert len({r["conversation_id"] for r in replies}) == 1
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            _out, err = await asyncio.wait_for(process.communicate(), 30)
+        except TimeoutError:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    assert process.returncode == 0, err.decode()[-2000:]
