@@ -225,7 +225,7 @@ class Inbox:
             await asyncio.sleep(0.05)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self._put_jobs()
@@ -234,8 +234,11 @@ class Inbox:
                 raise
             except Exception as exc:  # the database is down: try again next round
                 log.warning("inbox: claim round failed: %s: %s", type(exc).__name__, exc)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # arrives as the wait times out, and the loop would then never stop.
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self._wake.wait()
 
     async def _claim_round(self) -> None:
         free = self.settings.concurrency - len(self._running)

@@ -10,7 +10,8 @@ from typing import get_type_hints
 
 import pytest
 
-from parley.core.config import SettingsError, _rule, parse_section
+from parley.core.config import SettingsError, parse_section
+from parley.core.validation import rule_of
 from parley.plugins.local.settings import LocalSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,7 +45,7 @@ def test_docs_list_every_local_key_with_its_default_and_range():
             default = row.split("|")[3].strip().strip("`")
             if tomllib.loads(f"x = {default}")["x"] != getattr(getattr(defaults, part), f.name):
                 wrong.append(f"local.{part}.{f.name}: default {default}")
-            for bound in re.findall(r"-?[\d.]+", _rule(hints[f.name])):
+            for bound in re.findall(r"-?[\d.]+", rule_of(hints[f.name])):
                 if _number(float(bound)) not in row.replace(",", ""):
                     wrong.append(f"local.{part}.{f.name}: range not stated")
         wrong += [f"local.{part}.{name}: no such key" for name in rows]
