@@ -41,6 +41,8 @@ from parley.core.leases import make_lease
 from parley.core.locks import LocalLocks
 from parley.core.retry import retrying
 from parley.core.store.records import InboxRecord
+from parley.core.telemetry import joined
+from parley.core.text import clean_json
 from parley.server import ApiError
 
 if TYPE_CHECKING:
@@ -211,6 +213,7 @@ class TelegramAdapter:
     async def enqueue(self, update: dict[str, Any]) -> bool:
         """Store a message update in the inbox (once per chat and message); False for a repeat
         or an update that is not a message."""
+        update = clean_json(update)  # lone surrogates and NUL: U+FFFD, storable
         message = update.get("message")
         if not isinstance(message, dict):
             return False
@@ -224,7 +227,7 @@ class TelegramAdapter:
             CHANNEL,
             f"message:{chat_id}:{message_id}",
             f"{CHANNEL}:{chat_id}",
-            payload={"update": update},
+            payload={"update": update, "trace": self.runtime.telemetry.received(CHANNEL)},
         )
         if not created:
             log.info("Telegram message %s:%s already received: skipped", chat_id, message_id)
@@ -241,7 +244,8 @@ class TelegramAdapter:
         inboxed = _FROM_INBOX.set(item.id)
         resumed = RESUMING.set(resuming)
         try:
-            await self.dispatcher.feed_update(self.bot, update)
+            with joined(item.payload.get("trace")):  # the turn joins the trace of its receipt
+                await self.dispatcher.feed_update(self.bot, update)
         finally:
             RESUMING.reset(resumed)
             _FROM_INBOX.reset(inboxed)
