@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 TURN_CHANNEL = "turn"
 
+ITEM_KEY = "inbox_item"
+"""Metadata key of a keyed turn's user message: the id of its inbox item."""
+
 RunTurn = Callable[[str, Inbound], AsyncIterator[Event]]
 """Runs one turn unkeyed (the engine's turn under the conversation's lock)."""
 
@@ -150,6 +153,8 @@ async def keyed_turn(
             return
         item, created = taken, True
         inbound = await _resumed(locks, taken, inbound)
+    if ITEM_KEY not in inbound.metadata:  # the user message names its item (see _stored_by)
+        inbound = dataclasses.replace(inbound, metadata={**inbound.metadata, ITEM_KEY: item.id})
     recorder = TurnRecorder()
     try:
         async with inbox.hold(item), aclosing(run(conversation_id, inbound)) as events:
@@ -169,15 +174,28 @@ async def keyed_turn(
 async def _resumed(locks: Locks, item: InboxRecord, inbound: Inbound) -> Inbound:
     """Settle what the dead attempt left and point the inbound at its stored user message."""
     if item.conversation_id is not None:
+        if item.user_message_id is None:  # stored, but the attempt died before linking it
+            item = dataclasses.replace(item, user_message_id=await _stored_by(item))
         async with locks.hold(item.conversation_id):
             await settle_leftovers(item)
     trace = item.payload.get("trace") or inbound.metadata.get("trace")
+    metadata = {**inbound.metadata, ITEM_KEY: item.id}
     return dataclasses.replace(
         inbound,
         idempotency_key=None,
         user_message_id=item.user_message_id or None,
-        metadata={**inbound.metadata, "trace": trace} if trace else inbound.metadata,
+        metadata={**metadata, "trace": trace} if trace else metadata,
     )
+
+
+async def _stored_by(item: InboxRecord) -> str | None:
+    """The user message an attempt of ``item`` stored (its metadata names the item), or None."""
+    assert item.conversation_id is not None
+    for message in reversed(await store.recent_messages(item.conversation_id, 50)):
+        if message.role == "user" and message.metadata.get(ITEM_KEY) == item.id:
+            await store.update_inbox(item.id, user_message_id=message.id)
+            return message.id
+    return None
 
 
 async def settle_leftovers(item: InboxRecord) -> list[MessageRecord]:
