@@ -170,24 +170,24 @@ async def main() -> None:
     parser.add_argument("--kill-every", type=float, default=3.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        one = await throughput(1, 200, Path(tmp))
-        two = await throughput(2, 200, Path(tmp))
         result = await chaos(args.messages, args.kill_every, Path(tmp))
-    delays = result["recovery"]
-    assert isinstance(delays, list)
-    print("| measure | value |")
-    print("|---|---|")
-    print(f"| messages (WhatsApp, Telegram, REST) | {result['messages']} |")
-    print(f"| processes killed (SIGKILL, every {args.kill_every:g} s) | {result['kills']} |")
-    for name in ("lost", "duplicated", "out_of_order"):
-        print(f"| {name.replace('_', ' ')} | {result[name]} |")
-    if delays:
-        print(f"| claims taken over | {len(delays)} |")
-        print(
-            f"| recovery, median / max (s) | {statistics.median(delays):.1f} / {max(delays):.1f} |"
-        )
-    print(f"| turns per second, 1 process | {one:.1f} |")
-    print(f"| turns per second, 2 processes | {two:.1f} ({two / one:.2f}x) |")
+        delays = result["recovery"]
+        assert isinstance(delays, list)
+        print("| measure | value |")
+        print("|---|---|")
+        print(f"| messages (WhatsApp, Telegram, REST) | {result['messages']} |")
+        print(f"| processes killed (SIGKILL, every {args.kill_every:g} s) | {result['kills']} |")
+        for name in ("lost", "duplicated", "out_of_order"):
+            print(f"| {name.replace('_', ' ')} | {result[name]} |")
+        if delays:
+            median, worst = statistics.median(delays), max(delays)
+            print(f"| claims taken over | {len(delays)} |")
+            print(f"| recovery, median / max (s) | {median:.1f} / {worst:.1f} |")
+        sys.stdout.flush()
+        one = await throughput(1, 200, Path(tmp))
+        print(f"| turns per second, 1 process | {one:.1f} |", flush=True)
+        two = await throughput(2, 200, Path(tmp))
+        print(f"| turns per second, 2 processes | {two:.1f} ({two / one:.2f}x) |")
 
 
 if __name__ == "__main__":
