@@ -189,7 +189,17 @@ class Traffic:
         self.rest_answers: dict[str, list[str]] = defaultdict(list)
         self.sent_at: dict[str, float] = {}
         self.refusals = 0
+        self.kills_before: Any = None
+        """Optional ``k -> kills``: message ``k`` of a user waits until that many kills happened."""
         self._updates = itertools.count(1)
+
+    async def _paced(self, k: int) -> None:
+        if self.kills_before is None:
+            return
+        for _ in range(6000):  # at most 5 minutes
+            if len(self.cluster.kills) >= self.kills_before(k):
+                return
+            await asyncio.sleep(0.05)
 
     def _targets(self) -> list[int]:
         ports = sorted(self.live) or [0]
@@ -217,6 +227,7 @@ class Traffic:
 
     async def whatsapp(self, client: httpx.AsyncClient, user: str, count: int) -> None:
         for k in range(count):
+            await self._paced(k)
             text = f"w{user}-{k}"
             message = {
                 "from": user,
@@ -249,6 +260,7 @@ class Traffic:
 
     async def telegram(self, client: httpx.AsyncClient, chat: int, count: int) -> None:
         for k in range(count):
+            await self._paced(k)
             text = f"t{chat}-{k}"
             update = {
                 "update_id": chat * 1000 + k,
@@ -271,6 +283,7 @@ class Traffic:
 
     async def rest(self, client: httpx.AsyncClient, device: str, count: int) -> None:
         for k in range(count):
+            await self._paced(k)
             text = f"r{device}-{k}"
             self.sent[("rest", device)].append(text)
             self.sent_at[text] = time.monotonic()

@@ -82,6 +82,7 @@ async def test_kills_lose_nothing_and_answer_once_in_order(tmp_path, postgres_ur
             await cluster.healthy(index)
         live.update({0, 1, 2})
         traffic = Traffic(cluster, live)
+        traffic.kills_before = lambda k: k  # message k waits for k kills: kills land mid-traffic
         chaos = asyncio.create_task(killer(cluster, live, 4.0, stop))
         async with httpx.AsyncClient(timeout=30) as client:
             senders = [traffic.whatsapp(client, f"1555000{u:04d}", 6) for u in range(5)]
