@@ -235,8 +235,9 @@ class Inbox:
                 raise
             except Exception as exc:  # the database is down: try again next round
                 log.warning("inbox: claim round failed: %s: %s", type(exc).__name__, exc)
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+            with suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can eat a cancel
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self._wake.wait()
 
     async def _claim_round(self) -> None:
         free = self.settings.concurrency - len(self._running)
