@@ -226,7 +226,7 @@ class Inbox:
             await asyncio.sleep(0.05)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self._put_jobs()
@@ -235,7 +235,9 @@ class Inbox:
                 raise
             except Exception as exc:  # the database is down: try again next round
                 log.warning("inbox: claim round failed: %s: %s", type(exc).__name__, exc)
-            with suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can eat a cancel
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # arrives as the wait times out, and the loop would then never stop.
+            with suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll_interval):
                     await self._wake.wait()
 

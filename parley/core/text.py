@@ -8,10 +8,20 @@ in time linear in the text's length (every adapter uses this one splitter).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["REPLACEMENT", "clean", "split_text", "utf16_len", "utf16_units"]
+__all__ = [
+    "REPLACEMENT",
+    "clean",
+    "clean_json",
+    "loads_clean",
+    "split_text",
+    "utf16_len",
+    "utf16_units",
+]
 
 REPLACEMENT = "\ufffd"
 
@@ -32,6 +42,32 @@ def clean(text: str) -> str:
     if not _SURROGATE.search(text):
         return text
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def clean_json(value: Any) -> Any:
+    """A decoded JSON value with every string (keys included) passed through :func:`clean`."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    if isinstance(value, dict):
+        return {clean(k): clean_json(v) for k, v in value.items()}
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def loads_clean(raw: bytes | str) -> Any | None:
+    """JSON text that may escape lone surrogates (``"\\ud83d"``: valid JSON, refused by strict
+    decoders), decoded and cleaned; None when it escapes no surrogate or is not JSON."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if not _SURROGATE_ESCAPE.search(data):
+        return None
+    try:
+        return clean_json(json.loads(data))
+    except (ValueError, RecursionError):
+        return None
 
 
 def utf16_units(ch: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,6 +26,7 @@ from parley.adapters.web.identity import (
 from parley.adapters.web.limits import Limiter
 from parley.adapters.web.settings import WebSettings
 from parley.core.engine import Engine
+from parley.core.text import loads_clean
 from parley.server import ApiError, error_response, log_unhandled
 
 if TYPE_CHECKING:
@@ -88,6 +90,7 @@ class WebAdapter:
             },
             middleware=middleware,
             exception_handlers={RecursionError: too_deep},
+            before_request=clean_body,
             request_max_body_size=self.settings.max_body_bytes,
             tags=["web"],
         )
@@ -142,6 +145,17 @@ def provide_web(state: State) -> WebAdapter:
     """The app's web adapter."""
     adapter: WebAdapter = state.runtime.adapters["web"]
     return adapter
+
+
+async def clean_body(request: Request[Any, Any, Any]) -> None:
+    """A JSON body escaping lone surrogates (``"\\ud83d"``, valid JSON that strict decoders
+    refuse) is decoded leniently and its strings cleaned (U+FFFD) before the route reads it."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    body = await request.body()  # within request_max_body_size (413 beyond)
+    cleaned = loads_clean(body)
+    if cleaned is not None:
+        request._body = request._connection_state.body = json.dumps(cleaned).encode()
 
 
 def _redis(url: str) -> Any:

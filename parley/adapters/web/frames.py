@@ -22,6 +22,7 @@ from parley.core.events import (
     TurnCompleted,
     TurnStarted,
 )
+from parley.core.text import loads_clean
 
 __all__ = [
     "AUDIO_HEADER",
@@ -88,9 +89,11 @@ def parse_frame(raw: str, max_bytes: int) -> tuple[str, dict[str, Any]]:
     try:
         value = msgspec.json.decode(raw)
     except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deeply
-        raise FrameError(
-            "invalid_json", 'frames are JSON objects: {"type": "...", "data": {...}}'
-        ) from None
+        value = loads_clean(raw)  # lone surrogates escaped: decoded and cleaned (U+FFFD)
+        if value is None:
+            raise FrameError(
+                "invalid_json", 'frames are JSON objects: {"type": "...", "data": {...}}'
+            ) from None
     if not isinstance(value, dict):
         raise FrameError("invalid_frame", 'frames are JSON objects: {"type": "...", "data": {...}}')
     kind = value.get("type")

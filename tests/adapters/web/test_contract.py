@@ -57,10 +57,8 @@ async def test_with_a_secret_the_device_id_is_optional(serve):
     async with serve({"web": {"auth_secret": "a-test-secret-of-at-least-32-bytes-for-hs256"}}) as w:
         schema = (await w.http.get("/schema/openapi.json")).json()
     parameters = schema["paths"]["/chat"]["post"]["parameters"]
-    assert {p["name"]: p["required"] for p in parameters} == {
-        "X-Device-ID": False,
-        "Authorization": False,
-    }
+    required = {p["name"]: p["required"] for p in parameters}
+    assert (required["X-Device-ID"], required["Authorization"]) == (False, False)
 
 
 async def test_deep_json_is_400_invalid_json_on_every_json_route(serve, caplog):
@@ -134,3 +132,29 @@ async def test_frames_far_over_the_limit_close_with_1009(serve):
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_lone_surrogates_are_stored_as_replacement_characters(serve, llm, caplog):
+    caplog.set_level(logging.WARNING)
+    lone = '"cut \\ud83d"'  # valid JSON that Python decodes but cannot encode to UTF-8
+    headers = {"Content-Type": "application/json"}
+    async with serve() as web:
+        chat = await web.http.post("/chat/", content=f'{{"content": {lone}}}', headers=headers)
+        assert chat.status_code == 200, chat.text
+        created = await web.http.post(SESSION, content=f'{{"user_id": {lone}}}', headers=headers)
+        assert created.status_code == 200, created.text
+        session_id = created.json()["session_id"]
+        url = f"{SESSION}/{session_id}/message"
+        reply = await web.http.post(url, content=f'{{"message": {lone}}}', headers=headers)
+        assert reply.status_code == 200, reply.text
+        async with web.ws() as socket:
+            await web.start_chat(socket, greeting=False)
+            await socket.send(f'{{"type": "user_message", "data": {{"text": {lone}}}}}')
+            frames = await web.recv_until(socket, "turn_complete")
+            assert not [f for f in frames if f["type"] == "error"], frames
+        history = await web.http.get(
+            f"/api/v1/conversations/{chat.json()['conversation_id']}/messages"
+        )
+        contents = [m["content"] for m in history.json()["messages"] if m["role"] == "user"]
+        assert contents[0] == "cut \ufffd"
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
