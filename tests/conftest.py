@@ -168,6 +168,17 @@ async def pg_schema_url(postgres_url: str) -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_settings(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
+    """Settings sections for each database: ``{}`` (the test's SQLite file), then a fresh
+    PostgreSQL schema (``{"database": {"url": ...}}``), dropped after the test."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    async with postgres_schema(request.getfixturevalue("postgres_url")) as url:
+        yield {"database": {"url": url}}
+
+
 # -- the local models (parley/plugins/local), loaded once per test session ----------------------
 
 

@@ -1,7 +1,8 @@
 """Text as platforms carry it: cleaning what arrives, splitting what goes out.
 
 :func:`clean` replaces lone UTF-16 surrogates (``"\\ud83d"`` from a truncated emoji is valid JSON
-that Python decodes but cannot encode to UTF-8) with U+FFFD, so a message can always be stored.
+that Python decodes but cannot encode to UTF-8) and NUL characters (``"\\u0000"``, valid JSON that
+PostgreSQL cannot store in text) with U+FFFD, so a message can always be stored.
 :func:`split_text` cuts a long reply into parts within a platform's limit, at the best boundary,
 in time linear in the text's length (every adapter uses this one splitter).
 """
@@ -25,7 +26,7 @@ __all__ = [
 
 REPLACEMENT = "\ufffd"
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 # Where a long text may be cut, best first: between paragraphs, between lines, after a sentence,
 # between words. Each pattern matches the separator; the cut falls on its start.
@@ -38,9 +39,11 @@ _BOUNDARIES = (
 
 
 def clean(text: str) -> str:
-    """``text`` with every lone surrogate replaced by U+FFFD (well-formed text is unchanged)."""
-    if not _SURROGATE.search(text):
+    """``text`` with every lone surrogate and NUL replaced by U+FFFD (well-formed text is
+    unchanged)."""
+    if not _UNSTORABLE.search(text):
         return text
+    text = text.replace("\x00", REPLACEMENT)
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
@@ -55,14 +58,15 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 
 
 def loads_clean(raw: bytes | str) -> Any | None:
     """JSON text that may escape lone surrogates (``"\\ud83d"``: valid JSON, refused by strict
-    decoders), decoded and cleaned; None when it escapes no surrogate or is not JSON."""
+    decoders) or NUL (``"\\u0000"``: unstorable), decoded and cleaned; None when it escapes
+    neither or is not JSON."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    if not _SURROGATE_ESCAPE.search(data):
+    if not _UNSTORABLE_ESCAPE.search(data):
         return None
     try:
         return clean_json(json.loads(data))

@@ -1,4 +1,4 @@
-"""The one text splitter (linear, at the best boundary) and surrogate cleaning."""
+"""The one text splitter (linear, at the best boundary) and surrogate / NUL cleaning."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ def test_clean_replaces_lone_surrogates_only():
     assert clean("cut \ud83d") == f"cut {REPLACEMENT}"
     assert clean("\udc00x\ud800") == f"{REPLACEMENT}x{REPLACEMENT}"
     clean("a\ud83d").encode()  # storable
+
+
+def test_clean_replaces_nul_which_postgresql_cannot_store():
+    assert clean("a\x00b") == f"a{REPLACEMENT}b"
+    assert clean("\x00\ud83d") == REPLACEMENT * 2
 
 
 def test_boundaries_best_first():

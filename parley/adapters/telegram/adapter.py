@@ -42,6 +42,7 @@ from parley.core.locks import LocalLocks
 from parley.core.retry import retrying
 from parley.core.store.records import InboxRecord
 from parley.core.telemetry import joined
+from parley.core.text import clean_json
 from parley.server import ApiError
 
 if TYPE_CHECKING:
@@ -212,6 +213,7 @@ class TelegramAdapter:
     async def enqueue(self, update: dict[str, Any]) -> bool:
         """Store a message update in the inbox (once per chat and message); False for a repeat
         or an update that is not a message."""
+        update = clean_json(update)  # lone surrogates and NUL: U+FFFD, storable
         message = update.get("message")
         if not isinstance(message, dict):
             return False

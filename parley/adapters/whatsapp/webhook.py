@@ -13,6 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from parley.adapters.whatsapp.intake import keep_for_turns, record_statuses
 from parley.adapters.whatsapp.payload import parse_delivery, parse_statuses, signature_ok
+from parley.core.text import clean_json
 from parley.server import ApiError
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def webhook_routes(adapter: WhatsAppAdapter) -> list[HTTPRouteHandler]:
             log.warning("WhatsApp delivery with a missing or wrong signature refused")
             raise ApiError(401, "invalid_signature", "missing or wrong X-Hub-Signature-256")
         try:
-            data = json.loads(body)
+            data = clean_json(json.loads(body))  # lone surrogates and NUL: U+FFFD, storable
         except (ValueError, RecursionError):  # not JSON, or nested too deeply
             raise ApiError(400, "bad_request", "the body is not JSON") from None
         await record_statuses(parse_statuses(data, settings.phone_number_id))

@@ -149,14 +149,14 @@ async def test_webhook_body_and_text_are_capped(tg, api):
 
 async def test_a_lone_surrogate_is_replaced(tg, api):
     tg.llm.push("Got it.")
-    update = tg.text("cut emoji \ud83d")
+    update = tg.text("cut emoji \ud83d\x00")  # and a NUL, which PostgreSQL cannot store
     update["message"]["from"]["first_name"] = "Ada \udc00"
     async with tg.running():
         tg.push(update)
         await api.wait_for(lambda: len(api.sent("sendMessage")) >= 2)
         stored = await _stored_user()
-    assert stored.content == f"cut emoji {REPLACEMENT}"
-    assert tg.llm.requests[0].messages[-1]["content"] == f"cut emoji {REPLACEMENT}"
+    assert stored.content == f"cut emoji {REPLACEMENT}{REPLACEMENT}"
+    assert tg.llm.requests[0].messages[-1]["content"] == f"cut emoji {REPLACEMENT}{REPLACEMENT}"
 
 
 async def _stored_user() -> Any:

@@ -134,11 +134,14 @@ async def test_frames_far_over_the_limit_close_with_1009(serve):
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
-async def test_lone_surrogates_are_stored_as_replacement_characters(serve, llm, caplog):
+async def test_lone_surrogates_are_stored_as_replacement_characters(
+    serve, llm, caplog, database_settings
+):
     caplog.set_level(logging.WARNING)
-    lone = '"cut \\ud83d"'  # valid JSON that Python decodes but cannot encode to UTF-8
+    # Valid JSON that Python decodes but cannot encode to UTF-8, and a NUL PostgreSQL refuses.
+    lone = '"cut \\ud83d\\u0000"'
     headers = {"Content-Type": "application/json"}
-    async with serve() as web:
+    async with serve(database_settings) as web:
         chat = await web.http.post("/chat/", content=f'{{"content": {lone}}}', headers=headers)
         assert chat.status_code == 200, chat.text
         created = await web.http.post(SESSION, content=f'{{"user_id": {lone}}}', headers=headers)
@@ -156,5 +159,5 @@ async def test_lone_surrogates_are_stored_as_replacement_characters(serve, llm, 
             f"/api/v1/conversations/{chat.json()['conversation_id']}/messages"
         )
         contents = [m["content"] for m in history.json()["messages"] if m["role"] == "user"]
-        assert contents[0] == "cut \ufffd"
+        assert contents[0] == "cut \ufffd\ufffd"
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

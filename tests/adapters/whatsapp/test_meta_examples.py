@@ -43,19 +43,22 @@ async def user_messages(wa_id: str = USER) -> list[Any]:
     return [m for m in await store.list_messages(conversation.id) if m.role == "user"]
 
 
-async def test_a_lone_surrogate_is_replaced_and_the_message_answered(serve, graph, providers):
+async def test_a_lone_surrogate_is_replaced_and_the_message_answered(
+    serve, graph, providers, database_settings
+):
     payload = example("text")
-    first_message(payload)["text"]["body"] = "I love it \ud83d"
+    first_message(payload)["text"]["body"] = "I love it \ud83d\x00"
     contact = payload["entry"][0]["changes"][0]["value"]["contacts"][0]
     contact["profile"]["name"] = "Sheena \udc00"
     body = json.dumps(payload).encode()  # escapes the surrogates: valid JSON, as Meta sends
     assert b"\\ud83d" in body
-    async with serve(NO_GREETING) as served:
+    assert b"\\u0000" in body  # and a NUL, which PostgreSQL cannot store
+    async with serve({**NO_GREETING, **database_settings}) as served:
         response = await served.deliver(body)
         assert response.status_code == 200, response.text
         await served.idle()
         (message,) = await user_messages()
-        assert message.content == f"I love it {REPLACEMENT}"
+        assert message.content == f"I love it {REPLACEMENT}{REPLACEMENT}"
         assert message.status == "complete"
         assert (await store.get_or_create_user("whatsapp", USER)).display_name == (
             f"Sheena {REPLACEMENT}"
