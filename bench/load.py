@@ -6,8 +6,10 @@ One client drives Parley and the baseline alike (the baseline speaks the frames 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 from harness import Server
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 QUESTION = "plan my morning"
 _devices = itertools.count()
@@ -102,6 +105,8 @@ class LoadResult:
     seconds: float
     turns: list[Turn] = field(default_factory=list)
     cpu: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    """Conversations that ended in an error (an error frame, the socket closed by the server)."""
 
     @property
     def throughput(self) -> float:
@@ -114,37 +119,60 @@ async def load(
     conversations: int,
     seconds: float,
     *,
-    warmup: float = 2.0,
+    warmup: float = 1.0,
     devices: list[str] | None = None,
 ) -> LoadResult:
-    """``conversations`` sockets (spread over ``servers``) sending turns back to back; the turns
-    that complete within ``seconds`` after a ``warmup`` are counted, and the servers' CPU time in
-    that window."""
+    """``conversations`` sockets (spread over ``servers``) sending turns back to back.
+
+    Each conversation starts after a random pause of up to 2 s (people do not all press enter at
+    once). Steady state only: the window opens ``warmup`` seconds after every conversation
+    finished its first turn (at most 60 s after the start) and lasts ``seconds``, or as long as
+    that first round took if longer (so that a saturated server, whose turns take longer than
+    ``seconds``, still completes some); the turns that complete in it are counted, and the
+    servers' CPU time in it. Turns still running when it closes are cut."""
     sockets = []
     for i in range(conversations):
         device = devices[i] if devices else device_id()
         sockets.append(open_socket(servers[i % len(servers)].ws_url, device))
     opened = await _gather_limited(sockets, 50)
     result = LoadResult(conversations, seconds)
-    window_start = time.perf_counter() + warmup
-    deadline = window_start + seconds
-
-    async def cpu_at(moment: float) -> float:
-        await asyncio.sleep(max(0.0, moment - time.perf_counter()))
-        return sum(server.cpu() for server in servers)
+    ready = asyncio.Event()
+    started: set[int] = set()
+    window: list[float] = []
+    rng = random.Random(conversations)
 
     async def run(socket: ClientConnection) -> None:
-        while time.perf_counter() < deadline:
-            done = await turn(socket)
-            if window_start <= time.perf_counter() <= deadline:
+        await asyncio.sleep(rng.uniform(0, 2.0))
+        while True:
+            try:
+                done = await turn(socket)
+            except (ConnectionClosed, RuntimeError) as exc:  # counted, never hidden
+                result.errors.append(f"{type(exc).__name__}: {exc}")
+                started.add(id(socket))
+                return
+            if window and window[0] <= time.perf_counter() <= window[1]:
                 result.turns.append(done)
+            if id(socket) not in started:
+                started.add(id(socket))
+                if len(started) == len(opened):
+                    ready.set()
 
+    runs = [asyncio.ensure_future(run(socket)) for socket in opened]
     try:
-        marks = asyncio.gather(cpu_at(window_start), cpu_at(deadline))
-        await asyncio.gather(*(run(socket) for socket in opened))
-        before, after = await marks
-        result.cpu = after - before
+        began = time.perf_counter()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), 60)
+        await asyncio.sleep(warmup)
+        length = max(seconds, time.perf_counter() - began - warmup)
+        before = sum(server.cpu() for server in servers)
+        window.extend([time.perf_counter(), time.perf_counter() + length])
+        await asyncio.sleep(length)
+        result.cpu = sum(server.cpu() for server in servers) - before
+        result.seconds = length
     finally:
+        for task in runs:
+            task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
         await asyncio.gather(*(socket.close() for socket in opened), return_exceptions=True)
     return result
 

@@ -87,7 +87,8 @@ async def main(args: argparse.Namespace) -> dict:
             await section("scale", sections.scale(sizes, folder, postgres, args.redis))
         else:
             results["scale"] = {"available": False, "why": why}
-        extra = ["--smoke"] if args.smoke else []
+        # The smoke run only checks that the scripts start (--help); the full run runs them.
+        extra = ["--help"] if args.smoke else []
         await section(
             "local_voice",
             asyncio.to_thread(sections.optional, ROOT / "bench/local_voice.py", extra, 240),
@@ -106,7 +107,7 @@ def _header(sizes_name: str, results: dict) -> list[str]:
         "Written by `make bench` (`bench/run.py`); do not edit by hand: the prose at the end "
         "comes from `bench/notes.md`.",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {sizes_name}, on {os.cpu_count()} cores "
+        f"Run {results['finished']}, {sizes_name}, on {os.cpu_count()} cores "
         f"({platform.machine()}, Python {platform.python_version()}), {total:.0f} s. The machine "
         "is shared: absolute numbers move between runs, ratios measured in one run are what "
         f"count. Load average (1 min) after each section: "
@@ -126,11 +127,19 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks.md")
     parser.add_argument("--postgres", help="PostgreSQL URL for the 1 vs 2 processes section")
     parser.add_argument("--redis", default=os.environ.get("PARLEY_BENCH_REDIS", ""))
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the results JSON"
+    )
     arguments = parser.parse_args()
     arguments.redis = arguments.redis or "redis://127.0.0.1:6379/0"
-    found = asyncio.run(main(arguments))
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    name = "smoke sizes" if arguments.smoke else "full sizes"
-    report.write(found, arguments.out, _header(name, found))
-    arguments.out.with_suffix(".json").write_text(json.dumps(found, indent=1, default=str))
+    raw = arguments.out.with_suffix(".json")
+    if arguments.report_only:
+        found = json.loads(raw.read_text())
+    else:
+        found = asyncio.run(main(arguments))
+        arguments.out.parent.mkdir(parents=True, exist_ok=True)
+        found["sizes"] = "smoke sizes" if arguments.smoke else "full sizes"
+        found["finished"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        raw.write_text(json.dumps(found, indent=1, default=str))
+    report.write(found, arguments.out, _header(found["sizes"], found))
     print(f"[bench] wrote {arguments.out}")

@@ -14,6 +14,7 @@ import click
 
 from parley.core.config import Settings, SettingsError
 from parley.core.loading import load_settings
+from parley.logs import configure_logging
 from parley.plugin_commands import PluginGroup
 
 __all__ = ["main"]
@@ -114,6 +115,7 @@ def telegram(settings_dir: str | None) -> None:
     settings = _settings(settings_dir)
     with _settings_errors():
         telegram_settings = load_telegram_settings(settings, enabled=True, mode="polling")
+        configure_logging(settings)  # [logging]: level, text or json
     click.echo("Parley Telegram bot polling (Ctrl-C stops it)")
     with _settings_errors(), suppress(KeyboardInterrupt):
         failure = asyncio.run(_telegram(Runtime(settings), telegram_settings))

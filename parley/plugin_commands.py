@@ -35,7 +35,12 @@ class PluginGroup(click.Group):
         from parley.core.plugins import Hooks
 
         extra = click.Group()
-        Hooks(self.plugin_manager()).call_sync("register_commands", cli=extra)
+        try:
+            pm = self.plugin_manager()
+        except Exception as exc:  # a broken plugin must not take the built-in commands down
+            log.warning("plugin commands unavailable: %s: %s", type(exc).__name__, exc)
+            return
+        Hooks(pm).call_sync("register_commands", cli=extra)
         for name, command in extra.commands.items():
             if name in self.commands:
                 log.warning("a plugin's command %r is ignored: the name is taken", name)

@@ -23,20 +23,16 @@ from parley.core.providers import (
 __all__ = [
     "FakeLiveSTT",
     "FakeLiveSession",
-    "FakeOpenAIServer",
     "FakeSTT",
     "ScriptedLLM",
     "Step",
-    "TcpProxy",
     "ToneTTS",
     "collect",
-    "deepgram_transcript",
     "install_distribution",
     "openai_chunk",
     "openai_sse",
     "openai_text",
     "openai_tool_calls",
-    "postgres_schema",
     "running_server",
     "tool_call",
 ]
@@ -161,23 +157,6 @@ def openai_tool_calls(*calls: tuple[str, dict[str, Any]], text: str = "", split:
     return openai_sse(*chunks, openai_chunk({}, "tool_calls"))
 
 
-def deepgram_transcript(text: str) -> dict[str, Any]:
-    """A Deepgram pre-recorded ``/v1/listen`` response body with ``text`` as the transcript."""
-    alternative = {"transcript": text, "confidence": 0.9, "words": []}
-    return {
-        "metadata": {
-            "request_id": "r",
-            "sha256": "",
-            "created": "2026-01-01T00:00:00Z",
-            "duration": 1.0,
-            "channels": 1,
-            "models": [],
-            "model_info": {},
-        },
-        "results": {"channels": [{"alternatives": [alternative]}]},
-    }
-
-
 async def collect(events: AsyncIterable[Any]) -> list[Any]:
     """Every event of a turn, in order."""
     return [event async for event in events]
@@ -228,95 +207,6 @@ async def running_server(
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
-
-
-@asynccontextmanager
-async def postgres_schema(base_url: str) -> AsyncIterator[str]:
-    """A fresh schema on the PostgreSQL at ``base_url``; yields its ``database.url``, drops it after."""
-    import uuid
-
-    import asyncpg
-
-    schema = f"parley_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(base_url)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        yield f"{base_url}?schema={schema}"
-    finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await admin.close()
-
-
-class TcpProxy:
-    """A TCP proxy on loopback in front of a real service, to stage an outage in a test.
-
-    ``async with TcpProxy(url) as proxy``: ``proxy.url`` is ``url`` pointing at the proxy.
-    :meth:`cut` drops every open connection and refuses new ones (the service looks down);
-    :meth:`restore` accepts again on the same port. The service itself is never touched.
-    """
-
-    def __init__(self, url: str) -> None:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url)
-        self.target = (parts.hostname or "127.0.0.1", parts.port or 0)
-        self._parts = parts
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
-
-    @property
-    def url(self) -> str:
-        """The service's URL through the proxy."""
-        parts = self._parts
-        user = parts.netloc.rpartition("@")[0]
-        netloc = f"{user}@" if user else ""
-        return parts._replace(netloc=f"{netloc}127.0.0.1:{self.port}").geturl()
-
-    async def __aenter__(self) -> TcpProxy:
-        await self.restore()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.cut()
-
-    async def restore(self) -> None:
-        """Listen (again) and forward new connections to the service."""
-        if self._server is None:
-            self._server = await asyncio.start_server(
-                self._handle, "127.0.0.1", self.port, reuse_address=True
-            )
-            self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        """Stop listening and reset every open connection."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for writer in list(self._open):
-            writer.transport.abort()
-        self._open.clear()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._open.update((writer, up_writer))
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except (OSError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                sink.transport.abort()
-                self._open.discard(sink)
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 class FakeSTT:
@@ -512,80 +402,3 @@ def install_distribution(source: Any, target: Any) -> None:
              "--target", str(target), str(copy)],
             check=True, capture_output=True, timeout=180,
         )  # fmt: skip
-
-
-class FakeOpenAIServer:
-    """A local OpenAI-compatible ``/v1/chat/completions`` server that plays scripted behaviours.
-
-    Queue behaviours with :meth:`push`; each request takes the next (the last one repeats):
-    ``("text", [pieces])`` streams the pieces; ``("raw", sse_bytes)`` sends that body (see
-    :func:`openai_tool_calls`); ``("status", code)`` answers that HTTP error;
-    ``("silent",)`` sends the stream's headers and then nothing; ``("stall", [pieces])`` streams the
-    pieces and then nothing. ``requests`` counts the requests served; ``closed`` the streams whose
-    client went away. Use ``async with FakeOpenAIServer() as server`` and ``server.base_url``.
-    """
-
-    def __init__(self, *behaviours: tuple[Any, ...]) -> None:
-        self.behaviours: deque[tuple[Any, ...]] = deque(behaviours)
-        self.requests = 0
-        self.closed = 0
-        self.bodies: list[dict[str, Any]] = []
-        self.base_url = ""
-        self._runner: Any = None
-
-    def push(self, *behaviours: tuple[Any, ...]) -> None:
-        """Queue behaviours for the next requests."""
-        self.behaviours.extend(behaviours)
-
-    def _next(self) -> tuple[Any, ...]:
-        if len(self.behaviours) > 1:
-            return self.behaviours.popleft()
-        return self.behaviours[0] if self.behaviours else ("text", ["ok"])
-
-    async def _handle(self, request: Any) -> Any:
-        from aiohttp import web
-
-        self.requests += 1
-        self.bodies.append(await request.json())
-        behaviour = self._next()
-        if behaviour[0] == "status":
-            error = {"error": {"message": f"scripted {behaviour[1]}", "type": "server_error"}}
-            return web.json_response(error, status=behaviour[1])
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        try:
-            if behaviour[0] == "raw":
-                await response.write(behaviour[1])
-                await response.write_eof()
-                return response
-            if behaviour[0] == "text":
-                if len(behaviour) > 2:  # ("text", pieces, seconds before the first byte)
-                    await asyncio.sleep(behaviour[2])
-                await response.write(openai_text(*behaviour[1]))
-                await response.write_eof()
-                return response
-            if behaviour[0] == "stall":
-                chunks = [openai_chunk({"role": "assistant", "content": ""})]
-                chunks += [openai_chunk({"content": piece}) for piece in behaviour[1]]
-                await response.write("".join(f"data: {json.dumps(c)}\n\n" for c in chunks).encode())
-            await asyncio.Event().wait()  # silent / stalled: until the client goes away
-        except (asyncio.CancelledError, ConnectionError):
-            self.closed += 1
-            raise
-        return response
-
-    async def __aenter__(self) -> FakeOpenAIServer:
-        from aiohttp import web
-
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._handle)
-        self._runner = web.AppRunner(app, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}/v1"
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._runner.cleanup()

@@ -24,7 +24,8 @@ from parley.core.config import Settings
 from parley.core.engine import Engine
 from parley.core.loading import settings_from_dict
 from parley.core.plugins import Hooks, make_plugin_manager
-from parley.testing import ScriptedLLM, postgres_schema
+from parley.testing import ScriptedLLM
+from parley.testing_services import postgres_schema
 
 BASE_SETTINGS: dict[str, Any] = {
     "llm": {"provider": "echo", "model": "test-model"},
@@ -205,5 +206,23 @@ def piper_tts() -> Any:
 
     tts = PiperTTS(LocalTTSSettings(), command=piper_command(), voice=piper_voice())
     yield tts
-    for process in tts._processes.values():
-        process.stop()
+    tts.stop()
+
+
+@pytest.fixture(scope="session")
+def spoken_question(piper_tts: Any, whisper_stt: Any) -> Any:
+    """ "What is the capital of France?" spoken by the local voice, as 16 kHz mono PCM16.
+
+    piper's voice varies a little from one synthesis to the next, and now and then tiny.en
+    hears "friends"; the adapter tests need a question the model can answer, so this keeps the
+    first synthesis the recogniser hears right (the word error rate has its own test)."""
+    from parley.audio import decode_to_pcm16
+
+    question = "What is the capital of France?"
+    for _ in range(5):
+        audio = piper_tts.process_for(None).synthesize(question)
+        pcm = decode_to_pcm16(audio.pcm, source_format=f"pcm_{audio.sample_rate}").pcm
+        heard = whisper_stt.engine.transcribe(pcm, "en").text
+        if heard.lower().rstrip("?.") == question.lower().rstrip("?"):
+            return pcm
+    raise AssertionError(f"the local voice and recogniser disagree: {heard!r}")

@@ -162,8 +162,18 @@ def test_plugins_lists_builtins_and_entry_points(tmp_path, hello_plugin):
     out = result.stdout
     assert "openai  [built-in]" in out and "echo  [built-in]" in out
     assert "hello  [entry point (parley-hello 0.3.0)]" in out
-    assert "register_llm_providers, transform_response" in out
+    assert "register_commands, register_llm_providers, transform_response" in out
     assert "llm providers: echo, hello, local, openai" in out
+
+
+def test_a_plugin_adds_a_command(hello_plugin):
+    env = {"PYTHONPATH": str(hello_plugin)}
+    result = run(["hello", "Ada"], env=env)
+    assert (result.returncode, result.stdout) == (0, "Hello, Ada, from parley-hello\n")
+    listed = run(["--help"], env=env).stdout
+    assert "hello" in listed and "Greet NAME from the plugin." in listed
+    assert "serve" in listed  # the built-ins stay
+    assert run(["hello", "Ada"]).returncode == 2  # without the plugin: no such command
 
 
 def test_entry_point_plugin_in_a_conversation(tmp_path, hello_plugin):

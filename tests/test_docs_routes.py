@@ -82,3 +82,38 @@ def test_frames_and_the_protocol_doc_agree():
     named = set(re.findall(r"`(\w+)`", doc)) | set(re.findall(r'"type": "(\w+)"', doc))
     assert _server_frame_types() - named == set(), "frames the protocol doc does not name"
     assert len(_server_frame_types()) > 10  # the walk sees the frames
+
+
+def test_every_parley_name_in_the_docs_exists():
+    """``parley.x.y`` written in README or docs/ imports (a module) or resolves (an attribute)."""
+    import importlib
+
+    text = "\n".join(
+        p.read_text(encoding="utf-8") for p in [*DOCS.glob("*.md"), DOCS.parent / "README.md"]
+    )
+    # Python names only: a module of the package or an exported name after ``parley.`` (span
+    # attributes and logger names such as ``parley.turn`` are not Python names).
+    package = Path(__file__).resolve().parents[1] / "parley"
+    roots = {p.stem for p in package.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    roots |= set(importlib.import_module("parley").__all__)
+    names = {
+        n for n in re.findall(r"\bparley(?:\.[A-Za-z_]\w*)+", text) if n.split(".")[1] in roots
+    }
+    missing = []
+    for name in sorted(names):
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                found: object = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            try:
+                for attr in parts[cut:]:
+                    found = getattr(found, attr)
+            except AttributeError:
+                missing.append(name)
+            break
+        else:
+            missing.append(name)
+    assert missing == []
+    assert len(names) > 10

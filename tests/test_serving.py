@@ -114,6 +114,23 @@ async def test_two_workers_answer_on_one_port(tmp_path, pg_schema_url):
                 replies.append(response.json())
         assert [r["turn_count"] for r in replies] == list(range(1, 9))
         assert len({r["conversation_id"] for r in replies}) == 1
+
+        # A worker killed outright: the other one goes on answering, and a new one replaces it.
+        killed = pids.pop()
+        os.kill(killed, signal.SIGKILL)
+        seen: set[int] = set()
+        for _ in range(600):
+            async with httpx.AsyncClient(timeout=5, headers=device) as client:
+                health = await client.get(f"{base}/health")
+            assert health.status_code == 200
+            seen.add(health.json()["pid"])
+            if seen - pids - {killed}:
+                break
+            await asyncio.sleep(0.05)
+        assert killed not in seen and seen - pids  # a new worker answers
+        async with httpx.AsyncClient(timeout=10, headers=device) as client:
+            response = await client.post(f"{base}/chat/", json={"content": "after the kill"})
+        assert response.status_code == 200 and response.json()["turn_count"] == 9
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

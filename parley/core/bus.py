@@ -125,17 +125,25 @@ class RedisEventBus(EventBus):
     READY_TIMEOUT = 2.0
     """Longest :meth:`ready` waits for Redis to confirm a subscription."""
 
+    PUBLISH_TIMEOUT = 2.0
+    """Seconds a publish (or a connection attempt) may take before it is given up (logged)."""
+
     def __init__(self, url: str, *, prefix: str = "parley:events:") -> None:
         super().__init__()
         import redis.asyncio as redis
 
-        self.client: Any = redis.from_url(url)
+        # A Redis that hangs must not hang a turn: publishing gives up after PUBLISH_TIMEOUT.
+        self.client: Any = redis.from_url(
+            url, socket_timeout=self.PUBLISH_TIMEOUT, socket_connect_timeout=self.PUBLISH_TIMEOUT
+        )
+        self.reader: Any = redis.from_url(url, socket_connect_timeout=self.PUBLISH_TIMEOUT)
         self.prefix = prefix
-        self.pubsub: Any = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub: Any = self.reader.pubsub(ignore_subscribe_messages=True)
         self._reader: asyncio.Task[None] | None = None
         self._changes: asyncio.Queue[tuple[bool, str]] = asyncio.Queue()
         self._watching: set[str] = set()
         self._ready: dict[str, asyncio.Event] = {}
+        self._pumps: dict[str, _Pump] = {}
         self._send_failed = False
 
     async def _send(self, envelope: Envelope) -> None:
@@ -211,7 +219,7 @@ class RedisEventBus(EventBus):
         await asyncio.sleep(self.RETRY)
         with suppress(Exception):
             await self.pubsub.aclose()
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub = self.reader.pubsub(ignore_subscribe_messages=True)
         for conversation_id in list(self._watching):
             self._watching.discard(conversation_id)
             self._ready[conversation_id] = asyncio.Event()
@@ -223,11 +231,20 @@ class RedisEventBus(EventBus):
         except CodecError as exc:
             log.warning("event bus: dropped a message: %s", exc)
             return
-        if envelope.node != self.node:
-            await self._deliver(envelope)
+        if envelope.node == self.node or envelope.conversation_id not in self._subscribers:
+            return
+        # One delivery task per conversation: its order holds, and a slow subscriber (a socket
+        # on a bad network) holds up its own conversation only, not the reader.
+        conversation_id = envelope.conversation_id
+        pump = self._pumps.get(conversation_id)
+        if pump is None:
+            pump = self._pumps[conversation_id] = _Pump(self, conversation_id)
+        pump.put(envelope)
 
     async def close(self) -> None:
         """Stop reading and close the Redis connections."""
+        for pump in list(self._pumps.values()):
+            pump.task.cancel()
         if self._reader is not None:
             self._reader.cancel()
             with suppress(asyncio.CancelledError):
@@ -236,4 +253,26 @@ class RedisEventBus(EventBus):
         with suppress(Exception):
             await self.pubsub.aclose()
         await self.client.aclose()
+        await self.reader.aclose()
         await super().close()
+
+
+class _Pump:
+    """Delivers one conversation's envelopes from other processes, in order, then ends."""
+
+    def __init__(self, bus: RedisEventBus, conversation_id: str) -> None:
+        self.bus = bus
+        self.conversation_id = conversation_id
+        self.queue: asyncio.Queue[Envelope] = asyncio.Queue()
+        self.task = asyncio.create_task(self.run(), name=f"event-bus-{conversation_id}")
+
+    def put(self, envelope: Envelope) -> None:
+        self.queue.put_nowait(envelope)
+
+    async def run(self) -> None:
+        try:
+            while not self.queue.empty():
+                await self.bus._deliver(self.queue.get_nowait())
+        finally:
+            if self.bus._pumps.get(self.conversation_id) is self:
+                del self.bus._pumps[self.conversation_id]

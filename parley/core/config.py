@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from msgspec import Meta
 
-from parley.core.validation import InvalidSetting, SettingsError, check_range, parse_section
+from parley.core.validation import InvalidSetting, SettingsError, parse_section
 
 __all__ = [
     "MODEL_KEYS",
@@ -29,7 +29,6 @@ __all__ = [
     "SettingsError",
     "Template",
     "ToolsSettings",
-    "check_range",
     "parse_section",
 ]
 

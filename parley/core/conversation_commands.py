@@ -9,12 +9,30 @@ subscriber knows them for its own).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from parley.core.inbound import Inbound
 from parley.core.speech import SpeechOptions
 
-__all__ = ["Command", "End", "Interrupt", "ModelSettings", "Say", "UserTurn"]
+__all__ = [
+    "Command",
+    "End",
+    "Interrupt",
+    "ListeningUnavailable",
+    "ModelSettings",
+    "Outcome",
+    "Say",
+    "SilencePrompt",
+    "UserTurn",
+]
+
+Outcome = Literal["done", "interrupted", "dropped"]
+"""What a queued command's future resolves to: stored, cut short, or dropped (its submitter
+left before it ran)."""
+
+
+class ListeningUnavailable(Exception):
+    """The engine has no live speech-to-text provider."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +92,11 @@ class ModelSettings(Command):
     by the caller; they apply from the next reply."""
 
     values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SilencePrompt(Command):
+    """The silence timer's prompt (the runtime queues it itself): the nudge or the timeout."""
+
+    phase: int
+    generation: int

@@ -13,6 +13,7 @@ prompts as ordinary commands, so they never overlap a reply.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Protocol
 
 from parley.core.config import Template
@@ -44,12 +45,15 @@ class Silence:
         self.generation = 0
         """Counts user activity; a prompt queued before the latest activity is dropped."""
         self.idle_now = False
+        self.since = datetime.now(UTC)
+        """When the silence (or the current stretch of it) began."""
         self._timer: asyncio.TimerHandle | None = None
 
     def reset(self) -> None:
         """Silence leads to the nudge again (a conversation attached, the user did something)."""
         self.phase = NUDGE
         self.generation += 1
+        self.since = datetime.now(UTC)
         self._reschedule()
 
     def touch(self) -> None:
@@ -58,6 +62,8 @@ class Silence:
 
     def idle(self) -> None:
         """Nothing is running or queued: let the silence count."""
+        if not self.idle_now:
+            self.since = datetime.now(UTC)
         self.idle_now = True
         self._reschedule()
 

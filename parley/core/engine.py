@@ -14,20 +14,18 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from parley.core import saying, store
+from parley.core.answering import answer, model_settings
 from parley.core.bus import EventBus
 from parley.core.config import ModelSettings, Persona, Settings, Template
-from parley.core.context import build_messages, is_termination, user_content
+from parley.core.context import is_termination, user_content
+from parley.core.engine_types import EngineError, Opened
 from parley.core.events import (
     ConversationEnded,
     ErrorEvent,
     Event,
-    MessageCompleted,
-    MessageStarted,
-    TextDelta,
     Transcript,
     TurnCompleted,
     TurnStarted,
@@ -39,9 +37,9 @@ from parley.core.inbox_turns import keyed_turn
 from parley.core.locks import LocalLocks, Locks
 from parley.core.plugins import Hooks
 from parley.core.providers import LLMProvider, STTProvider, TTSProvider
-from parley.core.reply import ReplyResult, ReplyTools, stream_reply
-from parley.core.responders import choose_responders, handed_off, speaker
-from parley.core.speech import SpeechOptions, speak
+from parley.core.responders import speaker
+from parley.core.saying import message_events
+from parley.core.speech import SpeechOptions
 from parley.core.store.records import ConversationRecord, MessageRecord
 from parley.core.telemetry import Telemetry
 from parley.core.tools import ToolRegistry
@@ -50,42 +48,9 @@ __all__ = ["Engine", "EngineError", "Opened", "message_events"]
 
 log = logging.getLogger(__name__)
 
-MAX_HANDOFFS_PER_TURN = 2
-"""A hand-off lets the new agent answer in the same turn, at most this many times."""
-
-
-class EngineError(Exception):
-    """A request the engine cannot serve; ``code`` is stable (``not_found``, ``ended``...)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """A conversation ready for turns, with the greeting stored when there is one."""
-
-    conversation: ConversationRecord
-    greeting: MessageRecord | None = None
-    resumed: bool = False
-    ended: list[ConversationRecord] = field(default_factory=list)
-
 
 _SPEECH_ERRORS = frozenset({"tts_failed"})
 """Error codes that leave the reply itself intact."""
-
-
-def message_events(message: MessageRecord) -> list[Event]:
-    """A stored, complete message as the event sequence a streamed one produces."""
-    return [
-        MessageStarted(message.id, message.character_id, message.name),
-        TextDelta(message.id, message.content, message.character_id),
-        MessageCompleted(
-            message.id, message.content, message.status, message.character_id, message.name
-        ),
-    ]
 
 
 def _now() -> datetime:
@@ -252,12 +217,21 @@ class Engine:
         speech: SpeechOptions | None = None,
         end_reason: str | None = None,
         origin: str | None = None,
+        once_since: datetime | None = None,
     ) -> AsyncIterator[Event]:
         """Say ``text`` outside a turn (a nudge, the timeout prompt): stored as the speaker's
         message and yielded like a reply, spoken with ``speech``; then, with ``end_reason``, the
-        conversation ends (ConversationEnded). Nothing when the conversation is not open.
+        conversation ends (ConversationEnded). Nothing when the conversation is not open, or
+        (``once_since``) when another process said the same since then.
         Each event is published on the bus too, with ``origin`` (see :meth:`turn`)."""
-        events = saying.say(self, conversation_id, text, speech=speech, end_reason=end_reason)
+        events = saying.say(
+            self,
+            conversation_id,
+            text,
+            speech=speech,
+            end_reason=end_reason,
+            once_since=once_since,
+        )
         return self._published(conversation_id, events, origin)
 
     def replay(
@@ -377,8 +351,8 @@ class Engine:
             ended_reason = "user_ended"
         else:
             routed = dataclasses.replace(inbound, text=text)
-            replies = self._replies(
-                conversation, template, routed, started_at, turn_messages, speech, timing
+            replies = answer(
+                self, conversation, template, routed, started_at, turn_messages, speech, timing
             )
             async with aclosing(replies) as events:
                 async for event in events:
@@ -413,96 +387,11 @@ class Engine:
         await self.hooks.call("turn_completed", conversation=conversation, messages=turn_messages)
         yield TurnCompleted(conversation.id, turn_count, bool(ended_reason), ended_reason)
 
-    async def _replies(
-        self,
-        conversation: ConversationRecord,
-        template: Template,
-        inbound: Inbound,
-        started_at: float,
-        turn_messages: list[MessageRecord],
-        speech: SpeechOptions | None = None,
-        timing: dict[str, int] | None = None,
-    ) -> AsyncIterator[Event]:
-        responders, conversation = await choose_responders(
-            self.settings, self.hooks, conversation, template, inbound
-        )
-        window = template.history_window
-        if window is None:
-            window = self.settings.conversation.history_window
-        user = await store.get_user(conversation.user_id)
-        multi_character = len(template.personas) > 1
-        handoffs = 0
-        while responders:
-            persona = responders.pop(0)
-            history = await store.recent_messages(conversation.id, max(window, 1))
-            messages = build_messages(
-                persona,
-                conversation.language,
-                history,
-                user=user,
-                multi_character=multi_character,
-            )
-            messages = await self.hooks.chain(
-                "before_llm", "messages", messages, conversation=conversation, persona=persona
-            )
-            result = ReplyResult(metadata=dict(timing or {}))
-            reply = stream_reply(
-                conversation=conversation,
-                persona=persona,
-                messages=messages,
-                model=self.model_settings(conversation, template, persona),
-                llm=self.llm,
-                hooks=self.hooks,
-                result=result,
-                started_at=started_at,
-                tools=self._reply_tools(persona),
-            )
-            spoken = speech is not None and self.tts is not None
-            if spoken:
-                reply = speak(
-                    reply,
-                    tts=self.tts,
-                    voice=persona.voice,
-                    options=speech,
-                    started_at=started_at,
-                )
-            async with aclosing(reply) as events:
-                async for event in events:
-                    yield event
-            if result.message_id:
-                # Speech adds its timings after the reply was stored: read those back.
-                stored = None if spoken else result.stored
-                stored = stored or await store.get_message(result.message_id)
-                if stored is not None:
-                    turn_messages.append(stored)
-            turn_messages.extend(result.tool_messages)
-            if result.status == "failed":
-                return
-            successor = await handed_off(self.settings, conversation, template, persona)
-            if successor is not None and handoffs < MAX_HANDOFFS_PER_TURN:
-                handoffs += 1
-                responders = [successor]
-
-    def _reply_tools(self, persona: Persona) -> ReplyTools | None:
-        """The tools ``persona`` may call in a reply, or None."""
-        tools = self.tools.for_persona(persona)
-        if not tools:
-            return None
-        return ReplyTools(
-            tools=tools,
-            settings=self.settings,
-            max_steps=self.settings.llm.max_tool_steps,
-            timeout=self.settings.tools.timeout,
-        )
-
     def model_settings(
         self, conversation: ConversationRecord, template: Template, persona: Persona
     ) -> ModelSettings:
         """llm defaults < persona < template < the conversation's own overrides (``model_settings``)."""
-        overrides = conversation.state.get("model_settings") or {}
-        return self.settings.llm.defaults().merged(
-            persona.model, template.model, ModelSettings(**overrides)
-        )
+        return model_settings(self.settings, conversation, template, persona)
 
 
 __all__ += ["user_content"]

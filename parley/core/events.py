@@ -10,6 +10,7 @@ __all__ = [
     "ConversationEnded",
     "ErrorEvent",
     "Event",
+    "InterruptRequested",
     "Interrupted",
     "MessageCompleted",
     "MessageStarted",
@@ -108,6 +109,14 @@ class MessageCompleted(Event):
 @dataclass(frozen=True, slots=True)
 class Interrupted(Event):
     """A reply was cut short (barge-in); it is stored with status ``interrupted``."""
+
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptRequested(Event):
+    """A client asked to cut the reply ``message_id`` short, on a process other than the one
+    producing it: that process's conversation runtime cuts it (then :class:`Interrupted`)."""
 
     message_id: str
 

@@ -15,14 +15,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from parley.core.failover import (
-    Chain,
-    FailoverLLM,
-    Member,
-    build_members,
-    classify,
-    failover_settings,
-)
+from parley.core.failover import Chain, FailoverLLM, classify, warm
+from parley.core.failover_settings import Member, build_members, failover_settings
 from parley.core.providers import (
     LiveSession,
     ProviderError,
@@ -70,6 +64,7 @@ class FailoverSTT(Chain):
             started = time.perf_counter()
             with self.telemetry.span("stt.transcribe", **{"parley.provider": member.label}) as span:
                 try:
+                    await warm(member)
                     call = member.provider.transcribe(audio, mime_type=mime_type, language=language)
                     wait = self.wait(member, False)
                     if wait > 0:

@@ -32,6 +32,7 @@ from typing import Annotated, Any
 from msgspec import Meta
 
 from parley.core import store
+from parley.core.outages import describe
 from parley.core.store.records import InboxRecord
 
 __all__ = ["JOB_CHANNEL", "Handler", "Inbox", "InboxSettings"]
@@ -268,8 +269,11 @@ class Inbox:
                 with suppress(Exception):
                     await asyncio.shield(store.release_inbox(item.id, self.holder))
             raise
-        except Exception:
-            log.exception("inbox: answering %s %s failed", item.channel, item.key)
+        except Exception as exc:
+            if (outage := describe(exc)) is not None:  # database or Redis down: one line
+                log.warning("inbox: %s %s cut: %s unavailable", item.channel, item.key, outage.part)
+            else:
+                log.exception("inbox: answering %s %s failed", item.channel, item.key)
             # Left claimed: claimed again once the lease expires (attempts counts the tries).
             return
         await self.finish(item, result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Protocol
@@ -81,11 +82,13 @@ class RedisLocks:
         self.ttl = ttl
         self.prefix = prefix
         self.local = LocalLocks()
+        self._stale: dict[str, tuple[Any, Any, float]] = {}
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
         """Hold ``key`` in this process (FIFO), then across processes."""
         async with self.local.hold(key):
+            await self._release_stale(key)
             lock = self.client.lock(
                 self.prefix + key,
                 timeout=self.ttl,
@@ -97,6 +100,7 @@ class RedisLocks:
                 await lock.acquire()
             except self._outages as exc:
                 raise Unavailable("redis", f"{type(exc).__name__}: {exc}") from exc
+            token = lock.local.token
             renew = asyncio.create_task(self._renew(lock, key))
             try:
                 yield
@@ -106,15 +110,40 @@ class RedisLocks:
                     await renew
                 try:
                     await lock.release()
+                except self._outages as exc:
+                    # Redis went away during the turn: the key outlives it. Delete it (if it is
+                    # still ours) before the next turn here, instead of waiting out its ttl.
+                    self._stale[key] = (lock, token, time.monotonic())
+                    log.warning("lock for %s not released: Redis unreachable (%s)", key, exc)
                 except Exception as exc:  # expired while held: someone may already have it
                     log.warning("lock for %s was lost before release: %s", key, exc)
+
+    async def _release_stale(self, key: str) -> None:
+        """Delete this process's own lock on ``key`` left behind by a Redis outage."""
+        if not self._stale:
+            return
+        now = time.monotonic()
+        for old in [k for k, (*_, at) in self._stale.items() if now - at > self.ttl]:
+            del self._stale[old]  # expired in Redis by now
+        stale = self._stale.pop(key, None)
+        if stale is None:
+            return
+        lock, token, _at = stale
+        try:
+            await lock.do_release(token)  # compare-and-delete: only if the token is still ours
+        except self._outages:
+            self._stale[key] = stale  # still down: acquiring will say so
+        except Exception as exc:  # expired meanwhile
+            log.debug("stale lock for %s already gone: %s", key, exc)
 
     async def _renew(self, lock: Any, key: str) -> None:
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:
                 await lock.reacquire()
-            except Exception as exc:
+            except self._outages as exc:  # a Redis blip: the key may still be ours after it
+                log.warning("could not renew the lock for %s (trying again): %s", key, exc)
+            except Exception as exc:  # expired and taken: nothing left to renew
                 log.warning("could not renew the lock for %s: %s", key, exc)
                 return
 

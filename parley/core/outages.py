@@ -12,11 +12,12 @@ driver: a plain ``OSError`` or ``TimeoutError`` from a provider's HTTP client is
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["RETRY_AFTER", "Outage", "Unavailable", "describe"]
+__all__ = ["RETRY_AFTER", "Outage", "OutageLogFilter", "Unavailable", "describe"]
 
 RETRY_AFTER = 5
 """Seconds a client is asked to wait before sending again (``Retry-After``)."""
@@ -127,3 +128,25 @@ def describe(exc: BaseException) -> Outage | None:
         if part is not None:
             return Outage(part, f"{type(current).__name__}: {current}")
     return None
+
+
+class OutageLogFilter(logging.Filter):
+    """Keeps a library's log lines about an outage to one line: the traceback is replaced by
+    the error's name and message (asyncpg's pool logs one per reconnection attempt)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drops it."""
+        if record.exc_info and record.exc_info[1] is not None:
+            outage = describe(record.exc_info[1])
+            if outage is not None:
+                record.msg, record.args = f"{record.getMessage()} ({outage.detail})", None
+                record.exc_info, record.exc_text = None, None
+        return True
+
+    @classmethod
+    def install(cls, *loggers: str) -> None:
+        """Attach one filter to each logger (once, however often it is called)."""
+        for name in loggers:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, cls) for f in logger.filters):
+                logger.addFilter(cls())

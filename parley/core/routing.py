@@ -55,14 +55,10 @@ async def lock_agent(
     conversation_id: str, persona_id: str, *, by: str, **details: Any
 ) -> ConversationRecord:
     """Lock ``persona_id`` to the conversation from now; ``by`` says who decided."""
-    conversation = await store.get_conversation(conversation_id)
-    if conversation is None:
-        raise LookupError(f"no conversation {conversation_id!r}")
     entry = {"persona": persona_id, "since": _now().isoformat(), "by": by}
     entry.update({k: v for k, v in details.items() if v})
-    return await store.update_conversation(
-        conversation_id, state={**conversation.state, STATE_KEY: entry}
-    )
+    # Atomic: model settings stored meanwhile (a socket's model_settings frame) stay.
+    return await store.update_state(conversation_id, lambda state: state.update({STATE_KEY: entry}))
 
 
 async def choose_agent(

@@ -15,14 +15,15 @@ from parley.core.adapter import Adapter
 from parley.core.bus import EventBus, RedisEventBus
 from parley.core.choice import AUTO, choose
 from parley.core.config import Settings, SettingsError
-from parley.core.conversation import Conversations
+from parley.core.conversation_registry import Conversations
 from parley.core.engine import Engine
-from parley.core.failover import primary_settings
+from parley.core.failover_settings import primary_settings
 from parley.core.failover_speech import build_chain
 from parley.core.inbox import Inbox, InboxSettings
 from parley.core.inbox_turns import start_inbox
 from parley.core.loading import load_settings
 from parley.core.locks import LocalLocks, RedisLocks
+from parley.core.outages import OutageLogFilter
 from parley.core.plugin_context import PluginContext
 from parley.core.plugins import Hooks, make_plugin_manager
 from parley.core.providers import LLMProvider, ProviderRegistry, STTProvider, TTSProvider
@@ -188,6 +189,7 @@ class Runtime:
         """Open the database (applying migrations), build providers and the engine, start adapters."""
         self.build_providers()
         assert self.llm is not None
+        OutageLogFilter.install("asyncpg.pool")  # one line per reconnection attempt, no traceback
         if connect_db:
             await store.connect(self.settings.database.url)
         redis = self.settings.redis
@@ -208,7 +210,8 @@ class Runtime:
         self.inbox = Inbox(self.settings.section("inbox", InboxSettings))
         self._engine.inbox = self.inbox
         start_inbox(self.inbox, self._engine.run_turn, self.locks)
-        self._conversations = Conversations(self._engine, self.bus)
+        self._conversations = conversations = Conversations(self._engine, self.bus)
+        self.telemetry.gauges.setdefault("live_conversations", lambda: len(conversations))
         self.started = True
         for notice in self.notices:
             log.warning(notice)

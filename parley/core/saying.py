@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from datetime import datetime
 from typing import Protocol
 
 from parley.core import store
@@ -21,7 +22,7 @@ from parley.core.responders import speaker
 from parley.core.speech import SpeechOptions, speak
 from parley.core.store.records import ConversationRecord, MessageRecord
 
-__all__ = ["Speaker", "replay", "say"]
+__all__ = ["Speaker", "message_events", "replay", "say"]
 
 
 class Speaker(Protocol):
@@ -37,12 +38,20 @@ class Speaker(Protocol):
     def is_expired(self, conversation: ConversationRecord) -> bool: ...
 
 
+def message_events(message: MessageRecord) -> list[Event]:
+    """A stored, complete message as the event sequence a streamed one produces."""
+    return [
+        MessageStarted(message.id, message.character_id, message.name),
+        TextDelta(message.id, message.content, message.character_id),
+        MessageCompleted(
+            message.id, message.content, message.status, message.character_id, message.name
+        ),
+    ]
+
+
 async def _stored(message: MessageRecord) -> AsyncIterator[Event]:
-    yield MessageStarted(message.id, message.character_id, message.name)
-    yield TextDelta(message.id, message.content, message.character_id)
-    yield MessageCompleted(
-        message.id, message.content, message.status, message.character_id, message.name
-    )
+    for event in message_events(message):
+        yield event
 
 
 def replay(
@@ -64,17 +73,23 @@ async def say(
     *,
     speech: SpeechOptions | None = None,
     end_reason: str | None = None,
+    once_since: datetime | None = None,
 ) -> AsyncIterator[Event]:
     """Store ``text`` as a message of the conversation's speaker and yield it (see :func:`replay`);
     then, with ``end_reason``, end the conversation (no end prompt) and yield ConversationEnded.
 
     Runs under the conversation's lock, after any running turn. Yields nothing when the
-    conversation does not exist, is no longer open, or has expired.
+    conversation does not exist, is no longer open, or has expired, and, with ``once_since``,
+    when its latest message is already ``text``, stored since then (another process said it).
     """
     async with engine.locks.hold(conversation_id):
         conversation = await store.get_conversation(conversation_id)
         if conversation is None or not conversation.is_open or engine.is_expired(conversation):
             return
+        if once_since is not None and text:
+            latest = await store.latest_message(conversation.id)
+            if latest is not None and latest.content == text and latest.created_at >= once_since:
+                return
         if text:
             persona = speaker(
                 engine.settings, conversation, engine.template(conversation.template_id)

@@ -51,6 +51,7 @@ __all__ = [
     "current_turn",
     "extract",
     "inject",
+    "joined",
     "provider_sink",
     "turn_span",
 ]
@@ -117,7 +118,6 @@ class TurnReport:
     errors: list[str] = field(default_factory=list)
     tokens_in: int = 0
     tokens_out: int = 0
-    channel: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fields of the log line (``None`` values left out)."""
@@ -134,7 +134,6 @@ class TurnReport:
             "errors": self.errors,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
-            "channel": self.channel,
         }
         return {key: value for key, value in out.items() if value is not None}
 
@@ -162,6 +161,22 @@ provider_sink: contextvars.ContextVar[Callable[[str], None] | None] = contextvar
 )
 """Set by the speech pipeline in each sentence's task: a failover chain calls it with the label
 of the provider that spoke the sentence (stored as the message's ``tts_providers``)."""
+
+
+@contextmanager
+def joined(carrier: Any) -> Iterator[None]:
+    """Make the trace context of ``carrier`` current for the block: turns started inside it join
+    that trace (an adapter answering a stored message wraps its handling in it)."""
+    context = extract(carrier)
+    if context is None:
+        yield
+        return
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        with suppress(ValueError):
+            otel_context._RUNTIME_CONTEXT.detach(token)  # type: ignore[attr-defined]
 
 
 def current_turn() -> TurnScope | None:
@@ -211,7 +226,7 @@ class Telemetry:
         try:
             yield span
         except BaseException as exc:
-            if not isinstance(exc, GeneratorExit):
+            if isinstance(exc, Exception):  # not a cancellation or a closed generator
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             raise
         finally:

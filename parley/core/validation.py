@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 import msgspec
 from msgspec import Meta
 
-__all__ = ["InvalidSetting", "SettingsError", "check_range", "parse_section", "rule_of"]
+__all__ = ["InvalidSetting", "SettingsError", "parse_section", "rule_of"]
 
 T = TypeVar("T")
 
@@ -31,15 +31,6 @@ class InvalidSetting(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-def check_range(name: str, value: float | None, low: float, high: float) -> None:
-    """Raise InvalidSetting naming ``name`` unless ``value`` is None or within [low, high].
-
-    Prefer ``Annotated[float, Meta(ge=low, le=high)]`` on the field: msgspec checks it, and the
-    settings docs test reads it."""
-    if value is not None and not low <= value <= high:
-        raise InvalidSetting(name, f"{name} must be between {low} and {high}, got {value}")
 
 
 def _wants_str(hint: Any) -> bool:

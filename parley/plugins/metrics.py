@@ -2,8 +2,9 @@
 
 Off by default (``metrics.enabled = true`` turns it on). The series (docs/operations.md) come from
 the runtime's telemetry: every turn's report, every provider call, fallback and breaker change,
-plus gauges read at each scrape (open WebSockets, live conversations, the inbox depth when the
-inbox registers ``telemetry.gauges["inbox_depth"]``).
+plus gauges read at each scrape (open WebSockets, live conversations, the inbox depth; a plugin
+may replace a gauge's callback: ``context.telemetry.gauges["inbox_depth"] = callback``, sync or
+async).
 
 Several processes: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory shared by the workers
 (before they start) and any worker's ``/metrics`` answers for all of them (prometheus-client's
@@ -12,6 +13,8 @@ multiprocess mode); otherwise scrape each process.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +31,10 @@ from prometheus_client import (
     generate_latest,
 )
 
+from parley.core import store
 from parley.core.breaker import CLOSED, HALF_OPEN, OPEN
 from parley.core.hookspecs import hookimpl
+from parley.core.inbox import JOB_CHANNEL
 from parley.core.telemetry import BreakerChanged, FallbackTaken, ProviderCall, TurnReport
 
 if TYPE_CHECKING:
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
     from parley.core.telemetry import Record, Telemetry
 
 __all__ = ["Metrics", "MetricsPlugin", "MetricsSettings"]
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13, 20, 30, 60)
 BREAKER_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
@@ -167,17 +174,14 @@ class Metrics:
         elif isinstance(record, BreakerChanged):
             self.breaker.labels(record.kind, record.provider).set(BREAKER_VALUES[record.state])
 
-    def exposition(self) -> bytes:
+    async def exposition(self) -> bytes:
         """The text to serve: this process's series, or every worker's in multiprocess mode."""
         telemetry = self.telemetry
-        gauges: dict[str, Callable[[], float]] = telemetry.gauges
-        self.live.set(
-            gauges["live_conversations"]()
-            if "live_conversations" in gauges
-            else len(telemetry.live_turns)
-        )
-        if "inbox_depth" in gauges:
-            self.inbox.set(gauges["inbox_depth"]())
+        live = await _read(telemetry.gauges.get("live_conversations"))
+        self.live.set(len(telemetry.live_turns) if live is None else live)
+        depth = await _read(telemetry.gauges.get("inbox_depth"))
+        if depth is not None:
+            self.inbox.set(depth)
         if not self.multiprocess:
             return generate_latest(self.registry)
         from prometheus_client import multiprocess
@@ -187,6 +191,29 @@ class Metrics:
         return generate_latest(registry)
 
 
+async def _read(gauge: Callable[[], Any] | None) -> float | None:
+    """A gauge callback's value (sync or async); None when there is none or it failed."""
+    if gauge is None:
+        return None
+    try:
+        value = gauge()
+        if inspect.isawaitable(value):
+            value = await value
+        return float(value)
+    except Exception:  # the database is down, say: the other series are still served
+        log.warning("metrics: a gauge callback failed", exc_info=True)
+        return None
+
+
+async def inbox_depth() -> int:
+    """Inbox items waiting or being answered (not the periodic jobs), across all processes."""
+    depth = 0
+    for status in ("queued", "claimed"):
+        items = await store.inbox_items(status=status)
+        depth += sum(item.channel != JOB_CHANNEL for item in items)
+    return depth
+
+
 @get("/metrics", tags=["operations"], include_in_schema=False)
 async def metrics_endpoint(state: State) -> Response[bytes]:
     """The Prometheus series (404 while ``metrics.enabled`` is off)."""
@@ -194,7 +221,7 @@ async def metrics_endpoint(state: State) -> Response[bytes]:
     if metrics is None:
         body = b'{"error": {"code": "not_found", "message": "metrics are off"}}'
         return Response(body, status_code=404, media_type="application/json")
-    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    return Response(await metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 class SocketCounter:
@@ -240,6 +267,7 @@ class MetricsPlugin:
             return
         metrics = _metrics_of(context.telemetry)
         metrics.track_breakers(context)
+        context.telemetry.gauges.setdefault("inbox_depth", inbox_depth)
         context.telemetry.subscribe(metrics.observe)
 
 

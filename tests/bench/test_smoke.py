@@ -45,6 +45,7 @@ def test_bench_smoke_writes_every_section(tmp_path):
     for system in ("baseline", "parley"):
         for level, runs in results["text"]["runs"][system].items():
             assert all(run["turns"] > 0 and run["cpu_per_turn"] > 0 for run in runs), level
+            assert all(not run["errors"] for run in runs), runs
         assert [s["count"] for s in results["sockets"][system]] == [5]
     for row in results["speech"].values():
         # Causality, not speed: audio cannot start before the first sentence is written.

@@ -63,3 +63,24 @@ def test_threshold_zero_never_opens():
     for _ in range(10):
         breaker.failure()
     assert breaker.allow() and breaker.state == "closed"
+
+
+async def test_a_chain_claims_a_probe_only_for_the_provider_it_tries():
+    from parley.core.config import ModelSettings
+    from parley.core.failover import FailoverLLM
+    from parley.core.failover_settings import FailoverSettings, Member
+    from parley.core.providers import LLMRequest
+    from parley.core.telemetry import Telemetry
+    from parley.testing import ScriptedLLM
+
+    clock = Clock()
+    members = [
+        Member(label, ScriptedLLM(), CircuitBreaker(1, 10, clock=clock))
+        for label in ("primary", "fallback")
+    ]
+    members[1].breaker.failure()  # the fallback failed once: open
+    clock.now += 10  # its cool-down is over: the next request to it is the probe
+    chain = FailoverLLM(members, Telemetry(), FailoverSettings())
+    chunks = [c async for c in chain.stream(LLMRequest(messages=[], model=ModelSettings()))]
+    assert "".join(c.text for c in chunks) == "ok"  # the primary answered
+    assert members[1].breaker.allow()  # the fallback's probe is still to be taken

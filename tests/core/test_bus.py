@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 
 import msgspec
 import pytest
@@ -11,8 +11,9 @@ import pytest
 from parley.core.bus import EventBus, RedisEventBus
 from parley.core.event_codec import VERSION, CodecError, Envelope, decode, encode
 from parley.core.events import AudioChunk, MessageCompleted, TextDelta, TurnCompleted
+from parley.testing import TcpProxy
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def test_the_codec_round_trips_every_field_and_keeps_audio_as_bytes():
@@ -82,9 +83,9 @@ async def test_local_subscribers_get_events_in_order_and_a_failing_one_is_skippe
     assert bus.subscribers("c") == 1
 
 
-async def test_redis_carries_events_to_the_other_process_only():
-    prefix = f"parley-test-{uuid.uuid4().hex}:"
-    here, there = RedisEventBus(REDIS_URL, prefix=prefix), RedisEventBus(REDIS_URL, prefix=prefix)
+async def test_redis_carries_events_to_the_other_process_only(redis_prefix):
+    here = RedisEventBus(REDIS_URL, prefix=redis_prefix)
+    there = RedisEventBus(REDIS_URL, prefix=redis_prefix)
     await here.start()
     await there.start()
     try:
@@ -121,3 +122,103 @@ async def test_redis_carries_events_to_the_other_process_only():
     finally:
         await here.close()
         await there.close()
+
+
+async def test_a_redis_outage_costs_only_live_events_and_the_bus_recovers(redis_prefix):
+    async with TcpProxy(REDIS_URL) as proxy:
+        here = RedisEventBus(REDIS_URL, prefix=redis_prefix)
+        there = RedisEventBus(proxy.url, prefix=redis_prefix)
+        there.RETRY = 0.05
+        await here.start()
+        await there.start()
+        try:
+            remote: list[str] = []
+            local: list[str] = []
+
+            async def on_there(envelope):
+                remote.append(envelope.event.text)
+
+            async def on_here(envelope):
+                local.append(envelope.event.text)
+
+            there.subscribe("c", on_there)
+            here.subscribe("c", on_here)
+            await there.ready("c")
+            await here.publish("c", TextDelta("m", "before"))
+            for _ in range(200):
+                if remote:
+                    break
+                await asyncio.sleep(0.01)
+            assert remote == ["before"]
+            await proxy.cut()
+            # Publishing through a dead connection does not fail the turn; local subscribers
+            # still get it.
+            await there.publish("c", TextDelta("m", "during"))
+            await proxy.restore()
+            for _ in range(300):  # the reader reconnects and subscribes again
+                await here.publish("c", TextDelta("m", "after"))
+                if "after" in remote:
+                    break
+                await asyncio.sleep(0.02)
+            assert "after" in remote
+            assert "during" in remote and "during" not in local  # it never left the cut process
+        finally:
+            await here.close()
+            await there.close()
+
+
+async def test_a_stuck_subscriber_holds_up_only_its_own_conversation(redis_prefix):
+    here = RedisEventBus(REDIS_URL, prefix=redis_prefix)
+    there = RedisEventBus(REDIS_URL, prefix=redis_prefix)
+    await here.start()
+    await there.start()
+    stuck = asyncio.Event()
+    arrived = asyncio.Event()
+    try:
+
+        async def hang(envelope):
+            await stuck.wait()
+
+        async def note(envelope):
+            arrived.set()
+
+        there.subscribe("slow", hang)
+        there.subscribe("fine", note)
+        await there.ready("slow")
+        await there.ready("fine")
+        await here.publish("slow", TextDelta("m", "one"))
+        await here.publish("slow", TextDelta("m", "two"))
+        await here.publish("fine", TextDelta("m", "hello"))
+        await asyncio.wait_for(arrived.wait(), 5)
+    finally:
+        stuck.set()
+        await here.close()
+        await there.close()
+
+
+async def test_a_redis_that_hangs_does_not_hang_a_publisher():
+    """A server that accepts and never answers (a black hole): the turn goes on."""
+
+    async def swallow(reader, writer):
+        while await reader.read(1024):
+            pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    class Quick(RedisEventBus):
+        PUBLISH_TIMEOUT = 0.2
+
+    bus = Quick(f"redis://127.0.0.1:{port}/0")
+    seen = []
+
+    async def note(envelope):
+        seen.append(envelope.event)
+
+    bus.subscribe("c", note)
+    try:
+        await asyncio.wait_for(bus.publish("c", TextDelta("m", "still here")), 10)
+        assert seen == [TextDelta("m", "still here")]
+    finally:
+        await bus.close()
+        server.close()

@@ -101,3 +101,9 @@ def test_a_missing_local_model_file_stops_start_up(make_settings, tmp_path):
 def test_a_bad_local_setting_names_its_key(make_settings):
     with pytest.raises(SettingsError, match=r"local\.llm.*threads"):
         built(make_settings({**AUTO, "local": {"llm": {"threads": 0}}}))
+
+
+def test_a_missing_piper_voice_stops_start_up(make_settings):
+    settings = make_settings({**AUTO, "local": {"tts": {"voice": "en_GB-nobody-low"}}})
+    with pytest.raises(SettingsError, match=r"^local\.tts\.voice: no piper voice"):
+        built(settings)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from parley.core import store
 from parley.core.bus import EventBus
-from parley.core.conversation import Conversations
 from parley.core.conversation_commands import End, Interrupt, ModelSettings, Say, UserTurn
+from parley.core.conversation_registry import Conversations
 from parley.core.events import (
     ConversationEnded,
     Interrupted,
@@ -48,14 +50,20 @@ class Recorder:
             await asyncio.wait_for(self.arrived.wait(), 5)
 
 
-async def _live(make_engine, extra=None, template_id=None):
+async def _opened(make_engine, extra=None, template_id=None):
+    """A registry over a fresh engine and bus, a new conversation, and its live runtime."""
     engine = make_engine(extra)
     bus = EventBus()
     engine.bus = bus
     conversations = Conversations(engine, bus)
     user = await store.get_or_create_user("test", "live")
     opened = await engine.open(user.id, "web", template_id=template_id)
-    return conversations.get(opened.conversation.id), opened.conversation
+    return conversations, conversations.get(opened.conversation.id), opened.conversation
+
+
+async def _live(make_engine, extra=None, template_id=None):
+    _, live, conversation = await _opened(make_engine, extra, template_id)
+    return live, conversation
 
 
 def _texts(events):
@@ -204,8 +212,7 @@ async def test_a_user_turn_starts_the_silence_over(make_engine, llm):
 
 
 async def test_the_runtime_is_dropped_when_idle_and_alone(make_engine, llm):
-    live, conversation = await _live(make_engine)
-    conversations = live.conversations
+    conversations, live, conversation = await _opened(make_engine)
     attachment = live.subscribe(Recorder())
     done = live.submit(UserTurn(Inbound(text="hi")))
     assert len(conversations) == 1
@@ -235,3 +242,154 @@ async def test_a_leaving_submitter_cuts_its_reply_when_alone(make_engine, llm):
     assert await turn == "interrupted"
     assert (await store.get_message(message_id)).status == "interrupted"
     assert [e for e in seen.events if isinstance(e, TextDelta)] == []
+
+
+class Ears:
+    """A hearer: what the listening session reported."""
+
+    def __init__(self) -> None:
+        self.utterances = []
+        self.started = 0
+        self.ended = None
+        self.changed = asyncio.Event()
+
+    async def speech_started(self, listening):
+        self.started += 1
+        self.changed.set()
+
+    async def heard(self, listening, heard, metadata):
+        self.utterances.append((heard.text, heard.final, metadata))
+        self.changed.set()
+
+    async def failed(self, listening, exc):
+        self.ended = exc.code
+        self.changed.set()
+
+    async def closed(self, listening):
+        self.ended = "closed"
+        self.changed.set()
+
+    async def until(self, check):
+        while not check():
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 5)
+
+
+async def test_live_listening_hears_utterances_and_speech_cuts_a_spoken_reply(make_engine, llm):
+    from parley.core.providers import LiveTranscript, SpeechStarted
+    from parley.core.speech import SpeechOptions
+    from parley.testing import FakeLiveSTT, ToneTTS
+
+    live, conversation = await _live(make_engine)
+    stt = FakeLiveSTT([LiveTranscript("tell me", is_final=True, speech_final=True)])
+    live.engine.stt, live.engine.tts = stt, ToneTTS()
+    seen = Recorder()
+    live.subscribe(seen, conversation=conversation)
+    ears = Ears()
+    listening = await live.listen(ears, encoding="pcm16", sample_rate=16000)
+    assert stt.sessions[0].language == "en"
+    await listening.send(b"\x00\x00" * 160)
+    await ears.until(lambda: ears.utterances)
+    text, final, metadata = ears.utterances[0]
+    assert (text, final, metadata["audio"]["live"]) == ("tell me", True, True)
+    # A spoken reply is in flight; the user starts to speak: barge-in cuts it.
+    llm.gate = asyncio.Event()
+    reply = live.submit(UserTurn(Inbound(text=text), speech=SpeechOptions("pcm_16000")))
+    await seen.until(TurnStarted)
+    stt.sessions[0].push(SpeechStarted())
+    assert await asyncio.wait_for(reply, 5) == "interrupted"
+    assert ears.started == 1
+    await listening.stop()
+    llm.gate.set()
+    assert live.listenings == set()
+
+
+async def test_listening_without_a_live_provider_is_refused(make_engine):
+    from parley.core.conversation import ListeningUnavailable
+
+    live, _ = await _live(make_engine)
+    with pytest.raises(ListeningUnavailable):
+        await live.listen(Ears(), encoding="pcm16", sample_rate=16000)
+
+
+async def test_an_interrupt_asked_on_another_process_cuts_the_reply_there(
+    make_engine, llm, redis_prefix
+):
+    """Two runtimes, each with its own bus on one Redis (two processes), one database."""
+    import os
+
+    from parley.core.bus import RedisEventBus
+
+    url = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    sides = []
+    for _ in range(2):
+        engine, bus = make_engine(), RedisEventBus(url, prefix=redis_prefix)
+        engine.bus = bus
+        await bus.start()
+        sides.append(Conversations(engine, bus))
+    here, there = sides
+    try:
+        user = await store.get_or_create_user("test", "two-processes")
+        conversation = (await here.engine.open(user.id, "web")).conversation
+        live_here, live_there = here.get(conversation.id), there.get(conversation.id)
+        seen = Recorder()
+        live_here.subscribe(seen)
+        live_there.subscribe(Recorder())
+        await live_here.ready()
+        await live_there.ready()
+        llm.gate = asyncio.Event()
+        turn = live_there.submit(UserTurn(Inbound(text="a long story, please")))
+        await seen.until(MessageStarted)  # through Redis
+        message_id = next(e.message_id for e in seen.events if isinstance(e, MessageStarted))
+        assert await live_here.interrupt() is None  # nothing runs here
+        await live_here.request_interrupt(message_id)
+        assert await asyncio.wait_for(turn, 5) == "interrupted"
+        await seen.until(Interrupted)
+        stored = await store.get_message(message_id)
+        assert (stored.status, stored.metadata["interrupted_by"]) == ("interrupted", "client")
+    finally:
+        llm.gate.set()
+        for side in sides:
+            await side.close()
+            await side.bus.close()
+
+
+async def test_two_processes_watching_one_conversation_nudge_once(make_engine, redis_prefix):
+    import os
+
+    from parley.core.bus import RedisEventBus
+    from parley.core.conversation_silence import TIMEOUT
+    from parley.core.locks import RedisLocks
+
+    url = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    patient = {"personas": ["alex"], "nudge_after": 0.2, "timeout_after": 600}
+    sides = []
+    for _ in range(2):
+        engine, bus = (
+            make_engine({"templates": {"patient": patient}}),
+            RedisEventBus(url, prefix=redis_prefix),
+        )
+        engine.bus = bus
+        engine.locks = RedisLocks(url, prefix=f"{redis_prefix}lock:")  # as across processes
+        await bus.start()
+        sides.append(Conversations(engine, bus))
+    try:
+        user = await store.get_or_create_user("test", "nudged-once")
+        conversation = (
+            await sides[0].engine.open(user.id, "web", template_id="patient")
+        ).conversation
+        lives = [side.get(conversation.id) for side in sides]
+        for live in lives:
+            live.subscribe(Recorder(), conversation=conversation).enable_silence()
+        for _ in range(500):  # both clocks ran out and both prompt commands have run
+            if all(live.silence.phase == TIMEOUT and live._worker is None for live in lives):
+                break
+            await asyncio.sleep(0.01)
+        assert all(live.silence.phase == TIMEOUT for live in lives)
+        said = [m.content for m in await store.list_messages(conversation.id)]
+        assert said == ["Hi there!", "Still there?"]
+    finally:
+        for side in sides:
+            await side.close()
+            await side.bus.close()
+            await side.engine.locks.close()

@@ -12,7 +12,8 @@ from parley.core.events import ErrorEvent, MessageCompleted, TextDelta
 from parley.core.inbound import Inbound
 from parley.core.runtime import Runtime
 from parley.core.telemetry import BreakerChanged, FallbackTaken, ProviderCall
-from parley.testing import FakeOpenAIServer, collect
+from parley.fake_services import FakeOpenAIServer
+from parley.testing import collect
 
 
 def llm_settings(primary: FakeOpenAIServer, *fallbacks: FakeOpenAIServer, **extra):
@@ -212,3 +213,74 @@ def test_a_bad_fallback_timeout_is_named(make_settings):
     settings = make_settings({"llm": {"fallbacks": [{"provider": "echo", "stall_timeout": -1}]}})
     with pytest.raises(SettingsError, match=r"llm\.fallbacks\[0\]\.stall_timeout"):
         Runtime(settings).build_providers()
+
+
+async def test_loading_a_model_is_not_a_stall(make_settings):
+    from parley import hookimpl
+    from parley.core.plugins import make_plugin_manager
+    from parley.core.providers import LLMChunk
+
+    class SlowToLoad:  # like the local model: loads once, then answers at once
+        name = "slow-to-load"
+        ready = False
+
+        async def load(self):
+            if not self.ready:
+                await asyncio.sleep(0.5)
+                self.ready = True
+
+        async def stream(self, request):
+            await self.load()
+            yield LLMChunk(text="Loaded and ready.")
+
+    class Plugin:
+        @hookimpl
+        def register_llm_providers(self, register):
+            register("slow", lambda settings: SlowToLoad())
+
+    pm = make_plugin_manager((), entry_points=False, extra=[("slow", Plugin())])
+    settings = make_settings({"llm": {"provider": "slow", "first_token_timeout": 0.2}})
+    runtime = Runtime(settings, pm)
+    await runtime.start(adapters=False)
+    try:
+        _, events = await run_turn(runtime)
+        assert (completed(events).status, completed(events).text) == (
+            "complete",
+            "Loaded and ready.",
+        )
+    finally:
+        await runtime.stop()
+
+
+@pytest.mark.parametrize(
+    ("section", "status"),
+    [({}, "failed"), ({"first_token_timeout": 3}, "complete")],
+)
+async def test_a_provider_may_bring_its_own_watchdog_and_settings_win(
+    make_settings, section, status
+):
+    from parley import hookimpl
+    from parley.core.plugins import make_plugin_manager
+    from parley.core.providers import LLMChunk
+
+    class Impatient:  # declares a first-token watchdog shorter than its answer takes
+        name = "impatient"
+        first_token_timeout = 0.2
+
+        async def stream(self, request):
+            await asyncio.sleep(0.6)
+            yield LLMChunk(text="Late.")
+
+    class Plugin:
+        @hookimpl
+        def register_llm_providers(self, register):
+            register("impatient", lambda settings: Impatient())
+
+    pm = make_plugin_manager((), entry_points=False, extra=[("impatient", Plugin())])
+    runtime = Runtime(make_settings({"llm": {"provider": "impatient", **section}}), pm)
+    await runtime.start(adapters=False)
+    try:
+        _, events = await run_turn(runtime)
+        assert completed(events).status == status
+    finally:
+        await runtime.stop()

@@ -16,7 +16,8 @@ from parley.core.plugins import make_plugin_manager
 from parley.core.runtime import Runtime
 from parley.core.speech import SpeechOptions
 from parley.core.telemetry import FallbackTaken
-from parley.testing import ScriptedLLM, Step, collect, deepgram_transcript
+from parley.fake_services import deepgram_transcript
+from parley.testing import ScriptedLLM, Step, collect
 
 VOICE = {
     "stt": {

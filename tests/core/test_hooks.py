@@ -527,3 +527,11 @@ def test_hook_register_commands():
     assert runner.invoke(group, ["hello", "you"]).output == "hello you\n"
     assert runner.invoke(group, ["builtin"]).output == "the built-in\n"
     assert "hello" in runner.invoke(group, ["--help"]).output
+
+    def broken():
+        raise ImportError("a plugin that cannot be imported")
+
+    broken_group = PluginGroup(name="parley", commands={"builtin": builtin})
+    broken_group.plugin_manager = broken
+    assert runner.invoke(broken_group, ["builtin"]).output == "the built-in\n"
+    assert runner.invoke(broken_group, ["hello"]).exit_code == 2  # no such command, no crash

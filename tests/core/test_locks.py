@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from parley.core import store
 from parley.core.engine import Engine
 from parley.core.inbound import Inbound
@@ -123,3 +125,16 @@ async def test_two_engines_share_a_conversation_through_redis(db, make_settings,
     assert roles == ["user", "assistant"] * 6  # each reply directly follows its question
     for engine in engines:
         await engine.locks.close()
+
+
+async def test_redis_down_fails_the_lock_clearly_before_the_block_runs():
+    from parley.core.outages import Unavailable
+
+    locks = RedisLocks("redis://127.0.0.1:1/0", timeout=2)  # nothing listens on port 1
+    ran = False
+    with pytest.raises(Unavailable) as caught:
+        async with locks.hold("conversation-1"):
+            ran = True
+    assert caught.value.part == "redis" and not ran
+    assert len(locks) == 0  # the local FIFO entry is gone too
+    await locks.close()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 import pytest
 import redis.asyncio as redis
 from tortoise.exceptions import OperationalError
 
-from parley.core.outages import Unavailable, describe
+from parley.core.outages import OutageLogFilter, Unavailable, describe
 
 
 async def test_redis_refusing_connections_is_a_redis_outage():
@@ -59,3 +60,21 @@ def test_unavailable_names_its_part_through_causes_and_groups():
         assert describe(chained).part == "redis"
     group = ExceptionGroup("many", [ValueError("x"), Unavailable("database")])
     assert describe(group).part == "database"
+
+
+async def test_a_library_logging_an_outage_gets_one_line(caplog):
+    import asyncpg
+
+    logger = logging.getLogger("test.outage-filter")
+    OutageLogFilter.install(logger.name)
+    OutageLogFilter.install(logger.name)  # once only
+    assert len(logger.filters) == 1
+    with pytest.raises(OSError) as caught:
+        await asyncpg.connect("postgresql://u@127.0.0.1:1/db", timeout=5)
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning("pool refill failed", exc_info=caught.value)
+        logger.warning("a bug", exc_info=ValueError("x"))
+    outage, bug = caplog.records[-2:]
+    assert outage.exc_info is None and "pool refill failed (" in outage.getMessage()
+    assert "Connect call failed" in outage.getMessage()
+    assert bug.exc_info is not None  # anything else keeps its traceback

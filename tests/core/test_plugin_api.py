@@ -30,3 +30,13 @@ def test_importing_parley_stays_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_member_of_the_plugin_context_is_documented():
+    docs = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    table = docs.split("## The plugin context", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| (.+?) \|", table, flags=re.MULTILINE)
+    documented = {name for cell in first_cells for name in re.findall(r"(\w+)[(`]", cell)}
+    public = {name for name in dir(parley.PluginContext) if not name.startswith("_")}
+    public.discard("close")  # the runtime's, after the shutdown hooks
+    assert public - documented == set()

@@ -15,8 +15,9 @@ from parley.core.inbound import Inbound
 from parley.core.plugins import make_plugin_manager
 from parley.core.runtime import Runtime
 from parley.core.speech import SpeechOptions
+from parley.fake_services import FakeOpenAIServer
 from parley.server import create_app
-from parley.testing import FakeOpenAIServer, ToneTTS, collect, running_server
+from parley.testing import ToneTTS, collect, running_server
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -69,12 +70,13 @@ async def test_metrics_after_a_few_turns(make_settings):
                         conversation.id, Inbound(text=text), speech=SpeechOptions("pcm_16000")
                     )
                 )
+            await runtime.inbox.put("nobody-answers", "item-1", "lane-1")  # waits: no handler
             async with connect(base.replace("http://", "ws://") + "/ws?device_id=device-m"):
                 async with httpx.AsyncClient() as client:
                     for _ in range(100):
                         response = await client.get(f"{base}/metrics")
                         found = samples(response.text)
-                        if value(found, "parley_open_websockets"):
+                        if value(found, "parley_live_conversations"):
                             break
                         await asyncio.sleep(0.02)
     assert response.status_code == 200
@@ -113,7 +115,8 @@ async def test_metrics_after_a_few_turns(make_settings):
     assert value(found, "parley_tokens_total", direction="in", provider="openai") == 5
     assert value(found, "parley_tokens_total", direction="out", provider="openai#2") == 3
     assert value(found, "parley_breaker_state", kind="llm", provider="openai") == 0
-    assert ("parley_inbox_depth", ()) in found and ("parley_live_conversations", ()) in found
+    assert value(found, "parley_inbox_depth") == 1
+    assert value(found, "parley_live_conversations") == 1  # the socket's
 
 
 async def test_metrics_are_off_by_default(make_settings):

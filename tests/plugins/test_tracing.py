@@ -15,7 +15,8 @@ from parley.core.inbound import Inbound
 from parley.core.plugins import make_plugin_manager
 from parley.core.runtime import Runtime
 from parley.core.speech import SpeechOptions
-from parley.testing import FakeOpenAIServer, ToneTTS, collect, openai_tool_calls
+from parley.fake_services import FakeOpenAIServer
+from parley.testing import ToneTTS, collect, openai_tool_calls
 
 
 class Tone:

@@ -41,6 +41,7 @@ from parley.core.leases import make_lease
 from parley.core.locks import LocalLocks
 from parley.core.retry import retrying
 from parley.core.store.records import InboxRecord
+from parley.core.telemetry import joined
 from parley.server import ApiError
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class TelegramAdapter:
             CHANNEL,
             f"message:{chat_id}:{message_id}",
             f"{CHANNEL}:{chat_id}",
-            payload={"update": update},
+            payload={"update": update, "trace": self.runtime.telemetry.received(CHANNEL)},
         )
         if not created:
             log.info("Telegram message %s:%s already received: skipped", chat_id, message_id)
@@ -241,7 +242,8 @@ class TelegramAdapter:
         inboxed = _FROM_INBOX.set(item.id)
         resumed = RESUMING.set(resuming)
         try:
-            await self.dispatcher.feed_update(self.bot, update)
+            with joined(item.payload.get("trace")):  # the turn joins the trace of its receipt
+                await self.dispatcher.feed_update(self.bot, update)
         finally:
             RESUMING.reset(resumed)
             _FROM_INBOX.reset(inboxed)

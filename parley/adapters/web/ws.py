@@ -51,8 +51,10 @@ from parley.core.events import (
     AudioChunk,
     AudioCompleted,
     ConversationEnded,
+    ErrorEvent,
     Event,
     Interrupted,
+    TurnCompleted,
     TurnStarted,
 )
 from parley.core.speech import SpeechOptions
@@ -89,6 +91,8 @@ class WebSession(ChatFrames):
         self.model_overrides = {}
         self.live = None
         self.attachment = None
+        self.showing: tuple[str | None] | None = None
+        """(origin,) of another client's turn being shown (its errors are shown too)."""
         self.jobs = asyncio.Queue()
         self.done = asyncio.Event()
         self.voice = Voice(self)
@@ -144,9 +148,11 @@ class WebSession(ChatFrames):
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
-            await self.detach()
             self.web.sockets.discard(self)
-            self.done.set()
+            try:
+                await self.detach()  # a reply it asked for is cut and stored first
+            finally:
+                self.done.set()
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Close the socket from the server's side."""
@@ -273,13 +279,18 @@ class WebSession(ChatFrames):
         event = envelope.event
         mine = envelope.origin == self.id
         if isinstance(event, TurnStarted) and not mine:
+            self.showing = (envelope.origin,)
             await self.show_user_message(event)
+        elif isinstance(event, ErrorEvent) and not mine and self.showing != (envelope.origin,):
+            return  # another client's request that failed before its turn began: its own news
         elif isinstance(event, ConversationEnded):
             if self.conversation is not None and event.conversation_id == self.conversation.id:
                 self.conversation_open = False
         elif isinstance(event, AudioChunk | AudioCompleted) and not mine:
             if not self.voice.audio_on:
                 return  # another client's spoken reply: this one reads it
+        if isinstance(event, TurnCompleted):
+            self.showing = None
         await self.send_event(event, envelope.conversation_id)
 
     async def show_user_message(self, event: TurnStarted) -> None:
@@ -356,6 +367,11 @@ class WebSession(ChatFrames):
         if cut is not None:  # cut mid-stream: the runtime published ``interrupted``
             return
         if message is None or conversation is None:
+            return
+        if message.status == "pending" and self.live is not None:
+            # Being written by another server process: that one cuts it, and ``interrupted``
+            # comes back through the event bus.
+            await self.live.request_interrupt(message.id, self.id)
             return
         latest = await store.latest_message(conversation.id, role="assistant")
         if latest is None or latest.id != message.id or latest.status != "complete":

@@ -215,7 +215,9 @@ class ChatFrames:
         if self.attachment is not None:  # nothing of this socket runs there now: just leave
             self.attachment.close()
         self.live = self.web.runtime.conversations.get(conversation.id)
-        self.attachment = self.live.subscribe(self.deliver, conversation=conversation)
+        self.attachment = self.live.subscribe(
+            self.deliver, conversation=conversation, origin=self.id
+        )
         self.live.set_speech(self.speech())
 
     async def detach(self) -> None:

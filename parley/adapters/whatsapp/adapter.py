@@ -112,6 +112,11 @@ class WhatsAppAdapter:
         async with self.senders.hold(message.wa_id):
             opened = await self.open_conversation(user.id)
             metadata = message.metadata()
+            trace = self.runtime.telemetry.received(  # the turn, in any process, joins it
+                CHANNEL, **{"parley.platform_message_id": message.wamid}
+            )
+            if trace:
+                metadata["trace"] = trace
             if opened.greeting is not None:
                 metadata["greeting_id"] = opened.greeting.id
             try:

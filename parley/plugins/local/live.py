@@ -36,6 +36,8 @@ START_WINDOWS = 3
 """Consecutive speech windows (about 0.1 s) that start an utterance."""
 PREROLL_WINDOWS = 10
 """Windows kept before speech starts, so the first syllable is not cut."""
+QUEUED = 100
+"""Pieces of audio waiting for the worker before ``send`` waits (back-pressure on the socket)."""
 MAX_BUFFERED = 20 * 1024 * 1024
 """Bytes of container audio kept before the session refuses more."""
 
@@ -59,12 +61,11 @@ class WhisperLiveSession:
         self.language = language
         self.silence_windows = max(1, round(stt.settings.silence_ms / 1000 / WINDOW_SECONDS))
         self.max_windows = round(stt.settings.max_utterance / WINDOW_SECONDS)
-        self._commands: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._commands: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(QUEUED)
         self._results: asyncio.Queue[LiveResult | _Closed] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._error: ProviderError | None = None
         self._closing = False
-        self._done = asyncio.Event()
         # Voice activity state (PCM mode), in 16 kHz samples.
         self._pending = bytearray()
         self._preroll: list[bytes] = []
@@ -85,7 +86,8 @@ class WhisperLiveSession:
     # -- the LiveSession protocol ----------------------------------------------------------
 
     async def send(self, audio: bytes) -> None:
-        """Queue a piece of audio; ProviderError when the session is closed or broken."""
+        """Queue a piece of audio (waits while the worker is far behind); ProviderError when the
+        session is closed or broken."""
         if self._error is not None:
             raise self._error
         if self._closing:
@@ -141,6 +143,8 @@ class WhisperLiveSession:
             self._error = ProviderError(f"live transcription failed: {exc}", provider=self.stt.name)
         finally:
             self._results.put_nowait(_CLOSED)
+            while not self._commands.empty():  # a sender waiting for room must not wait forever
+                self._commands.get_nowait()
 
     async def _keep(self, audio: bytes) -> None:
         if len(self._raw) + len(audio) > MAX_BUFFERED:

@@ -23,6 +23,7 @@ import httpx
 
 from parley.core.config import LLMSettings
 from parley.core.providers import LLMChunk, LLMRequest, ProviderUnavailable
+from parley.plugins.echo.llm import message_text
 from parley.plugins.local.settings import LocalLLMSettings
 
 __all__ = ["LlamaServer", "LocalLLM"]
@@ -33,6 +34,10 @@ NAME = "local"
 ALIAS = "local"
 """The model name the server answers to."""
 READY_TIMEOUT = 120.0
+CHARS_PER_TOKEN = 3
+"""A cautious estimate for English text (about 4 in practice): the prompt must fit."""
+PROMPT_SLACK = 64
+"""Tokens kept free for the chat template's own markup."""
 
 
 def free_port() -> int:
@@ -40,6 +45,28 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def fit(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """``messages`` as a small model's context holds them: plain text only (tool calls and
+    results left out: the model cannot use them), the oldest turns dropped until about
+    ``budget`` characters are left; the system prompt and the last message always stay (the
+    last one cut from its start if it alone is too long)."""
+    plain = [
+        {"role": m["role"], "content": message_text(m.get("content"))}
+        for m in messages
+        if m.get("role") in ("system", "user", "assistant")
+    ]
+    plain = [m for m in plain if m["content"]]
+    system = [m for m in plain[:1] if m["role"] == "system"]
+    rest = plain[len(system) :]
+    used = sum(len(m["content"]) for m in plain)
+    while len(rest) > 1 and used > budget:
+        used -= len(rest.pop(0)["content"])
+    if rest and used > budget:
+        keep = max(0, budget - (used - len(rest[-1]["content"])))
+        rest[-1] = {**rest[-1], "content": rest[-1]["content"][-keep:] if keep else ""}
+    return system + rest
 
 
 class LlamaServer:
@@ -120,6 +147,10 @@ class LocalLLM:
     """Streams replies from a local llama.cpp server through the ``openai`` provider."""
 
     name = NAME
+    first_token_timeout = 30.0
+    """The failover chain's watchdogs for this provider (unless set in its settings): a small
+    model on a busy CPU is slower to start and between tokens than a cloud API."""
+    stall_timeout = 15.0
 
     def __init__(
         self,
@@ -180,7 +211,8 @@ class LocalLLM:
 
     def request_for(self, request: LLMRequest) -> LLMRequest:
         """``request`` as the local model takes it: its alias, the token cap, the temperature
-        cap, no presence or frequency penalties (they garble a small model), no tools."""
+        cap, no presence or frequency penalties (they garble a small model), no tools, the
+        history cut to fit the context window."""
         cap = self.settings.max_tokens
         wanted = request.model.max_tokens or self.llm_settings.max_tokens
         hottest = self.settings.max_temperature
@@ -193,7 +225,9 @@ class LocalLLM:
             presence_penalty=None,
             frequency_penalty=None,
         )
-        return LLMRequest(messages=request.messages, model=model)
+        tokens = max(self.settings.context - model.max_tokens - PROMPT_SLACK, PROMPT_SLACK)
+        budget = tokens * CHARS_PER_TOKEN
+        return LLMRequest(messages=fit(request.messages, budget), model=model)
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         """Load the model if needed, then yield the reply as the server streams it."""

@@ -23,7 +23,7 @@ class LocalLLMSettings:
     """CPU threads for generation (1 holds its speed while speech runs beside it)."""
     max_tokens: Annotated[int, Meta(ge=1, le=32_768)] = 80
     """Cap on a reply's tokens (small models loop without one); a lower persona cap wins."""
-    max_temperature: Annotated[float, Meta(ge=0, le=2)] = 0.3
+    max_temperature: Annotated[float, Meta(ge=0, le=2)] = 0.1
     """The persona's temperature, at most this (and this when it sets none): a model this small
     drifts into nonsense at the temperatures written for cloud models."""
     context: Annotated[int, Meta(ge=256, le=131_072)] = 2048

@@ -66,6 +66,10 @@ class PiperTTS:
     """Speaks with piper voices in child processes (or espeak-ng when piper is missing)."""
 
     name = NAME
+    first_token_timeout = 15.0
+    """The failover chain's watchdogs for a sentence (unless set in its settings): a child process
+    on a busy CPU may take seconds to its first audio."""
+    stall_timeout = 15.0
 
     def __init__(
         self,
@@ -160,8 +164,12 @@ class PiperTTS:
             return
         yield await asyncio.to_thread(encode_as, audio, fmt)
 
-    async def aclose(self) -> None:
-        """Stop the child processes."""
+    def stop(self) -> None:
+        """Stop the child processes (blocks; a later sentence starts them again)."""
         processes, self._processes = list(self._processes.values()), {}
         for process in processes:
-            await asyncio.to_thread(process.stop)
+            process.stop()
+
+    async def aclose(self) -> None:
+        """Stop the child processes."""
+        await asyncio.to_thread(self.stop)

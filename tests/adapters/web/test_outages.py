@@ -8,20 +8,22 @@ import asyncio
 import json
 import logging
 
+import httpx
 import pytest
 
 from parley.core import store
-from parley.testing import TcpProxy
+from parley.testing import Step
+from parley.testing_services import TcpProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
 def no_errors_logged(caplog):
-    """Fails the test when anything was logged at ERROR or above (tracebacks included)."""
+    """Fails the test when anything was logged at ERROR or above, or with a traceback."""
     caplog.set_level(logging.WARNING)
     yield
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
 
 
@@ -166,15 +168,98 @@ async def test_socket_gets_an_error_frame_and_stays_open(
             assert user_texts == ["while down"]  # refused whole the first time, stored once
 
 
-async def test_socket_opened_while_the_database_is_down(serve, pg_schema_url, no_errors_logged):
-    async with TcpProxy(pg_schema_url) as database:
-        async with serve({"database": {"url": database.url}}) as web:
-            await database.cut()
+@pytest.mark.parametrize("part", ["database", "redis"])
+async def test_socket_opened_during_an_outage_is_told_to_come_back(
+    serve, pg_schema_url, redis_prefix, part, no_errors_logged
+):
+    async with TcpProxy(pg_schema_url) as database, TcpProxy(REDIS_URL) as redis:
+        proxy = database if part == "database" else redis
+        settings = {"database": {"url": database.url}, "redis": {"url": redis.url}}
+        async with serve(settings) as web:
+            await proxy.cut()
             async with web.ws() as socket:
                 frame = await web.recv(socket)
-                assert frame["type"] == "error" and frame["code"] == "unavailable"
+                assert frame["type"] == "error" and frame["code"] == "unavailable", frame
+                assert part in frame["message"]
                 await socket.wait_closed()
                 assert socket.close_code == 1013  # try again later
-            await database.restore()
+            await proxy.restore()
             async with web.ws() as socket:
                 assert (await web.recv(socket))["type"] == "conversation_started"
+
+
+async def test_clients_retrying_through_a_database_restart_are_each_answered_once(
+    serve, llm, pg_schema_url, no_errors_logged
+):
+    """The issue's measurement: PostgreSQL gone for a second under load. Every client sends its
+    message with an Idempotency-Key and sends again on 503 or a broken connection, as told."""
+    count = 16
+    for _ in range(count * 2):
+        llm.push(Step(["answer"], delay=0.05))
+    settings = {
+        "database": {"url": None},
+        "inbox": {"lease": 1, "poll_interval": 0.05},
+    }
+    statuses: list[int] = []
+
+    async def client(web, i: int) -> dict:
+        headers = {"X-Device-ID": f"device-{i}", "Idempotency-Key": f"key-{i}"}
+        for _ in range(400):
+            try:
+                response = await web.http.post(
+                    "/chat/", json={"content": f"message {i}"}, headers=headers, timeout=30
+                )
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+                continue
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                return response.json()
+            assert response.status_code == 503, response.text
+            await asyncio.sleep(0.05)  # Retry-After, shortened for the test
+        raise AssertionError(f"client {i} never got an answer")
+
+    async with TcpProxy(pg_schema_url) as database:
+        settings["database"]["url"] = database.url
+        async with serve(settings) as web:
+            clients = [asyncio.create_task(client(web, i)) for i in range(count)]
+            await _until(lambda: len(llm.requests) >= 3)
+            await database.cut()
+            await asyncio.sleep(1.0)  # the restart
+            await database.restore()
+            answers = await asyncio.gather(*clients)
+            assert set(statuses) <= {200, 503} and 503 in statuses
+            for i, answer in enumerate(answers):
+                turns = await _turns(answer["conversation_id"])
+                users = [t for t in turns if t[0] == "user"]
+                assert users == [("user", f"message {i}", "complete")]  # stored once
+                assert ("assistant", "answer", "complete") in turns  # and answered
+                assert not [t for t in turns if t[2] == "pending"]
+
+
+async def test_redis_lost_during_a_reply_does_not_stall_the_next_turn(
+    serve, llm, redis_prefix, no_errors_logged
+):
+    """The conversation's Redis lock could not be released while Redis was away; the next turn
+    deletes it (it is still this process's own) instead of waiting out ``redis.lock_ttl``."""
+    async with TcpProxy(REDIS_URL) as redis:
+        settings = {"redis": {"url": redis.url, "lock_ttl": 600}}
+        async with serve(settings) as web, web.ws() as socket:
+            await web.start_chat(socket)
+            llm.gate = asyncio.Event()
+            llm.push("one answered")
+            await web.send(socket, "user_message", text="one")
+            await web.recv_until(socket, "message_started")
+            await redis.cut()
+            llm.gate.set()  # the reply ends while Redis is away: its frames still arrive
+            frames = await web.recv_until(socket, "turn_complete")
+            assert [f["text"] for f in frames if f["type"] == "message_complete"] == [
+                "one answered"
+            ]
+            await redis.restore()
+            llm.push("two answered")
+            await web.send(socket, "user_message", text="two")
+            frames = await web.recv_until(socket, "turn_complete", wait=20)  # not 600 s
+            assert [f["text"] for f in frames if f["type"] == "message_complete"] == [
+                "two answered"
+            ]

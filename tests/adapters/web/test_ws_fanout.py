@@ -12,17 +12,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import asyncpg
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[3]
-POSTGRES = os.environ.get("PARLEY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
-REDIS = "redis://127.0.0.1:6379/0"
+REDIS = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 SETTINGS = """
 [database]
@@ -49,19 +47,6 @@ def _free_port() -> int:
     with sockets.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-@asynccontextmanager
-async def _schema() -> AsyncIterator[str]:
-    """A database URL on a fresh PostgreSQL schema, dropped afterwards."""
-    name = f"parley_fanout_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{name}"')
-        yield f"{POSTGRES}?schema={name}"
-    finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        await admin.close()
 
 
 @contextmanager
@@ -125,58 +110,58 @@ def _ws(base: str, device: str):
     return connect(base.replace("http://", "ws://") + f"/ws?device_id={device}", max_size=None)
 
 
-async def test_a_socket_receives_the_turns_another_process_ran(tmp_path):
+async def test_a_socket_receives_the_turns_another_process_ran(tmp_path, pg_schema_url):
     device = f"fanout-{uuid.uuid4().hex[:8]}"
-    async with _schema() as database:
-        folder = tmp_path / "settings"
-        folder.mkdir()
-        (folder / "settings.toml").write_text(SETTINGS.format(database=database, redis=REDIS))
-        with _serve(folder) as one:
-            # One process first: both would otherwise migrate the new schema at once.
-            with _serve(folder) as two:
-                async with _ws(one, device) as here:
-                    started = await _until(here, "message_complete")  # opened, greeted
-                    conversation_id = started[0]["conversation_id"]
-                    there = await _ws(two, device)
-                    resumed = await _recv(there)
-                    assert resumed["conversation_id"] == conversation_id and resumed["resumed"]
+    database = pg_schema_url
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    (folder / "settings.toml").write_text(SETTINGS.format(database=database, redis=REDIS))
+    with _serve(folder) as one:
+        # One process first: both would otherwise migrate the new schema at once.
+        with _serve(folder) as two:
+            async with _ws(one, device) as here:
+                started = await _until(here, "message_complete")  # opened, greeted
+                conversation_id = started[0]["conversation_id"]
+                there = await _ws(two, device)
+                resumed = await _recv(there)
+                assert resumed["conversation_id"] == conversation_id and resumed["resumed"]
 
-                    # A REST message on process two: the socket on process one sees it all.
-                    async with httpx.AsyncClient(base_url=two) as http:
-                        reply = await http.post(
-                            "/chat/",
-                            json={"content": "hello from REST"},
-                            headers={"X-Device-ID": device},
-                        )
-                    assert reply.status_code == 200, reply.text
-                    frames = await _until(here, "turn_complete")
-                    user, turn_started, *rest = frames
-                    assert user["type"] == "user_message"
-                    assert user["conversation_id"] == conversation_id
-                    assert user["message"]["content"] == "hello from REST"
-                    assert user["message"]["role"] == "user"
-                    assert turn_started == {
-                        "type": "turn_started",
-                        "conversation_id": conversation_id,
-                        "user_message_id": user["message"]["id"],
-                    }
-                    complete = next(f for f in rest if f["type"] == "message_complete")
-                    assert complete["text"] == "You said: hello from REST."
-                    assert complete["message_id"] == reply.json()["message_id"]
-                    assert rest[-1]["turn_count"] == 1
-                    # The socket on process two saw it too (its own process ran the turn).
-                    there_frames = await _until(there, "turn_complete")
-                    assert [f["type"] for f in there_frames] == [f["type"] for f in frames]
-
-                    # A socket's own message: its frames as always; the other process's socket
-                    # gets the message first, then the same frames.
-                    await here.send(
-                        json.dumps({"type": "user_message", "data": {"text": "and from here"}})
+                # A REST message on process two: the socket on process one sees it all.
+                async with httpx.AsyncClient(base_url=two) as http:
+                    reply = await http.post(
+                        "/chat/",
+                        json={"content": "hello from REST"},
+                        headers={"X-Device-ID": device},
                     )
-                    mine = await _until(here, "turn_complete")
-                    assert mine[0]["type"] == "turn_started"
-                    theirs = await _until(there, "turn_complete")
-                    assert theirs[0]["type"] == "user_message"
-                    assert theirs[0]["message"]["content"] == "and from here"
-                    assert theirs[1:] == mine
-                    await there.close()
+                assert reply.status_code == 200, reply.text
+                frames = await _until(here, "turn_complete")
+                user, turn_started, *rest = frames
+                assert user["type"] == "user_message"
+                assert user["conversation_id"] == conversation_id
+                assert user["message"]["content"] == "hello from REST"
+                assert user["message"]["role"] == "user"
+                assert turn_started == {
+                    "type": "turn_started",
+                    "conversation_id": conversation_id,
+                    "user_message_id": user["message"]["id"],
+                }
+                complete = next(f for f in rest if f["type"] == "message_complete")
+                assert complete["text"] == "You said: hello from REST."
+                assert complete["message_id"] == reply.json()["message_id"]
+                assert rest[-1]["turn_count"] == 1
+                # The socket on process two saw it too (its own process ran the turn).
+                there_frames = await _until(there, "turn_complete")
+                assert [f["type"] for f in there_frames] == [f["type"] for f in frames]
+
+                # A socket's own message: its frames as always; the other process's socket
+                # gets the message first, then the same frames.
+                await here.send(
+                    json.dumps({"type": "user_message", "data": {"text": "and from here"}})
+                )
+                mine = await _until(here, "turn_complete")
+                assert mine[0]["type"] == "turn_started"
+                theirs = await _until(there, "turn_complete")
+                assert theirs[0]["type"] == "user_message"
+                assert theirs[0]["message"]["content"] == "and from here"
+                assert theirs[1:] == mine
+                await there.close()

@@ -14,12 +14,15 @@ from parley.plugins.local.settings import LocalLLMSettings
 from .conftest import STORY, HeldLLM
 
 QUESTION = "What is the capital of France?"
+GREEDY = LocalLLMSettings(max_temperature=0)  # the same answer on every run
 WAIT = 60  # seconds a frame may take on a busy two-core machine (a bound, not a measurement)
 
 
-async def test_a_spoken_turn_on_the_local_models(serve, llama_server, whisper_stt, piper_tts):
-    microphone = await _pcm(piper_tts, QUESTION)
-    llm = LocalLLM(LLMSettings(), LocalLLMSettings(), llama_server, owns_server=False)
+async def test_a_spoken_turn_on_the_local_models(
+    serve, llama_server, whisper_stt, piper_tts, spoken_question
+):
+    microphone = bytes(3200) + spoken_question + bytes(32000)  # then 1 s of silence
+    llm = LocalLLM(LLMSettings(), GREEDY, llama_server, owns_server=False)
     extra = {"personas": {"alex": {"system_prompt": "You are a helpful assistant."}}}
     async with (
         serve(extra, provider=llm, stt=whisper_stt, tts=piper_tts) as web,

@@ -105,3 +105,43 @@ async def test_a_bad_client_id_is_an_error_frame(serve, client_id):
         assert "client_id" in frame["message"]
         await web.send(socket, "user_message", text="still here", client_id="abc-1")
         assert (await web.recv(socket))["type"] == "turn_started"
+
+
+async def test_a_repeated_client_id_gets_the_first_answer_and_no_second_turn(serve, llm):
+    llm.push("only once")
+    async with serve() as web, web.ws() as socket, web.ws() as other:
+        await web.start_chat(socket)
+        await web.recv(other)
+        await web.send(socket, "user_message", text="hi", client_id="m-1")
+        first = await web.recv_until(socket, "turn_complete")
+        assert len(await web.recv_until(other, "turn_complete")) == len(first) + 1
+        # The client did not see the answer (a reconnect, say) and sends the message again.
+        await web.send(socket, "user_message", text="hi", client_id="m-1")
+        again = await web.recv_until(socket, "turn_complete")
+        assert [f for f in again if f["type"] != "llm_chunk"] == [
+            f for f in first if f["type"] != "llm_chunk"
+        ]
+        assert "".join(f["text"] for f in again if f["type"] == "llm_chunk") == "only once"
+        assert len(llm.requests) == 1
+        stored = await store.list_messages(first[0]["conversation_id"])
+        assert [m.content for m in stored] == ["Hi there!", "hi", "only once"]
+        # The other tab saw the turn once: the answer replayed is for the socket that asked.
+        await web.send(other, "user_message", text="next")
+        assert (await web.recv(other))["type"] == "turn_started"
+
+
+async def test_another_clients_request_that_fails_before_its_turn_is_not_shown(serve, llm):
+    from parley.core.inbound import Inbound
+
+    async with serve() as web, web.ws() as socket:
+        conversation_id = (await web.start_chat(socket))[0]["conversation_id"]
+        # A recording sent elsewhere (no speech-to-text here): that client's error, not ours.
+        recording = Inbound(audio=b"OggS" + bytes(64), audio_mime="audio/ogg")
+        events = [e async for e in web.runtime.engine.turn(conversation_id, recording)]
+        assert [type(e).__name__ for e in events] == ["ErrorEvent"]
+        # A later message from elsewhere is shown whole.
+        chat = (await web.http.post("/chat/", json={"content": "typed elsewhere"})).json()
+        frames = await web.recv_until(socket, "turn_complete")
+        assert [f["type"] for f in frames][:2] == ["user_message", "turn_started"]
+        assert "error" not in [f["type"] for f in frames]
+        assert frames[-2]["message_id"] == chat["message_id"]

@@ -151,7 +151,9 @@ async def test_turn_cut_by_shutdown_is_answered_after_restart(serve, meta, graph
     providers.llm.gate = asyncio.Event()
     providers.llm.push("never sent")
     payload = meta.text_delivery("wamid.RS2", "hello?")
-    async with serve(NO_GREETING, drain_timeout=0.1) as served:
+    # Held past the shutdown's grace: without the first-token watchdog, which would fail it.
+    held = {**NO_GREETING, "llm": {"provider": "scripted", "first_token_timeout": 0}}
+    async with serve(held, drain_timeout=0.1) as served:
         assert (await served.deliver(payload)).json()["stored"] == 1
         for _ in range(500):
             if providers.llm.requests:

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
+from parley.audio import DecodedAudio, encode_ogg_opus
 from parley.core import store
 from parley.core.config import LLMSettings
 from parley.plugins.local.llm import LocalLLM
 from parley.plugins.local.settings import LocalLLMSettings
 
 QUESTION = "What is the capital of France?"
+GREEDY = LocalLLMSettings(max_temperature=0)  # the same answer on every run
 NO_GREETING = {"languages": {"en": {"prompts": {"start": ""}}}}
 
 
 async def test_a_voice_note_gets_a_spoken_answer(
-    serve, meta, graph, providers, llama_server, whisper_stt, piper_tts
+    serve, meta, graph, providers, llama_server, whisper_stt, piper_tts, spoken_question
 ):
-    note = b"".join(
-        [chunk async for chunk in piper_tts.synthesize(QUESTION, output_format="opus_48000_32")]
-    )
+    note = encode_ogg_opus(DecodedAudio(spoken_question, 16000))
     graph.media["media-local"] = (note, "audio/ogg; codecs=opus")
-    providers.llm = LocalLLM(LLMSettings(), LocalLLMSettings(), llama_server, owns_server=False)
+    providers.llm = LocalLLM(LLMSettings(), GREEDY, llama_server, owns_server=False)
     providers.stt, providers.tts = whisper_stt, piper_tts
     payload = meta.envelope(
         meta.value(

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from parley.core import store
-from parley.testing import postgres_schema
+from parley.testing_services import postgres_schema
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

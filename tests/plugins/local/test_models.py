@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from parley.core.config import LLMSettings, ModelSettings
 from parley.core.providers import LiveTranscript, LLMRequest, SpeechStarted
-from parley.plugins.local.llm import LocalLLM
+from parley.plugins.local.llm import LocalLLM, fit
 from parley.plugins.local.settings import LocalLLMSettings
 
 
@@ -79,16 +81,18 @@ async def test_speech_synthesised_locally_is_transcribed_locally(piper_tts, whis
     assert 2 < heard.duration < 6
 
 
-async def test_a_live_session_ends_the_utterance_on_silence(piper_tts, whisper_stt):
+@pytest.mark.parametrize("rate", [16000, 48000])
+async def test_a_live_session_ends_the_utterance_on_silence(piper_tts, whisper_stt, rate):
     speech = b"".join(
-        [chunk async for chunk in piper_tts.synthesize(SENTENCE, output_format="pcm_16000")]
+        [chunk async for chunk in piper_tts.synthesize(SENTENCE, output_format=f"pcm_{rate}")]
     )
-    silence = bytes(2 * 16000)  # one second
-    session = await whisper_stt.live(encoding="pcm16", sample_rate=16000)
+    silence = bytes(2 * rate)  # one second
+    frame = rate // 5  # 100 ms of PCM16
+    session = await whisper_stt.live(encoding="pcm16", sample_rate=rate)
     async with session, asyncio.timeout(60):  # a bound for a busy machine, not a measurement
         stream = silence + speech + silence
-        for start in range(0, len(stream), 3200):  # 100 ms frames, as a microphone sends
-            await session.send(stream[start : start + 3200])
+        for start in range(0, len(stream), frame):  # 100 ms frames, as a microphone sends
+            await session.send(stream[start : start + frame])
         results = []
         async for result in session:
             results.append(result)
@@ -116,3 +120,41 @@ async def test_a_live_container_stream_is_transcribed_when_finalised(piper_tts, 
     [final] = results
     assert final.is_final and final.speech_final and final.start == 0
     assert word_error_rate(SENTENCE, final.text) < 0.1, final.text
+
+
+def test_fit_keeps_the_system_prompt_and_the_latest_turns():
+    messages = [
+        {"role": "system", "content": "S" * 10},
+        {"role": "user", "content": "a" * 50},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+        {"role": "tool", "tool_call_id": "1", "content": "result"},
+        {"role": "assistant", "content": "b" * 50},
+        {"role": "user", "content": [{"type": "text", "text": "c" * 50}]},
+    ]
+    assert [m["content"][0] for m in fit(messages, 1000)] == ["S", "a", "b", "c"]
+    assert [m["content"][0] for m in fit(messages, 120)] == ["S", "b", "c"]
+    assert fit(messages, 30) == [
+        {"role": "system", "content": "S" * 10},
+        {"role": "user", "content": "c" * 20},
+    ]
+
+
+async def test_a_history_longer_than_the_context_still_gets_an_answer(llama_server):
+    llm = LocalLLM(LLMSettings(), LocalLLMSettings(), llama_server, owns_server=False)
+    filler = "I like to talk about the weather and the sea and the hills. " * 5
+    history = [{"role": ("user", "assistant")[i % 2], "content": filler} for i in range(60)]
+    question = {"role": "user", "content": "What is the capital of France?"}
+    request = LLMRequest(
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            *history,
+            question,
+        ],
+        model=ModelSettings(temperature=0.0, max_tokens=20),
+    )
+    assert sum(len(m["content"]) for m in request.messages) > 2048 * 4  # over the context
+    try:
+        text = "".join([chunk.text async for chunk in llm.stream(request)])
+    finally:
+        await llm.aclose()
+    assert text.strip()

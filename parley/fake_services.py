@@ -1,0 +1,107 @@
+"""Local HTTP servers and bodies that play cloud services for tests: an OpenAI-compatible server
+that fails, hangs or stalls on cue, and Deepgram's response shape."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from typing import Any
+
+from parley.testing import openai_chunk, openai_text
+
+__all__ = ["FakeOpenAIServer", "deepgram_transcript"]
+
+
+def deepgram_transcript(text: str) -> dict[str, Any]:
+    """A Deepgram pre-recorded ``/v1/listen`` response body with ``text`` as the transcript."""
+    alternative = {"transcript": text, "confidence": 0.9, "words": []}
+    return {
+        "metadata": {
+            "request_id": "r",
+            "sha256": "",
+            "created": "2026-01-01T00:00:00Z",
+            "duration": 1.0,
+            "channels": 1,
+            "models": [],
+            "model_info": {},
+        },
+        "results": {"channels": [{"alternatives": [alternative]}]},
+    }
+
+
+class FakeOpenAIServer:
+    """A local OpenAI-compatible ``/v1/chat/completions`` server that plays scripted behaviours.
+
+    Queue behaviours with :meth:`push`; each request takes the next (the last one repeats):
+    ``("text", [pieces])`` streams the pieces; ``("raw", sse_bytes)`` sends that body (see
+    :func:`openai_tool_calls`); ``("status", code)`` answers that HTTP error;
+    ``("silent",)`` sends the stream's headers and then nothing; ``("stall", [pieces])`` streams the
+    pieces and then nothing. ``requests`` counts the requests served; ``closed`` the streams whose
+    client went away. Use ``async with FakeOpenAIServer() as server`` and ``server.base_url``.
+    """
+
+    def __init__(self, *behaviours: tuple[Any, ...]) -> None:
+        self.behaviours: deque[tuple[Any, ...]] = deque(behaviours)
+        self.requests = 0
+        self.closed = 0
+        self.bodies: list[dict[str, Any]] = []
+        self.base_url = ""
+        self._runner: Any = None
+
+    def push(self, *behaviours: tuple[Any, ...]) -> None:
+        """Queue behaviours for the next requests."""
+        self.behaviours.extend(behaviours)
+
+    def _next(self) -> tuple[Any, ...]:
+        if len(self.behaviours) > 1:
+            return self.behaviours.popleft()
+        return self.behaviours[0] if self.behaviours else ("text", ["ok"])
+
+    async def _handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        self.requests += 1
+        self.bodies.append(await request.json())
+        behaviour = self._next()
+        if behaviour[0] == "status":
+            error = {"error": {"message": f"scripted {behaviour[1]}", "type": "server_error"}}
+            return web.json_response(error, status=behaviour[1])
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            if behaviour[0] == "raw":
+                await response.write(behaviour[1])
+                await response.write_eof()
+                return response
+            if behaviour[0] == "text":
+                if len(behaviour) > 2:  # ("text", pieces, seconds before the first byte)
+                    await asyncio.sleep(behaviour[2])
+                await response.write(openai_text(*behaviour[1]))
+                await response.write_eof()
+                return response
+            if behaviour[0] == "stall":
+                chunks = [openai_chunk({"role": "assistant", "content": ""})]
+                chunks += [openai_chunk({"content": piece}) for piece in behaviour[1]]
+                await response.write("".join(f"data: {json.dumps(c)}\n\n" for c in chunks).encode())
+            await asyncio.Event().wait()  # silent / stalled: until the client goes away
+        except (asyncio.CancelledError, ConnectionError):
+            self.closed += 1
+            raise
+        return response
+
+    async def __aenter__(self) -> FakeOpenAIServer:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        self._runner = web.AppRunner(app, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._runner.cleanup()

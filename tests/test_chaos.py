@@ -1,0 +1,114 @@
+"""The chaos test: three real ``parley serve`` processes on one PostgreSQL schema + Redis.
+
+WhatsApp and Telegram webhook deliveries are each sent twice, to two processes, and re-sent while
+refused; REST requests carry an ``Idempotency-Key`` and are retried after connection errors; one
+random process is SIGKILLed every few seconds and started again. Every inbound message must be
+answered exactly once, in order per user, and nothing may be left pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from chaos_cluster import (
+    Cluster,
+    Traffic,
+    drop_schema,
+    killer,
+    leftovers,
+    make_schema,
+    verdict,
+    write_settings,
+)
+from chaos_fakes import Fakes, expected
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The shared PostgreSQL (``PARLEY_TEST_POSTGRES_URL`` to use another)."""
+    return os.environ.get("PARLEY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+
+
+def _ports(n: int) -> list[int]:
+    ports = []
+    for _ in range(n):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    return ports
+
+
+async def _answered(traffic: Traffic, fakes: Fakes, within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        missing = [
+            (platform, user)
+            for (platform, user), texts in traffic.sent.items()
+            if platform != "rest"
+            and {expected(t) for t in texts}
+            - {text for _, text in fakes.replies.get((platform, user), [])}
+        ]
+        if not missing:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def test_kills_lose_nothing_and_answer_once_in_order(tmp_path, postgres_url):
+    fakes = Fakes()
+    await fakes.start()
+    schema, db = await make_schema(postgres_url)
+    write_settings(tmp_path / "settings", db, REDIS, fakes.base, lease=3)
+    cluster = Cluster(tmp_path / "settings", _ports(3), tmp_path)
+    live: set[int] = set()
+    stop = asyncio.Event()
+    try:
+        cluster.start(0)  # the first applies the migrations alone
+        await cluster.healthy(0)
+        for index in (1, 2):
+            cluster.start(index)
+        for index in (1, 2):
+            await cluster.healthy(index)
+        live.update({0, 1, 2})
+        traffic = Traffic(cluster, live)
+        chaos = asyncio.create_task(killer(cluster, live, 4.0, stop))
+        async with httpx.AsyncClient(timeout=30) as client:
+            senders = [traffic.whatsapp(client, f"1555000{u:04d}", 6) for u in range(5)]
+            senders += [traffic.telegram(client, 7000 + c, 6) for c in range(4)]
+            senders += [traffic.rest(client, f"device-{d}", 4) for d in range(3)]
+            try:
+                await asyncio.wait_for(asyncio.gather(*senders), 150)
+            except TimeoutError:
+                raise AssertionError(f"deliveries stuck: {dict(traffic.sent)}") from None
+        await _answered(traffic, fakes, 60)
+        stop.set()
+        await chaos
+        for index in sorted(cluster.processes):
+            await cluster.healthy(index)
+        # Items whose holder died after answering are finished once their lease expires.
+        for _ in range(150):
+            left = await leftovers(postgres_url, schema)
+            if not left["pending"] and not left["unfinished"]:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # a late duplicate would show up here
+        result = verdict(traffic, fakes)
+    finally:
+        stop.set()
+        cluster.stop()
+        await fakes.close()
+        await drop_schema(postgres_url, schema)
+    assert len(cluster.kills) >= 3, "the test must kill processes while they work"
+    assert result == {"lost": 0, "duplicated": 0, "out_of_order": 0}, (result, left)
+    assert left["pending"] == 0 and left["unfinished"] == 0, left
