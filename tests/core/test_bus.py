@@ -11,7 +11,7 @@ import pytest
 from parley.core.bus import EventBus, RedisEventBus
 from parley.core.event_codec import VERSION, CodecError, Envelope, decode, encode
 from parley.core.events import AudioChunk, MessageCompleted, TextDelta, TurnCompleted
-from parley.testing import TcpProxy
+from parley.testing_services import TcpProxy
 
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
