@@ -87,7 +87,8 @@ class Inbox:
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._drain = 0.0
+        self._drains: dict[str, float] = {}
+        self._channels: dict[asyncio.Task[Any], str] = {}
         self.register(JOB_CHANNEL, self._run_job, drain=0.0)
 
     # -- registration ----------------------------------------------------------------------
@@ -96,7 +97,7 @@ class Inbox:
         """Answer the items of ``channel`` with ``handler`` (one per channel); at shutdown running
         items get ``drain`` seconds (the longest of all channels) before they are given back."""
         self.handlers[channel] = handler
-        self._drain = max(self._drain, drain)
+        self._drains[channel] = drain
         self.wake()
 
     def job(self, name: str, every: float, run: Callable[[], Awaitable[Any]]) -> None:
@@ -187,9 +188,11 @@ class Inbox:
         self._renew_task = asyncio.create_task(self._renew_loop(), name="inbox-leases")
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop claiming; give running items ``grace`` seconds (default: the channels' longest
-        ``drain``), then give the rest back to the inbox (``queued``)."""
-        grace = self._drain if grace is None else grace
+        """Stop claiming; give running items ``grace`` seconds (default: the longest ``drain`` of
+        their channels), then give the rest back to the inbox (``queued``)."""
+        if grace is None:
+            running = {self._channels.get(task, "") for task in self._running}
+            grace = max((self._drains.get(channel, 5.0) for channel in running), default=0.0)
         self._stopping = True
         for task in (self._loop_task, self._renew_task):
             if task is not None:
@@ -251,7 +254,12 @@ class Inbox:
         for item in items:
             task = asyncio.create_task(self._run(item), name=f"inbox:{item.channel}:{item.id}")
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._channels[task] = item.channel
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._running.discard(task)
+        self._channels.pop(task, None)
 
     async def _run(self, item: InboxRecord) -> None:
         if item.attempts > self.settings.max_attempts:

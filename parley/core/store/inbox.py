@@ -38,8 +38,19 @@ __all__ = [
 
 UNFINISHED = ("queued", "claimed")
 
-_sqlite_claims = asyncio.Lock()
-"""SQLite serves one process: claims are made one at a time in it."""
+_sqlite_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+"""SQLite serves one process: claims are made one at a time in it (one lock per event loop)."""
+
+
+def _sqlite_claims() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _sqlite_locks.get(loop)
+    if lock is None:
+        for old in [other for other in _sqlite_locks if other.is_closed()]:
+            del _sqlite_locks[old]
+        lock = _sqlite_locks[loop] = asyncio.Lock()
+    return lock
+
 
 _INBOX_FIELDS = frozenset({"payload", "result", "conversation_id", "user_message_id"})
 
@@ -188,7 +199,7 @@ async def claim_inbox(
         )
         ids = [int(row["id"]) for row in rows]
     else:
-        async with _sqlite_claims:
+        async with _sqlite_claims():
             ids = await _claim_sqlite(holder, channels, lease, limit)
     if not ids:
         return []
@@ -236,7 +247,7 @@ async def claim_inbox_item(item_id: int, holder: str, *, lease: float = 30.0) ->
         rows = await InboxItem._meta.db.execute_query_dict(sql, [holder, float(lease), item_id])
         taken = bool(rows)
     else:
-        async with _sqlite_claims:
+        async with _sqlite_claims():
             row = await InboxItem.get_or_none(id=item_id)
             now = _now()
             taken = row is not None and (
