@@ -69,7 +69,7 @@ class TelegramAdapter:
         self.runtime = runtime
         self.settings = settings
         self.bot = make_bot(settings)
-        self.replier = Replier(self.bot)
+        self.replier = Replier(self.bot, runtime.telemetry)
         self.dispatcher = Dispatcher(disable_fsm=True)
         self.dispatcher.update.outer_middleware(self._guard)
         self.handlers: Handlers | None = None
