@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "REPLACEMENT",
+    "TOO_DEEP",
     "clean",
     "clean_json",
     "loads_clean",
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 REPLACEMENT = "\ufffd"
+
+TOO_DEEP = "the body is not valid JSON: nested too deeply"
+"""The message of a 400 ``invalid_json`` for JSON nested deeper than the decoders go."""
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 

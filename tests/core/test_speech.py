@@ -132,10 +132,16 @@ async def test_audio_strictly_in_order_with_random_tts_delays(make_engine, llm, 
 async def test_tts_of_sentence_one_starts_before_the_llm_finishes(make_engine):
     engine = make_engine()
     engine.tts = tts = RecordingTTS()
-    # The LLM does not go on until TTS has started: without streaming TTS it would time out.
-    engine.llm = GatedLLM(["Hello", " there.", " And"], [" the", " rest."], tts.first_started)
+    # The LLM does not go on until the first sentence's audio has reached the consumer: without
+    # streaming TTS it would wait forever (and time out).
+    heard = asyncio.Event()
+    engine.llm = GatedLLM(["Hello", " there.", " And"], [" the", " rest."], heard)
     conv = await _conversation(engine)
-    events = await collect(engine.turn(conv.id, Inbound(text="go"), speech=SpeechOptions()))
+    events = []
+    async for event in engine.turn(conv.id, Inbound(text="go"), speech=SpeechOptions()):
+        events.append(event)
+        if isinstance(event, AudioChunk):
+            heard.set()
     assert engine.llm.finished
     assert tts.started == ["Hello there.", "And the rest."]
     first_audio = _of(events, AudioChunk)[0]

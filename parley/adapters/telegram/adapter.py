@@ -42,7 +42,7 @@ from parley.core.locks import LocalLocks
 from parley.core.retry import retrying
 from parley.core.store.records import InboxRecord
 from parley.core.telemetry import joined
-from parley.core.text import clean_json
+from parley.core.text import TOO_DEEP, clean_json
 from parley.server import ApiError
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class TelegramAdapter:
         self.runtime = runtime
         self.settings = settings
         self.bot = make_bot(settings)
-        self.replier = Replier(self.bot)
+        self.replier = Replier(self.bot, runtime.telemetry)
         self.dispatcher = Dispatcher(disable_fsm=True)
         self.dispatcher.update.outer_middleware(self._guard)
         self.handlers: Handlers | None = None
@@ -290,7 +290,9 @@ class TelegramAdapter:
                 raise ApiError(503, "unavailable", "the Telegram adapter is not running")
             try:
                 update = json.loads(await request.body())
-            except (ValueError, RecursionError):  # not JSON, or nested too deeply
+            except RecursionError:
+                raise ApiError(400, "invalid_json", TOO_DEEP) from None
+            except ValueError:
                 raise ApiError(400, "bad_request", "the body is not JSON") from None
             if not isinstance(update, dict):
                 raise ApiError(400, "bad_request", "an update must be a JSON object")

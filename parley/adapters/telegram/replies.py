@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
@@ -26,6 +27,9 @@ from parley.adapters.telegram.chats import CHANNEL
 from parley.adapters.telegram.text import CAPTION_LIMIT, fits, split_text
 from parley.adapters.telegram.transport import log
 from parley.core import store
+
+if TYPE_CHECKING:
+    from parley.core.telemetry import Telemetry
 
 __all__ = [
     "APOLOGIES",
@@ -80,20 +84,29 @@ APOLOGIES = {
 class Replier:
     """Sends messages to chats through one Bot."""
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, telemetry: Telemetry | None = None) -> None:
         self.bot = bot
+        self.telemetry = telemetry
+        """Where each send is a ``platform.send`` span (the end of a turn's trace)."""
+
+    def _span(self) -> AbstractContextManager[Any]:
+        if self.telemetry is None:
+            return nullcontext()
+        return self.telemetry.span("platform.send", **{"parley.channel": CHANNEL})
 
     async def once(self, send: Callable[[], Awaitable[TelegramMessage]]) -> int:
         """Run ``send`` unless the current :class:`SendScope` recorded it as delivered; return
         the Telegram message id (the recorded one when skipped)."""
         scope = SEND_SCOPE.get()
         if scope is None:
-            return (await send()).message_id
+            with self._span():
+                return (await send()).message_id
         key = scope.next_key()
         recorded = await store.sent(CHANNEL, key)
         if recorded:
             return int(recorded)
-        message_id = (await send()).message_id
+        with self._span():
+            message_id = (await send()).message_id
         await store.record_send(CHANNEL, key, str(message_id))
         return message_id
 

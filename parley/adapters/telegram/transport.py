@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot
@@ -39,6 +40,9 @@ __all__ = [
 
 log = logging.getLogger("parley.adapters.telegram")
 """The one logger of the adapter (its token filter applies to records logged here)."""
+
+STOP_GRACE = 10.0
+"""Seconds polling gets to stop cleanly when its lease is lost or the adapter stops."""
 
 MAX_DOWNLOAD = 20 * 1024 * 1024
 """The Bot API's own cap on downloads from its cloud servers."""
@@ -189,10 +193,10 @@ async def poll_under_lease(
             # Lease lost or shutting down: aiogram stops cleanly only through stop_polling
             # (cancelling start_polling leaves its getUpdates loop running).
             if not polling.done():
-                try:
-                    await dispatcher.stop_polling()
-                except RuntimeError:  # not started yet
-                    polling.cancel()
+                with suppress(RuntimeError, TimeoutError):  # RuntimeError: not started yet
+                    async with asyncio.timeout(STOP_GRACE):
+                        await dispatcher.stop_polling()
+                polling.cancel()  # nothing when it stopped; else the last resort
                 await asyncio.wait({polling})
             raise
 

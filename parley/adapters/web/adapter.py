@@ -26,7 +26,7 @@ from parley.adapters.web.identity import (
 from parley.adapters.web.limits import Limiter
 from parley.adapters.web.settings import WebSettings
 from parley.core.engine import Engine
-from parley.core.text import loads_clean
+from parley.core.text import TOO_DEEP, loads_clean
 from parley.server import ApiError, error_response, log_unhandled
 
 if TYPE_CHECKING:
@@ -219,9 +219,6 @@ async def provide_device_caller(
 ) -> Caller:
     """The caller when ``web.auth_secret`` is empty: the device id is required (400 without)."""
     return await _caller(web, device_id, None)
-
-
-TOO_DEEP = "the body is not valid JSON: nested too deeply"
 
 
 def too_deep(request: Request[Any, Any, Any], exc: Exception, **extra: Any) -> Response[Any]:

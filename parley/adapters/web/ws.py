@@ -1,18 +1,13 @@
 """``/ws``: the WebSocket protocol (docs/protocol.md), one :class:`WebSession` per connection.
 
-The socket is a transport over the conversation runtime (:mod:`parley.core.conversation`): it
-parses frames into commands for the live conversation it is attached to, and renders every event
-of that conversation as frames, whichever process or client caused it (a turn of this socket,
-another tab, a REST request, another process). A user message that arrived elsewhere is shown
-as a ``user_message`` frame before its turn's frames.
-
-Frames that touch the conversation (``user_message``, ``new_conversation``, the switch of
-``resume``, a finished spoken utterance) become jobs that one worker runs strictly in the order
-received (a turn job waits until the runtime has stored its turn), so messages sent while a reply
-streams are answered in turn, none dropped. Every other frame (``model_settings``,
-``refresh_characters``, ``resume``'s history, ``interrupt``, voice controls, audio) is handled at
-once, even while a reply streams. All outgoing frames go through one :class:`Outbox`. Voice lives
-in :mod:`~parley.adapters.web.ws_voice`, conversation frames in :mod:`~parley.adapters.web.ws_chat`.
+A transport over the conversation runtime (:mod:`parley.core.conversation`): frames become
+commands for the live conversation the socket is attached to, and every event of it is rendered
+as frames, whichever process or client caused it (a message from elsewhere first shows as a
+``user_message`` frame). Frames that touch the conversation (``user_message``,
+``new_conversation``, ``resume``'s switch, a finished utterance) are jobs one worker runs in the
+order received (a turn job waits until its turn is stored); every other frame is handled at
+once. All outgoing frames go through one :class:`Outbox`. Voice: :mod:`.ws_voice`; conversation
+frames: :mod:`.ws_chat`.
 """
 
 from __future__ import annotations

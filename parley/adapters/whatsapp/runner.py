@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing
 from typing import TYPE_CHECKING, Any
 
 from parley.adapters.whatsapp.graph import GraphClient, GraphError
@@ -29,6 +29,7 @@ from parley.core.inbound import Inbound
 from parley.core.inbox_turns import settle_leftovers, stored_answer
 from parley.core.speech import SpeechOptions
 from parley.core.store.records import InboxRecord, MessageRecord
+from parley.core.telemetry import joined
 from parley.core.text import split_text
 
 if TYPE_CHECKING:
@@ -112,7 +113,8 @@ class TurnRunner:
             await self._mark_read(wamid)
         greeting_id = metadata.get("greeting_id")
         if greeting_id:
-            await self._send_greeting(wa_id, greeting_id)
+            with joined(metadata.get("trace")):  # its send joins the message's trace too
+                await self._send_greeting(wa_id, greeting_id)
         inbound = Inbound(
             text=current.content,
             platform_message_id=wamid,
@@ -221,7 +223,8 @@ class TurnRunner:
                 if already is not None:
                     sent.append(already)
                     continue
-                wamid = await self.graph.send_text(wa_id, part) or ""
+                with self._send_span(message_id, "text"):
+                    wamid = await self.graph.send_text(wa_id, part) or ""
                 await store.record_send(CHANNEL, key, wamid)
                 await remember_sent(wamid, message_id)  # status callbacks find the reply
                 sent.append(wamid)
@@ -232,6 +235,15 @@ class TurnRunner:
             return False
         await self._record(message_id, whatsapp_ids=sent)
         return True
+
+    def _send_span(self, message_id: str, kind: str) -> AbstractContextManager[Any]:
+        """A ``platform.send`` span (the trace of a turn ends with what reached the user)."""
+        attributes = {
+            "parley.channel": CHANNEL,
+            "parley.message_id": message_id,
+            "parley.kind": kind,
+        }
+        return self.adapter.runtime.telemetry.span("platform.send", **attributes)
 
     async def _send_voice(self, wa_id: str, message_id: str, pcm: bytes, fmt: str) -> None:
         """Convert to OGG/Opus, upload, send as a voice note; a failure keeps the text reply."""
@@ -245,8 +257,9 @@ class TurnRunner:
         if await store.sent(CHANNEL, key) is not None:
             return  # delivered by the attempt a crash cut
         try:
-            media_id = await self.graph.upload_media(ogg, "audio/ogg", "reply.ogg")
-            wamid = await self.graph.send_voice(wa_id, media_id)
+            with self._send_span(message_id, "voice"):
+                media_id = await self.graph.upload_media(ogg, "audio/ogg", "reply.ogg")
+                wamid = await self.graph.send_voice(wa_id, media_id)
             await store.record_send(CHANNEL, key, wamid)
             await remember_sent(wamid, message_id)
         except GraphError as exc:

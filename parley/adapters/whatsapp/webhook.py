@@ -13,7 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from parley.adapters.whatsapp.intake import keep_for_turns, record_statuses
 from parley.adapters.whatsapp.payload import parse_delivery, parse_statuses, signature_ok
-from parley.core.text import clean_json
+from parley.core.text import TOO_DEEP, clean_json
 from parley.server import ApiError
 
 if TYPE_CHECKING:
@@ -58,7 +58,9 @@ def webhook_routes(adapter: WhatsAppAdapter) -> list[HTTPRouteHandler]:
             raise ApiError(401, "invalid_signature", "missing or wrong X-Hub-Signature-256")
         try:
             data = clean_json(json.loads(body))  # lone surrogates and NUL: U+FFFD, storable
-        except (ValueError, RecursionError):  # not JSON, or nested too deeply
+        except RecursionError:
+            raise ApiError(400, "invalid_json", TOO_DEEP) from None
+        except ValueError:
             raise ApiError(400, "bad_request", "the body is not JSON") from None
         await record_statuses(parse_statuses(data, settings.phone_number_id))
         received = parse_delivery(data, settings.phone_number_id, max_chars=settings.max_text_chars)

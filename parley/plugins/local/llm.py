@@ -69,6 +69,14 @@ def fit(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     return system + rest
 
 
+def instructed(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:
+    """``messages`` with ``instruction`` on a line after the system prompt (or as one)."""
+    if messages and messages[0]["role"] == "system":
+        first = {**messages[0], "content": f"{messages[0]['content']}\n{instruction}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": instruction}, *messages]
+
+
 class LlamaServer:
     """One xllamacpp server serving a GGUF file on loopback. Thread-safe; usable from any loop."""
 
@@ -227,7 +235,10 @@ class LocalLLM:
         )
         tokens = max(self.settings.context - model.max_tokens - PROMPT_SLACK, PROMPT_SLACK)
         budget = tokens * CHARS_PER_TOKEN
-        return LLMRequest(messages=fit(request.messages, budget), model=model)
+        messages = fit(request.messages, budget)
+        if self.settings.instruction:
+            messages = instructed(messages, self.settings.instruction)
+        return LLMRequest(messages=messages, model=model)
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         """Load the model if needed, then yield the reply as the server streams it."""

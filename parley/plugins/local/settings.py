@@ -28,6 +28,9 @@ class LocalLLMSettings:
     drifts into nonsense at the temperatures written for cloud models."""
     context: Annotated[int, Meta(ge=256, le=131_072)] = 2048
     """Context window in tokens."""
+    instruction: str = "Answer in plain English."
+    """A line added after the system prompt (empty: none). The shipped model drifts into French
+    at the word "France" without it; the local voice and recogniser are English too."""
 
 
 @dataclass(slots=True)

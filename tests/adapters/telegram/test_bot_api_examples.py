@@ -137,6 +137,10 @@ async def test_webhook_body_and_text_are_capped(tg, api):
             response = await client.post(url, json=huge, headers=HEADERS)
             assert response.status_code == 413
             assert response.json()["error"]["code"] == "payload_too_large"
+            deep = b"[" * 1000 + b"]" * 1000
+            nested = await client.post(url, content=deep, headers=HEADERS)
+            assert nested.status_code == 400
+            assert nested.json()["error"]["code"] == "invalid_json"
             long = tg.text("z" * 60)
             assert (await client.post(url, json=long, headers=HEADERS)).status_code == 200
             [apology] = await api.wait_sent("sendMessage")

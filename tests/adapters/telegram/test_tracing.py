@@ -31,3 +31,7 @@ async def test_the_turn_joins_the_trace_of_the_received_update(tg, api):
     assert item.payload["trace"]["traceparent"].split("-")[2] == f"{received.context.span_id:016x}"
     assert turn.context.trace_id == received.context.trace_id
     assert turn.parent.span_id == received.context.span_id
+    # ... to the platform: the greeting and the reply sent, each a span of that trace.
+    sends = [s for s in spans if s.name == "platform.send"]
+    assert len(sends) >= 2
+    assert {s.context.trace_id for s in sends} == {received.context.trace_id}

@@ -219,6 +219,7 @@ class HeldLLM:
     """The first reply streams STORY, then waits for ever (until cut short); later ones answer."""
 
     name = "held"
+    stall_timeout = 0.0  # it waits for ever by design: no stall watchdog (docs/operations.md)
 
     def __init__(self) -> None:
         self.requests: list[LLMRequest] = []

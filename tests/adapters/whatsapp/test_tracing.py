@@ -24,6 +24,10 @@ async def test_the_turn_joins_the_trace_of_the_received_message(serve, meta, pro
     assert turn.context.trace_id == received.context.trace_id
     assert turn.parent.span_id == received.context.span_id
     assert turn.attributes["parley.user_message_id"] == stored.id
+    # ... to the platform: the reply sent to the Graph API is a span of the turn.
+    sends = [s for s in spans if s.name == "platform.send"]
+    assert sends and {s.context.trace_id for s in sends} == {turn.context.trace_id}
+    assert any(s.parent.span_id == turn.context.span_id for s in sends)
     assert stored.metadata["trace"]["traceparent"].split("-")[1] == f"{turn.context.trace_id:032x}"
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from parley.core.config import LLMSettings, ModelSettings
 from parley.core.providers import LiveTranscript, LLMRequest, SpeechStarted
-from parley.plugins.local.llm import LocalLLM, fit
+from parley.plugins.local.llm import LocalLLM, fit, instructed
 from parley.plugins.local.settings import LocalLLMSettings
 
 
@@ -158,3 +158,37 @@ async def test_a_history_longer_than_the_context_still_gets_an_answer(llama_serv
     finally:
         await llm.aclose()
     assert text.strip()
+
+
+def test_the_instruction_follows_the_system_prompt():
+    system = {"role": "system", "content": "You are Alex."}
+    user = {"role": "user", "content": "Hi"}
+    assert instructed([system, user], "Reply in English.") == [
+        {"role": "system", "content": "You are Alex.\nReply in English."},
+        user,
+    ]
+    assert instructed([user], "Reply in English.")[0] == {
+        "role": "system",
+        "content": "Reply in English.",
+    }
+
+
+async def test_the_shipped_persona_answers_in_english(llama_server):
+    """The shipped persona and greeting, as a first `make run` sends them."""
+    llm = LocalLLM(LLMSettings(), LocalLLMSettings(), llama_server, owns_server=False)
+    prompt = (
+        "You are a friendly, helpful assistant. Answer briefly and ask when something is unclear."
+    )
+    request = LLMRequest(
+        messages=[
+            {"role": "system", "content": prompt},
+            {"role": "assistant", "content": "Hi! How can I help you today?"},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        model=ModelSettings(temperature=0.9, max_tokens=50),
+    )
+    try:
+        text = "".join([chunk.text async for chunk in llm.stream(request)])
+    finally:
+        await llm.aclose()
+    assert "Paris" in text, text
