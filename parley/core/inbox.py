@@ -280,6 +280,10 @@ class Inbox:
         except Exception as exc:
             if (outage := describe(exc)) is not None:  # database or Redis down: one line
                 log.warning("inbox: %s %s cut: %s unavailable", item.channel, item.key, outage.part)
+                # An outage is not the message's fault: it does not count towards max_attempts
+                # (with the database down too, the refund fails and one attempt is spent).
+                with suppress(Exception):
+                    await store.refund_attempt(item.id, self.holder)
             else:
                 log.exception("inbox: answering %s %s failed", item.channel, item.key)
             # Left claimed: claimed again once the lease expires (attempts counts the tries).

@@ -121,9 +121,7 @@ async def create_session(
     except EngineError as exc:
         raise ApiError(404, "unknown_template", exc.message) from None
     conversation = opened.conversation
-    await store.update_conversation(
-        conversation.id, state={**conversation.state, "web_user_id": data.user_id}
-    )
+    await store.update_state(conversation.id, lambda state: state.update(web_user_id=data.user_id))
     return {
         "success": True,
         "session_id": conversation.id,

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
 
 from parley.core.store._common import _now, _utc, _uuid
 from parley.core.store.models import InboxItem, OutboundSend
@@ -306,6 +307,15 @@ async def release_inbox(item_id: int, holder: str) -> bool:
     updated = await InboxItem.filter(id=item_id, claimed_by=holder, status="claimed").update(
         status="queued", claimed_by=None, lease_until=None
     )
+    return bool(updated)
+
+
+async def refund_attempt(item_id: int, holder: str) -> bool:
+    """Take back the attempt ``holder``'s claim counted (an outage cut the turn: not the
+    message's fault); the item stays claimed until its lease expires, then is claimed again."""
+    updated = await InboxItem.filter(
+        id=item_id, claimed_by=holder, status="claimed", attempts__gt=0
+    ).update(attempts=F("attempts") - 1)
     return bool(updated)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from parley.core import store
 from parley.core.inbox import Inbox, InboxSettings
+from parley.core.outages import Unavailable
 from parley.core.store.records import InboxRecord
 
 FAST = InboxSettings(lease=1.0, poll_interval=0.05)
@@ -158,3 +159,28 @@ async def test_stop_gives_unfinished_items_back(db: str) -> None:
     await inbox.stop()
     item = await store.get_inbox("chat", "k")
     assert item is not None and item.status == "queued" and item.claimed_by is None
+
+
+async def test_an_outage_does_not_use_up_the_items_attempts(db: str) -> None:
+    calls = 0
+
+    async def cut_by_outages(item: InboxRecord) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls <= 3:  # Redis (say) down for three claims in a row
+            raise Unavailable("redis", "connection refused")
+        return {"answered": True}
+
+    settings = InboxSettings(lease=1.0, poll_interval=0.05, max_attempts=2)
+    inbox = Inbox(settings, holder="p1")
+    inbox.register("chat", cut_by_outages)
+    await inbox.put("chat", "k", "lane")
+    await inbox.start()
+    try:
+        async with asyncio.timeout(20):
+            await inbox.idle()
+    finally:
+        await inbox.stop()
+    item = await store.get_inbox("chat", "k")
+    assert calls == 4
+    assert item is not None and item.status == "done" and item.result == {"answered": True}
