@@ -113,3 +113,60 @@ async def test_kills_lose_nothing_and_answer_once_in_order(tmp_path, postgres_ur
     assert len(cluster.kills) >= 3, "the test must kill processes while they work"
     assert result == {"lost": 0, "duplicated": 0, "out_of_order": 0}, (result, left)
     assert left["pending"] == 0 and left["unfinished"] == 0, left
+
+
+async def test_a_reply_cut_by_sigkill_is_kept_interrupted_and_hides_nothing(tmp_path, postgres_url):
+    """The crash-leftover test: a process killed mid-reply; the client retries with its key."""
+    fakes = Fakes(piece_delay=1.5)  # four pieces: the kill lands after two
+    await fakes.start()
+    schema, db = await make_schema(postgres_url)
+    write_settings(tmp_path / "settings", db, REDIS, fakes.base, lease=3)
+    cluster = Cluster(tmp_path / "settings", _ports(1), tmp_path)
+    device = {"X-Device-ID": "crash-device"}
+    keyed = {**device, "Idempotency-Key": "crash-1"}
+    try:
+        cluster.start(0)
+        await cluster.healthy(0)
+        url = cluster.url(0)
+        async with httpx.AsyncClient(timeout=30) as client:
+            first = asyncio.create_task(
+                client.post(f"{url}/chat/", json={"content": "tell me"}, headers=keyed)
+            )
+            for _ in range(200):
+                if fakes.llm_calls:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(4.0)  # two pieces out, the partial text saved
+            cluster.kill(0)
+            with pytest.raises(httpx.TransportError):
+                await first
+            fakes.piece_delay = 0.01
+            cluster.start(0)
+            await cluster.healthy(0)
+            again = await client.post(f"{url}/chat/", json={"content": "tell me"}, headers=keyed)
+            assert again.status_code == 200, again.text
+            conversation_id = again.json()["conversation_id"]
+            later = await client.post(f"{url}/chat/", json={"content": "and then?"}, headers=device)
+            assert later.status_code == 200, later.text
+            history = await client.get(
+                f"{url}/api/v1/conversations/{conversation_id}/messages", headers=device
+            )
+        left = await leftovers(postgres_url, schema)
+    finally:
+        cluster.stop()
+        await fakes.close()
+        await drop_schema(postgres_url, schema)
+    assert history.status_code == 200, history.text
+    page = history.json()
+    rows = [(m["role"], m["content"], m["status"]) for m in page["messages"]]
+    (cut,) = [row for row in rows if row[2] == "interrupted"]
+    assert cut[0] == "assistant" and cut[1] and expected("tell me").startswith(cut[1]), rows
+    assert cut[1] != expected("tell me"), rows  # what was produced before the kill, no more
+    assert ("assistant", expected("tell me"), "complete") in rows  # answered after the restart
+    assert [r for r in rows if r[0] == "user"].count(("user", "tell me", "complete")) == 1
+    assert rows[-2:] == [
+        ("user", "and then?", "complete"),
+        ("assistant", expected("and then?"), "complete"),
+    ], rows
+    assert page.get("has_more") in (False, None), page
+    assert left["pending"] == 0 and left["unfinished"] == 0, left
