@@ -182,6 +182,10 @@ async def poll_under_lease(
         polling = asyncio.ensure_future(
             dispatcher.start_polling(
                 bot,
+                # Each update is handled (stored in the inbox: quick) before the next getUpdates,
+                # whose offset is what tells Telegram the earlier ones arrived: nothing is
+                # acknowledged before it is stored.
+                handle_as_tasks=False,
                 handle_signals=False,
                 close_bot_session=False,
                 allowed_updates=allowed_updates,
