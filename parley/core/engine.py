@@ -267,15 +267,11 @@ class Engine:
             def run(conversation_id: str, inbound: Inbound) -> AsyncIterator[Event]:
                 return self.run_turn(conversation_id, inbound, speech, origin=origin)
 
-            keyed = keyed_turn(self.inbox, run, self.locks, conversation_id, inbound)
-            async with aclosing(keyed) as events:
-                async for event in events:
-                    yield event
-            return
-        async with aclosing(
-            self.run_turn(conversation_id, inbound, speech, origin=origin)
-        ) as events:
-            async for event in events:
+            events = keyed_turn(self.inbox, run, self.locks, conversation_id, inbound)
+        else:
+            events = self.run_turn(conversation_id, inbound, speech, origin=origin)
+        async with aclosing(events) as stream:
+            async for event in stream:
                 yield event
 
     async def run_turn(
