@@ -57,7 +57,6 @@ async def answer(
     window = template.history_window
     if window is None:
         window = engine.settings.conversation.history_window
-    user = await store.get_user(conversation.user_id)
     multi_character = len(template.personas) > 1
     handoffs = 0
     while responders:
@@ -67,7 +66,6 @@ async def answer(
             persona,
             conversation.language,
             history,
-            user=user,
             multi_character=multi_character,
         )
         messages = await engine.hooks.chain(

@@ -138,13 +138,16 @@ class RedisEventBus(EventBus):
         )
         self.reader: Any = redis.from_url(url, socket_connect_timeout=self.PUBLISH_TIMEOUT)
         self.prefix = prefix
-        self.pubsub: Any = self.reader.pubsub(ignore_subscribe_messages=True)
+        self.pubsub: Any = self.reader.pubsub()
         self._reader: asyncio.Task[None] | None = None
         self._changes: asyncio.Queue[tuple[bool, str]] = asyncio.Queue()
         self._watching: set[str] = set()
         self._ready: dict[str, asyncio.Event] = {}
         self._pumps: dict[str, _Pump] = {}
         self._send_failed = False
+        self._leaving: dict[bytes, int] = {}
+        """Channels unsubscribed whose confirmation is not read yet: a message read before it
+        was sent before (it would reach a later subscriber of the channel, stale)."""
 
     async def _send(self, envelope: Envelope) -> None:
         try:
@@ -188,6 +191,8 @@ class RedisEventBus(EventBus):
                 self._ready.pop(conversation_id, None)
                 if conversation_id in self._watching:
                     self._watching.discard(conversation_id)
+                    key = channel.encode()
+                    self._leaving[key] = self._leaving.get(key, 0) + 1
                     await self.pubsub.unsubscribe(channel)
 
     async def _read(self) -> None:
@@ -199,9 +204,7 @@ class RedisEventBus(EventBus):
                     change = await self._changes.get()
                     self._changes.put_nowait(change)
                     continue
-                message = await self.pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=0.05
-                )
+                message = await self.pubsub.get_message(timeout=0.05)
                 failing = False
             except asyncio.CancelledError:
                 raise
@@ -211,15 +214,27 @@ class RedisEventBus(EventBus):
                 failing = True
                 await self._resubscribe_later()
                 continue
-            if message is not None and message.get("type") == "message":
-                await self._receive(message["data"])
+            if message is not None:
+                await self._read_message(message)
+
+    async def _read_message(self, message: dict[str, Any]) -> None:
+        kind, channel = message.get("type"), message.get("channel")
+        leaving = self._leaving.get(channel, 0)
+        if kind == "unsubscribe" and leaving:
+            if leaving == 1:
+                del self._leaving[channel]
+            else:
+                self._leaving[channel] = leaving - 1
+        elif kind == "message" and not leaving:
+            await self._receive(message["data"])
 
     async def _resubscribe_later(self) -> None:
         """Wait, then subscribe again to everything watched (a new connection)."""
         await asyncio.sleep(self.RETRY)
         with suppress(Exception):
             await self.pubsub.aclose()
-        self.pubsub = self.reader.pubsub(ignore_subscribe_messages=True)
+        self.pubsub = self.reader.pubsub()
+        self._leaving.clear()  # a new connection: nothing of the old one arrives
         for conversation_id in list(self._watching):
             self._watching.discard(conversation_id)
             self._ready[conversation_id] = asyncio.Event()

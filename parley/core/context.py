@@ -28,6 +28,11 @@ def user_content(text: str, image_urls: list[str]) -> str | list[dict[str, Any]]
     return parts
 
 
+def memory_note(memory: str) -> str:
+    """What is remembered about the user, as it is added to a system prompt."""
+    return f"\n\nWhat you remember about the user from earlier conversations:\n{memory}"
+
+
 def build_messages(
     persona: Persona,
     language: str,
@@ -44,7 +49,7 @@ def build_messages(
     """
     system = persona.prompt_for(language)
     if user is not None and user.memory:
-        system += f"\n\nWhat you remember about the user from earlier conversations:\n{user.memory}"
+        system += memory_note(user.memory)
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     results = {
         (m.metadata.get("reply_id"), m.metadata.get("tool_call_id")): m.content

@@ -29,7 +29,6 @@ publishes every event it yields on the bus.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import aclosing, suppress
@@ -51,12 +50,12 @@ from parley.core.conversation_commands import (
 )
 from parley.core.conversation_listening import Hearer, Listening
 from parley.core.conversation_queue import CommandQueue, Job
+from parley.core.conversation_record import follow, surely_open
 from parley.core.conversation_run import end, retrieve, say, set_model_settings
 from parley.core.conversation_silence import NUDGE, Silence
 from parley.core.engine import Engine, EngineError
 from parley.core.events import (
     AudioCompleted,
-    ConversationEnded,
     Event,
     InterruptRequested,
     MessageCompleted,
@@ -153,6 +152,12 @@ class LiveConversation(CommandQueue):
         attachment = Attachment(self, subscription, deliver, origin)
         self.attachments.add(attachment)
         return attachment
+
+    def open_record(self) -> ConversationRecord | None:
+        """The conversation's record while it is surely open (see
+        :func:`~parley.core.conversation_record.surely_open`): a transport need not read it
+        before each turn."""
+        return surely_open(self.record, self.engine.settings.conversation.session_ttl)
 
     async def ready(self) -> None:
         """Return once events from other processes reach the subscribers (Redis confirmed)."""
@@ -342,8 +347,12 @@ class LiveConversation(CommandQueue):
                 isinstance(event, MessageCompleted) and not job.spoken
             ):
                 self.streaming = None
-        if isinstance(event, ConversationEnded) and self.record is not None:
-            self.record = dataclasses.replace(self.record, status="ended")
+        if isinstance(event, MessageStarted):
+            self.announced = event.message_id  # from any process: stored only once it streams
+        elif isinstance(event, MessageCompleted) and event.message_id == self.announced:
+            self.announced = None
+        ttl = self.engine.settings.conversation.session_ttl
+        self.record = follow(self.record, event, local and job is not None, ttl)
         if isinstance(event, InterruptRequested) and not local:
             if event.message_id == self.streaming and self.replying:
                 self._settle(None, self.interrupt(CLIENT))

@@ -46,6 +46,9 @@ class CommandQueue:
         self.queue: deque[Job] = deque()
         self.current: Job | None = None
         self.streaming: str | None = None
+        self.announced: str | None = None
+        """Id of the latest reply started in any process and not yet complete (its row may not
+        be stored yet: a reply is inserted once its LLM request has left)."""
         """Id of the message whose text or audio is being produced (None between messages)."""
         self._worker: asyncio.Task[None] | None = None
         self._cut: asyncio.Task[None] | None = None

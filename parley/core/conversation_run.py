@@ -57,9 +57,7 @@ async def end(engine: Engine, conversation_id: str, command: End) -> None:
         prompt = engine.settings.language(conversation.language).prompts.end
         await say(engine, conversation_id, prompt, None, command.reason, command.origin)
         return
-    await engine.end(conversation_id, command.reason, farewell=False)
-    ended = ConversationEnded(conversation_id, command.reason)
-    await engine.bus.publish(conversation_id, ended, command.origin)
+    await engine.end(conversation_id, command.reason, farewell=False, origin=command.origin)
 
 
 async def set_model_settings(

@@ -9,28 +9,18 @@ process or another; the conversation runtime (:mod:`parley.core.conversation`) b
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 
-from parley.core import saying, store
-from parley.core.answering import answer, model_settings
+from parley.core import saying, store, turning
+from parley.core.answering import model_settings
 from parley.core.bus import EventBus
 from parley.core.config import ModelSettings, Persona, Settings, Template
-from parley.core.context import is_termination, user_content
+from parley.core.context import user_content
 from parley.core.engine_types import EngineError, Opened
-from parley.core.events import (
-    ConversationEnded,
-    ErrorEvent,
-    Event,
-    Transcript,
-    TurnCompleted,
-    TurnStarted,
-)
-from parley.core.hearing import store_audio_message, store_user_message, transcribe
+from parley.core.events import ConversationEnded, Event
 from parley.core.inbound import Inbound
 from parley.core.inbox import Inbox
 from parley.core.inbox_turns import keyed_turn
@@ -47,10 +37,6 @@ from parley.core.tools import ToolRegistry
 __all__ = ["Engine", "EngineError", "Opened", "message_events"]
 
 log = logging.getLogger(__name__)
-
-
-_SPEECH_ERRORS = frozenset({"tts_failed"})
-"""Error codes that leave the reply itself intact."""
 
 
 def _now() -> datetime:
@@ -161,7 +147,7 @@ class Engine:
         ended = []
         current = await store.find_open_conversation(user_id, channel)
         if current is not None and self.is_expired(current):
-            ended.append(await self.end(current.id, "expired", farewell=False))
+            ended.append(await self.end(current.id, "expired", farewell=False, announce=False))
             current = None
         if current is not None:
             return Opened(current, None, resumed=True)
@@ -175,9 +161,18 @@ class Engine:
         return conversation.expires_at is not None and conversation.expires_at <= _now()
 
     async def end(
-        self, conversation_id: str, reason: str, *, farewell: bool = True
+        self,
+        conversation_id: str,
+        reason: str,
+        *,
+        farewell: bool = True,
+        announce: bool = True,
+        origin: str | None = None,
     ) -> ConversationRecord:
-        """End the conversation with ``reason``; store the end prompt when ``farewell``."""
+        """End the conversation with ``reason``; store the end prompt when ``farewell``.
+
+        With ``announce`` ``ConversationEnded`` is published on the bus (tagged ``origin``), so
+        every live subscriber learns it; callers that yield the event themselves pass False."""
         conversation = await store.get_conversation(conversation_id)
         if conversation is None:
             raise EngineError("not_found", "conversation not found")
@@ -187,6 +182,10 @@ class Engine:
             await self._farewell(conversation)
         ended = await store.end_conversation(conversation_id, reason)
         await self.hooks.call("conversation_ended", conversation=ended, reason=reason)
+        if announce:
+            await self.bus.publish(
+                conversation_id, ConversationEnded(conversation_id, reason), origin
+            )
         return ended
 
     async def _farewell(self, conversation: ConversationRecord) -> MessageRecord | None:
@@ -284,7 +283,7 @@ class Engine:
     ) -> AsyncIterator[Event]:
         """One turn under the conversation's lock, ignoring ``idempotency_key`` (the inbox runs
         keyed turns through it); its events are published on the bus with ``origin``."""
-        turn = self._turn(conversation_id, inbound, speech)
+        turn = turning.turn(self, conversation_id, inbound, speech)
         async with (
             self.telemetry.turn(conversation_id, inbound) as scope,  # span, timings, log line
             self.locks.hold(conversation_id),
@@ -302,86 +301,6 @@ class Engine:
             async for event in stream:
                 await self.bus.publish(conversation_id, event, origin)
                 yield event
-
-    async def _turn(
-        self, conversation_id: str, inbound: Inbound, speech: SpeechOptions | None
-    ) -> AsyncIterator[Event]:
-        started_at = time.perf_counter()
-        conversation = await store.get_conversation(conversation_id)
-        if conversation is None:
-            yield ErrorEvent("not_found", "conversation not found")
-            return
-        if conversation.is_open and self.is_expired(conversation):
-            await self.end(conversation.id, "expired", farewell=False)
-            yield ConversationEnded(conversation.id, "expired")
-            yield ErrorEvent("conversation_ended", "the conversation expired; start a new one")
-            return
-        if not conversation.is_open:
-            yield ErrorEvent("conversation_ended", "the conversation has ended")
-            return
-        text = inbound.text
-        timing: dict[str, int] = {}
-        if isinstance(inbound.metadata.get("stt_ms"), int):
-            timing["stt_ms"] = inbound.metadata["stt_ms"]  # transcribed live by the adapter
-        if inbound.audio is not None:
-            # The user's message is stored before any provider is called: a recording that cannot
-            # be transcribed stays on record as a failed user message, and no turn runs.
-            inbound = await store_audio_message(conversation, inbound)
-            transcription, error = await transcribe(self.stt, conversation, inbound, text)
-            if error is not None or transcription is None:
-                assert error is not None
-                yield error
-                return
-            timing["stt_ms"] = round((time.perf_counter() - started_at) * 1000)
-            text = " ".join(part for part in (text, transcription.text) if part)
-            yield Transcript(transcription.text, final=True)
-            await self.hooks.call("transcribed", conversation=conversation, text=transcription.text)
-        user_message = await store_user_message(conversation, inbound, text, timing)
-        yield TurnStarted(conversation.id, user_message.id)
-        turn_messages = [user_message]
-        template = self.template(conversation.template_id)
-        language = self.settings.language(conversation.language)
-        ended_reason = None
-        failed = False
-        if is_termination(text, language):
-            ended_reason = "user_ended"
-        else:
-            routed = dataclasses.replace(inbound, text=text)
-            replies = answer(
-                self, conversation, template, routed, started_at, turn_messages, speech, timing
-            )
-            async with aclosing(replies) as events:
-                async for event in events:
-                    # A reply that failed; not its speech (the text still arrived).
-                    failed = failed or (
-                        isinstance(event, ErrorEvent) and event.code not in _SPEECH_ERRORS
-                    )
-                    yield event
-        turn_count = conversation.turn_count + 1
-        conversation = await store.update_conversation(
-            conversation.id,
-            turn_count=turn_count,
-            last_activity_at=_now(),
-            expires_at=self._expires_at(),
-        )
-        max_turns = template.max_turns
-        if max_turns is None:
-            max_turns = self.settings.conversation.max_turns
-        if ended_reason is None and max_turns and turn_count >= max_turns and not failed:
-            ended_reason = "max_turns"
-        if ended_reason:
-            farewell = await self._farewell(conversation)
-            if farewell is not None:
-                turn_messages.append(farewell)
-                for event in message_events(farewell):
-                    yield event
-            conversation = await store.end_conversation(conversation.id, ended_reason)
-            await self.hooks.call(
-                "conversation_ended", conversation=conversation, reason=ended_reason
-            )
-            yield ConversationEnded(conversation.id, ended_reason)
-        await self.hooks.call("turn_completed", conversation=conversation, messages=turn_messages)
-        yield TurnCompleted(conversation.id, turn_count, bool(ended_reason), ended_reason)
 
     def model_settings(
         self, conversation: ConversationRecord, template: Template, persona: Persona

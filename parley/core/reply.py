@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,16 +94,7 @@ async def stream_reply(
     ``interrupted`` with the text produced so far, and running tool calls are cancelled and
     stored as ``cancelled``.
     """
-    record = await store.add_message(
-        conversation.id,
-        "assistant",
-        "",
-        status="pending",
-        name=persona.name,
-        character_id=persona.id,
-        lang=conversation.language,
-        channel=conversation.channel,
-    )
+    record = _Draft(conversation, persona)
     result.message_id = record.id
     yield MessageStarted(record.id, persona.id, persona.name)
     pieces: list[str] = []
@@ -128,6 +120,7 @@ async def stream_reply(
             chunks = llm.stream(request)
             async with aclosing(chunks):  # type: ignore[type-var]
                 async for chunk in chunks:
+                    record.begin()  # the request has left: store the reply as pending
                     if chunk.provider:
                         result.metadata["llm_provider"] = chunk.provider
                     if chunk.usage is not None:
@@ -146,6 +139,7 @@ async def stream_reply(
                         yield TextDelta(record.id, chunk.text, persona.id)
                         if time.perf_counter() - saved_at >= PARTIAL_SAVE_INTERVAL:
                             # What a crash would cut: kept when the reply is settled interrupted.
+                            await record.stored()
                             await store.set_message_fields(record.id, content="".join(pieces))
                             saved_at = time.perf_counter()
             if not calls or last_round or tools is None:
@@ -157,6 +151,7 @@ async def stream_reply(
             messages.append(_assistant_calls(step_text, pending))
             steps.append({"text": step_text, "calls": [c.as_openai() for c in pending]})
             result.metadata["tool_steps"] = steps
+            await record.stored()  # tool messages are stored after their reply
             context = ToolContext(conversation, persona, tools.settings)
             batch = ToolBatch(pending, tools.tools, context, timeout=tools.timeout)
             outcomes = await batch.run()
@@ -268,9 +263,57 @@ async def _interrupted(
         await _store_tools(result, conversation, persona, reply_id, step, batch.outcome())
 
 
+class _Draft:
+    """A reply announced before it is stored: its ``pending`` row is inserted once the LLM
+    request has left (at the first chunk, while the rest streams), never between the user's
+    stored message and the request. A reply that ends before that is inserted once, final."""
+
+    def __init__(self, conversation: ConversationRecord, persona: Persona) -> None:
+        self.id = str(uuid.uuid4())
+        self.conversation = conversation
+        self.persona = persona
+        self._insert: asyncio.Task[MessageRecord] | None = None
+
+    def _add(
+        self, content: str = "", status: str = "pending", **fields: Any
+    ) -> Coroutine[Any, Any, MessageRecord]:
+        conversation = self.conversation
+        return store.add_message(
+            conversation.id,
+            "assistant",
+            content,
+            status=status,
+            name=self.persona.name,
+            character_id=self.persona.id,
+            lang=conversation.language,
+            channel=conversation.channel,
+            message_id=self.id,
+            **fields,
+        )
+
+    def begin(self) -> None:
+        """Insert the pending row in the background (once)."""
+        if self._insert is None:
+            self._insert = asyncio.ensure_future(self._add())
+
+    async def stored(self) -> MessageRecord:
+        """The pending row, inserted now if it was not begun."""
+        self.begin()
+        assert self._insert is not None
+        return await self._insert
+
+    async def write(self, **fields: Any) -> MessageRecord:
+        """Store the reply's final fields (one UPDATE, or one INSERT when nothing was stored)."""
+        if self._insert is None:
+            return await self._add(**fields)
+        record = await self._insert
+        await store.set_message_fields(self.id, **fields)  # one UPDATE: the rest is known
+        return dataclasses.replace(record, **fields)
+
+
 async def _finish(
     result: ReplyResult,
-    record: MessageRecord,
+    record: _Draft,
     usage: _Usage,
     timing: dict[str, Any],
     llm_started: float,
@@ -284,5 +327,4 @@ async def _finish(
         "tokens_out": usage.completion if usage.seen else None,
         "metadata": dict(result.metadata),
     }
-    await store.set_message_fields(record.id, **fields)  # one UPDATE: the rest is known
-    result.stored = dataclasses.replace(record, **fields)
+    result.stored = await record.write(**fields)

@@ -2,19 +2,22 @@
 
 With ``memory.enabled``, when a conversation ends (and every ``memory.every_turns`` turns) the LLM
 updates a short summary of what it learned about the user, in the background; it is stored on the
-user (``store.set_user_memory``) and the context adds it to the system prompt of that user's later
-conversations. :func:`erase_memory` forgets it; ``DELETE /api/v1/users/{user_id}/memory`` calls it
-for a trusted caller holding ``memory.erase_token``.
+user (``store.set_user_memory``) and this plugin adds it to the system prompt of that user's later
+conversations (``before_llm``; read at most once every ``REMEMBERED_FOR`` seconds per user, so a
+turn does not read the user's row). With memory off nothing is added. :func:`erase_memory`
+forgets it; ``DELETE /api/v1/users/{user_id}/memory`` calls it for a trusted caller holding
+``memory.erase_token``.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import delete
 from litestar.datastructures import State
@@ -25,6 +28,7 @@ from msgspec import Meta
 from parley.core import store
 from parley.core.background import BackgroundTasks
 from parley.core.config import ModelSettings
+from parley.core.context import memory_note
 from parley.core.hookspecs import hookimpl
 from parley.core.locks import LocalLocks
 from parley.core.providers import LLMProvider, LLMRequest, ProviderError
@@ -47,6 +51,31 @@ sentences, at most {max_words} words. Answer with the memory only, or NONE if th
 worth remembering."""
 
 NOTHING = "NONE"
+
+REMEMBERED_FOR = 60.0
+"""Seconds a user's memory, once read, is used without reading it again (this process's own
+changes, erasing included, apply at once; another process's within this time)."""
+
+_REMEMBERED_MAX = 10_000
+_remembered: dict[str, tuple[float, str | None]] = {}
+"""user id -> (when read, memory)."""
+
+
+async def remembered(user_id: str) -> str | None:
+    """The user's memory, read from the store at most once every ``REMEMBERED_FOR`` seconds."""
+    now = time.monotonic()
+    known = _remembered.get(user_id)
+    if known is not None and now - known[0] < REMEMBERED_FOR:
+        return known[1]
+    user = await store.get_user(user_id)
+    _remember(user_id, user.memory if user else None)
+    return user.memory if user else None
+
+
+def _remember(user_id: str, memory: str | None) -> None:
+    if len(_remembered) >= _REMEMBERED_MAX:
+        _remembered.clear()
+    _remembered[user_id] = (time.monotonic(), memory)
 
 
 @dataclass(slots=True)
@@ -75,6 +104,7 @@ async def erase_memory(user_id: str) -> bool:
         await store.set_user_memory(user_id, None)
     except LookupError:
         return False
+    _remember(user_id, None)
     return True
 
 
@@ -155,6 +185,17 @@ class MemoryPlugin:
         await self.tasks.drain(self.settings.shutdown_grace if self.settings else 0)
 
     @hookimpl
+    async def before_llm(
+        self, conversation: ConversationRecord, messages: list[dict[str, Any]]
+    ) -> None:
+        """Add what is remembered about the user to the system prompt (memory on only)."""
+        if self.settings is None or not messages or messages[0].get("role") != "system":
+            return
+        memory = await remembered(conversation.user_id)
+        if memory:
+            messages[0] = {**messages[0], "content": messages[0]["content"] + memory_note(memory)}
+
+    @hookimpl
     def turn_completed(self, conversation: ConversationRecord) -> None:
         """Every ``memory.every_turns`` turns of an open conversation, summarise it."""
         every = self.settings.every_turns if self.settings else 0
@@ -208,5 +249,6 @@ class MemoryPlugin:
         if not summary or summary.strip(" .").upper() == NOTHING:
             return None
         await store.set_user_memory(user_id, summary)
+        _remember(user_id, summary)
         log.info("memory: updated for user %s from conversation %s", user_id, conversation_id)
         return summary

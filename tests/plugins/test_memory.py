@@ -19,7 +19,7 @@ from parley.core.inbound import Inbound
 from parley.core.plugins import make_plugin_manager
 from parley.core.providers import LLMRequest
 from parley.core.runtime import Runtime
-from parley.plugins.memory import SUMMARY_PROMPT, MemoryPlugin, MemorySettings
+from parley.plugins.memory import SUMMARY_PROMPT, MemoryPlugin, MemorySettings, erase_memory
 from parley.server import create_app
 from parley.testing import ScriptedLLM, collect, running_server
 
@@ -216,3 +216,22 @@ async def test_the_callers_erase_route_exists_only_with_the_memory_plugin(make_s
                 assert response.status_code == (200 if mounted else 404), disable
                 paths = (await http.get("/schema/openapi.json")).json()["paths"]
                 assert (route in paths) == mounted
+
+
+async def test_erasing_takes_effect_at_the_next_turn(make_settings):
+    async with started(make_settings, {"enabled": True}) as (runtime, llm):
+        user_id, conversation_id = await _open(runtime, "eve")
+        await store.set_user_memory(user_id, "Eve plays chess.")
+        await collect(runtime.engine.turn(conversation_id, Inbound(text="Hello")))
+        assert llm.chat.requests[-1].messages[0]["content"].endswith("Eve plays chess.")
+        assert await erase_memory(user_id)
+        await collect(runtime.engine.turn(conversation_id, Inbound(text="Hello again")))
+        assert "Eve plays chess" not in llm.chat.requests[-1].messages[0]["content"]
+
+
+async def test_a_kept_memory_is_not_used_while_memory_is_off(make_settings):
+    async with started(make_settings, {}) as (runtime, llm):
+        user_id, conversation_id = await _open(runtime, "fay")
+        await store.set_user_memory(user_id, "Fay likes jazz.")
+        await collect(runtime.engine.turn(conversation_id, Inbound(text="Hi")))
+        assert "Fay likes jazz" not in llm.chat.requests[-1].messages[0]["content"]

@@ -324,8 +324,7 @@ class WebSession(ChatFrames):
         latest assistant message of the socket's conversation and ``complete``, is marked
         ``interrupted`` (text kept) and the conversation's sockets get ``interrupted``. An id
         that is not an assistant message of this conversation is error ``unknown_message``;
-        anything else (already interrupted, an older message, no id) changes nothing and is not
-        answered.
+        anything else (already interrupted, an older message, no id) changes nothing, silently.
         """
         message_id = optional_str(data, "message_id")
         played = data.get("played_sentences")
@@ -342,8 +341,9 @@ class WebSession(ChatFrames):
             return  # speech or a message: the template's barge_in decides; a stop always cuts
         self.touch()
         conversation = self.conversation
-        message = None
-        if message_id is not None:
+        message = None  # a reply started here or elsewhere is known before it is stored:
+        known = self.live is not None and message_id in (self.streaming, self.live.announced)
+        if message_id is not None and not known:
             message = await store.get_message(message_id)
             if (
                 message is None
@@ -355,18 +355,20 @@ class WebSession(ChatFrames):
         metadata: dict[str, Any] = {"interrupted_by": "client"}
         if played is not None:
             metadata["sentences_played"] = played
-        cut_metadata = metadata
-        if message is None or message.id != self.streaming:  # played counts name another one
-            cut_metadata = {"interrupted_by": "client"}
+        mine = message_id == self.streaming  # else the played counts name another one
+        cut_metadata = metadata if mine else {"interrupted_by": "client"}
         cut = await self.interrupt(cut_metadata) if self.replying else None
         if cut is not None:  # cut mid-stream: the runtime published ``interrupted``
             return
-        if message is None or conversation is None:
-            return
-        if message.status == "pending" and self.live is not None:
+        if message is None and message_id is not None:  # known: finished meanwhile, or elsewhere
+            message = await store.get_message(message_id)
+        pending = known if message is None else message.status == "pending"
+        if pending and self.live is not None and message_id is not None:
             # Being written by another server process: that one cuts it, and ``interrupted``
             # comes back through the event bus.
-            await self.live.request_interrupt(message.id, self.id)
+            await self.live.request_interrupt(message_id, self.id)
+            return
+        if message is None or conversation is None:
             return
         latest = await store.latest_message(conversation.id, role="assistant")
         if latest is None or latest.id != message.id or latest.status != "complete":

@@ -237,7 +237,14 @@ class ChatFrames:
         return await store.get_conversation(self.conversation.id)
 
     async def current_conversation(self) -> ConversationRecord:
-        """The current conversation if still open; otherwise the device's open one or a new one."""
+        """The current conversation if still open; otherwise the device's open one or a new one.
+
+        No read while the live conversation knows it is open (it follows the conversation's
+        events, from every process)."""
+        known = self.live.open_record() if self.live is not None else None
+        if known is not None and self.conversation is not None and known.id == self.conversation.id:
+            self.conversation = known
+            return known
         current = await self.refreshed()
         if current is not None and current.is_open and not self.engine.is_expired(current):
             self.conversation = current

@@ -23,6 +23,7 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     ConversationRecord,
 )
+from parley.core.store.window import windows
 
 __all__ = [
     "delete_conversation",
@@ -30,7 +31,9 @@ __all__ = [
     "find_open_conversation",
     "get_conversation",
     "list_conversations",
+    "set_conversation_fields",
     "start_conversation",
+    "state_writes",
     "update_conversation",
     "update_state",
 ]
@@ -49,6 +52,15 @@ _CONVERSATION_FIELDS = frozenset(
         "expires_at",
     }
 )
+
+
+_state_writes = 0
+
+
+def state_writes() -> int:
+    """How many times this process has written a conversation's ``state`` (a turn that sees this
+    change while it runs reads its conversation again rather than trust the record it holds)."""
+    return _state_writes
 
 
 async def start_conversation(
@@ -135,6 +147,8 @@ async def update_conversation(conversation_id: str, **fields: Any) -> Conversati
         raise LookupError(f"no conversation {conversation_id!r}")
     if not fields:
         return _conversation_record(conv)
+    if "state" in fields:
+        _count_state_write()
     for key, value in fields.items():
         if isinstance(value, datetime):
             value = _utc(value)
@@ -143,6 +157,21 @@ async def update_conversation(conversation_id: str, **fields: Any) -> Conversati
         setattr(conv, key, value)
     await conv.save(update_fields=list(fields))
     return _conversation_record(conv)
+
+
+async def set_conversation_fields(conversation_id: str, **fields: Any) -> None:
+    """Set fields of a conversation in one UPDATE, reading nothing back (the end of a turn, which
+    holds the rest of the record). Raises LookupError when there is no such conversation."""
+    _check_fields(fields, _CONVERSATION_FIELDS - {"state"}, "conversation")
+    cid = _uuid(conversation_id)
+    values = {k: _utc(v) if isinstance(v, datetime) else v for k, v in fields.items()}
+    if cid is None or not await Conversation.filter(id=cid).update(**values):
+        raise LookupError(f"no conversation {conversation_id!r}")
+
+
+def _count_state_write() -> None:
+    global _state_writes
+    _state_writes += 1
 
 
 async def update_state(
@@ -158,6 +187,7 @@ async def update_state(
     """
     _check_fields(fields, _CONVERSATION_FIELDS - {"state"}, "conversation")
     cid = _uuid(conversation_id)
+    _count_state_write()
     async with in_transaction() as conn:
         conv = (
             await Conversation.filter(id=cid).using_db(conn).select_for_update().first()
@@ -197,3 +227,4 @@ async def delete_conversation(conversation_id: str) -> None:
     async with in_transaction() as conn:
         await Message.filter(conversation_id=cid).using_db(conn).delete()
         await Conversation.filter(id=cid).using_db(conn).delete()
+    windows.drop(str(cid))

@@ -11,6 +11,7 @@ from tortoise.migrations.executor import MigrationExecutor
 from parley.core.store.models import (
     tortoise_config,
 )
+from parley.core.store.window import windows
 
 __all__ = ["close", "connect", "migrate", "ping"]
 
@@ -83,6 +84,8 @@ async def connect(db_url: str, *, migrate_first: bool = True) -> None:
             config=tortoise_config(with_sqlite_pragmas(db_url)), _enable_global_fallback=True
         )
     _ctx, _db_url = ctx, db_url
+    # This process is a SQLite database's one writer: its history windows can live in memory.
+    windows.reset(enabled=db_url.startswith("sqlite"))
     if migrate_first:
         try:
             await _apply_migrations(ctx)
@@ -118,5 +121,6 @@ async def close() -> None:
     """Close every connection."""
     global _ctx, _db_url
     ctx, _ctx, _db_url = _ctx, None, None
+    windows.reset(enabled=False)
     if ctx is not None:
         await ctx.close_connections()

@@ -25,6 +25,7 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     MessageRecord,
 )
+from parley.core.store.window import windows
 
 __all__ = [
     "add_message",
@@ -75,15 +76,20 @@ async def add_message(
     metadata: dict[str, Any] | None = None,
     channel: str | None = None,
     platform_message_id: str | None = None,
+    message_id: str | None = None,
 ) -> MessageRecord:
-    """Store a message. Raises :class:`DuplicateMessage` when (channel, platform_message_id) exists."""
+    """Store a message (with ``message_id``, an id chosen ahead: a reply announced before it is
+    stored). Raises :class:`DuplicateMessage` when (channel, platform_message_id) exists."""
     cid = _uuid(conversation_id)
     if cid is None:
         raise LookupError(f"no conversation {conversation_id!r}")
+    seq = await _seq()
+    extra = {} if message_id is None else {"id": _uuid(message_id)}
     try:
         msg = await Message.create(
+            **extra,
             conversation_id=cid,
-            seq=await _seq(),
+            seq=seq,
             role=role,
             content=content,
             status=status,
@@ -104,7 +110,9 @@ async def add_message(
         if not await Conversation.exists(id=cid):
             raise LookupError(f"no conversation {conversation_id!r}") from exc
         raise
-    return _message_record(msg)
+    record = _message_record(msg)
+    windows.added(seq, record)
+    return record
 
 
 async def update_message(
@@ -134,7 +142,12 @@ async def update_message(
         await msg.save(update_fields=update_fields)
     except IntegrityError as exc:
         raise DuplicateMessage(f"{msg.channel}:{msg.platform_message_id}") from exc
-    return _message_record(msg)
+    record = _message_record(msg)
+    if move_to_end:
+        windows.drop(record.conversation_id)  # its place changed: read the window again
+    else:
+        windows.replaced(record)
+    return record
 
 
 async def set_message_fields(message_id: str, **fields: Any) -> None:
@@ -145,6 +158,7 @@ async def set_message_fields(message_id: str, **fields: Any) -> None:
     values = {k: dict(v or {}) if k == "metadata" else v for k, v in fields.items()}
     if mid is None or not await Message.filter(id=mid).update(**values):
         raise LookupError(f"no message {message_id!r}")
+    windows.set(str(mid), values)
 
 
 async def get_message(message_id: str) -> MessageRecord | None:
@@ -161,12 +175,18 @@ async def find_message(channel: str, platform_message_id: str) -> MessageRecord 
 
 
 async def recent_messages(conversation_id: str, limit: int) -> list[MessageRecord]:
-    """The last ``limit`` messages, oldest first (the LLM history window)."""
+    """The last ``limit`` messages, oldest first (the LLM history window; kept in memory on
+    SQLite, see :mod:`parley.core.store.window`)."""
     cid = _uuid(conversation_id)
     if cid is None or limit <= 0:
         return []
+    kept = windows.get(str(cid), limit) if windows.enabled else None
+    if kept is not None:
+        return list(kept)
     msgs = await Message.filter(conversation_id=cid).order_by("-seq").limit(limit)
-    return [_message_record(m) for m in reversed(msgs)]
+    rows = [(m.seq, _message_record(m)) for m in reversed(msgs)]
+    windows.fill(str(cid), limit, rows)
+    return [record for _, record in rows]
 
 
 async def latest_message(conversation_id: str, *, role: str | None = None) -> MessageRecord | None:
@@ -230,9 +250,12 @@ async def pending_messages(channel: str) -> list[MessageRecord]:
 async def settle_abandoned(older_than: datetime) -> int:
     """Replies still ``pending`` that were started before ``older_than`` were cut by a crash:
     mark them ``interrupted`` (their saved text kept); return how many."""
-    return await Message.filter(
+    settled = await Message.filter(
         role="assistant", status="pending", created_at__lt=older_than
     ).update(status="interrupted")
+    if settled:
+        windows.drop()
+    return settled
 
 
 async def claim_inbound(channel: str, key: str) -> bool:

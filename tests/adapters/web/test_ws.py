@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -131,15 +130,36 @@ async def test_an_ended_conversation_gives_way_to_a_new_one(serve):
         assert started["conversation_id"] != first
         assert [f["text"] for f in frames if f["type"] == "message_complete"] == ["Hi there!", "ok"]
         assert frames[-1]["turn_count"] == 1
-        # An idle conversation past its TTL is ended (expired) and replaced the same way.
-        await store.update_conversation(
-            started["conversation_id"], expires_at=datetime.now(UTC) - timedelta(seconds=1)
-        )
+
+
+async def test_an_idle_conversation_past_its_ttl_gives_way_to_a_new_one(serve):
+    """The socket does not read its conversation before each turn; it still sees it expire."""
+    async with serve({"conversation": {"session_ttl": 1.5}}) as web, web.ws() as socket:
+        first = (await web.start_chat(socket))[0]["conversation_id"]
+        await web.send(socket, "user_message", text="hello")
+        await web.recv_until(socket, "turn_complete")
+        await asyncio.sleep(1.6)
         await web.send(socket, "user_message", text="anyone?")
         frames = await web.recv_until(socket, "turn_complete")
         assert frames[0]["type"] == "conversation_started"
-        expired = await store.get_conversation(started["conversation_id"])
+        assert frames[0]["conversation_id"] != first
+        assert [f["text"] for f in frames if f["type"] == "message_complete"] == ["Hi there!", "ok"]
+        expired = await store.get_conversation(first)
         assert expired.reason_ended == "expired"
+
+
+async def test_a_conversation_ended_elsewhere_gives_way_to_a_new_one(serve):
+    """Ended by another path (a plugin, the REST API): the socket hears it and moves on."""
+    async with serve() as web, web.ws() as socket:
+        first = (await web.start_chat(socket))[0]["conversation_id"]
+        await web.runtime.engine.end(first, "user_ended", farewell=False)
+        ended = await web.recv_until(socket, "conversation_ended")
+        assert ended[-1]["reason"] == "user_ended"
+        await web.send(socket, "user_message", text="still there?")
+        frames = await web.recv_until(socket, "turn_complete")
+        assert frames[0]["type"] == "conversation_started"
+        assert frames[0]["conversation_id"] != first
+        assert [f["text"] for f in frames if f["type"] == "message_complete"] == ["Hi there!", "ok"]
 
 
 async def test_provider_failure_on_the_socket(serve, llm):
