@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parley.core import store
 from parley.core.tools import Tool, ToolContext
@@ -19,12 +19,19 @@ from parley.core.tools import Tool, ToolContext
 if TYPE_CHECKING:
     from parley.core.config import Template
     from parley.core.inbound import Inbound
-    from parley.core.plugins import Hooks
     from parley.core.store.records import ConversationRecord
 
 __all__ = ["HANDOFF", "STATE_KEY", "active_agent", "choose_agent", "hand_off", "lock_agent"]
 
 log = logging.getLogger(__name__)
+
+
+class Hooks(Protocol):
+    """What routing needs of :class:`parley.core.plugins.Hooks` (a protocol: no import cycle)."""
+
+    async def first(self, name: str, **kwargs: Any) -> Any:
+        """The first non-None result of the ``name`` hook."""
+
 
 STATE_KEY = "agent"
 """``conversation.state[STATE_KEY]``: ``{persona, since, by, from?, reason?}``."""
