@@ -44,7 +44,7 @@ async def reload_as_operator(web: WebAdapter, token: str | None) -> Settings:
     if not is_operator(web, token):
         raise ApiError(401, "invalid_token", "an operator token is required")
     try:
-        settings = await web.runtime.reload()
+        settings = await web.context.reload()
     except SettingsError as exc:
         raise ApiError(422, "reload_failed", str(exc)) from None
     log.info("settings reloaded by an operator")

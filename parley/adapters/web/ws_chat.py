@@ -188,7 +188,7 @@ class ChatFrames:
         current = await self.refreshed()
         if current is not None and current.is_open and current.channel == CHANNEL:
             await self.detach()  # the new one's ``conversation_started`` says enough
-            live = self.web.runtime.conversations.get(current.id)
+            live = self.web.context.conversations.get(current.id)
             await live.submit(End("new_conversation", farewell=False, origin=self.id))
         opened = await self.engine.open(
             self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
@@ -214,7 +214,7 @@ class ChatFrames:
             return
         if self.attachment is not None:  # nothing of this socket runs there now: just leave
             self.attachment.close()
-        self.live = self.web.runtime.conversations.get(conversation.id)
+        self.live = self.web.context.conversations.get(conversation.id)
         self.attachment = self.live.subscribe(
             self.deliver, conversation=conversation, origin=self.id
         )
@@ -282,7 +282,7 @@ class ChatFrames:
 
     async def store_overrides(self, conversation_id: str) -> None:
         """Write the socket's model settings into the conversation's state."""
-        live = self.web.runtime.conversations.get(conversation_id)
+        live = self.web.context.conversations.get(conversation_id)
         stored = await live.submit(ModelSettings(dict(self.model_overrides)))
         if stored is not None:
             self.conversation = stored
