@@ -2,7 +2,8 @@
 
 - ``parley.core`` imports nothing from ``parley.plugins`` or ``parley.adapters``;
 - no import cycles among ``parley`` modules, counting every import that runs (module level and
-  inside functions; ``TYPE_CHECKING`` blocks never run and are left out);
+  inside functions; ``TYPE_CHECKING`` blocks never run and are left out), and none through
+  ``TYPE_CHECKING`` imports either but the listed ones;
 - no module over 400 lines.
 """
 
@@ -19,6 +20,31 @@ MAX_LINES = 400
 KNOWN_CYCLES: set[frozenset[str]] = set()
 """Import cycles that exist today and are being removed (a shrinking allow-list): a new cycle
 fails the test, and so does a listed one that is gone (remove it from here)."""
+
+TYPE_CHECKING_CYCLES: set[frozenset[str]] = {
+    frozenset(
+        f"parley.core.{name}"
+        for name in (
+            "adapter_context",
+            "answering",
+            "conversation",
+            "conversation_queue",
+            "conversation_registry",
+            "conversation_run",
+            "engine",
+            "hookspecs",
+            "plugin_context",
+            "plugins",
+            "reply",
+            "responders",
+            "routing",
+            "runtime",
+            "saying",
+        )
+    ),
+}
+"""Cycles that exist only through ``TYPE_CHECKING`` imports (a shrinking allow-list): the core's,
+until the turn path is rewritten. Anywhere else a type is a Protocol or moves down instead."""
 
 LONG_MODULES: dict[str, int] = {}
 """Modules over MAX_LINES today, with their length, being split (a shrinking allow-list)."""
@@ -141,6 +167,12 @@ def test_no_import_cycles():
     cycles = _cycles(_graph(everywhere=True, type_checking=False))
     assert cycles - KNOWN_CYCLES == set(), "new import cycles"
     assert KNOWN_CYCLES - cycles == set(), "cycles gone: remove them from KNOWN_CYCLES"
+
+
+def test_type_checking_imports_make_no_new_cycles():
+    cycles = _cycles(_graph(everywhere=True, type_checking=True))
+    assert cycles - TYPE_CHECKING_CYCLES == set(), "new import cycles through TYPE_CHECKING"
+    assert TYPE_CHECKING_CYCLES - cycles == set(), "gone: update TYPE_CHECKING_CYCLES"
 
 
 def test_no_module_over_400_lines():
