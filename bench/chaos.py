@@ -32,39 +32,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chaos_cluster import (
     Cluster,
     Traffic,
-    drop_schema,
     killer,
-    make_schema,
     verdict,
     write_settings,
 )
 from chaos_fakes import Fakes, expected
 
+from parley.testing_services import create_schema, drop_schema
+
 PG = os.environ.get("PARLEY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 REDIS = "redis://127.0.0.1:6379/0"
 
 
-def _ports(n: int) -> list[int]:
-    import socket
-
-    ports = []
-    for _ in range(n):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    return ports
-
-
 async def _cluster(folder: Path, processes: int, fakes: Fakes, lease: float):
-    schema, db = await make_schema(PG)
+    schema, db = await create_schema(PG, "parley_chaos")
     write_settings(folder, db, REDIS, fakes.base, lease=lease)
-    cluster = Cluster(folder, _ports(processes), folder)
-    cluster.start(0)
-    await cluster.healthy(0)
-    for index in range(1, processes):
-        cluster.start(index)
-    for index in range(1, processes):
-        await cluster.healthy(index)
+    cluster = Cluster(folder, processes, folder)
+    await cluster.start_all()
     return schema, cluster
 
 

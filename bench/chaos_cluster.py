@@ -1,6 +1,6 @@
-"""A chaos harness: real ``parley serve`` processes on one PostgreSQL schema + Redis, the fake
-platforms of :mod:`chaos_fakes`, deliveries repeated to several processes, processes killed with
-SIGKILL (by their own pid).
+"""A chaos harness: real ``parley serve`` processes (:class:`parley.testing.ParleyProcess`) on one
+PostgreSQL schema + Redis, the fake platforms of :mod:`chaos_fakes`, deliveries repeated to
+several processes, processes killed with SIGKILL (by their own pid).
 
 Used by tests/test_chaos.py (about a minute) and bench/chaos.py (500+ messages, figures).
 """
@@ -12,12 +12,7 @@ import hashlib
 import hmac
 import itertools
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,7 +21,7 @@ import asyncpg
 import httpx
 from chaos_fakes import PHONE_ID, TG_SECRET, TG_TOKEN, WA_SECRET, WA_TOKEN, Fakes, expected
 
-ROOT = Path(__file__).resolve().parents[1]
+from parley.testing import ParleyProcess
 
 SETTINGS = """
 [server]
@@ -80,86 +75,43 @@ reply_voice = "never"
 
 
 class Cluster:
-    """``parley serve`` processes on fixed ports; killed with SIGKILL by their own pid."""
+    """``count`` ``parley serve`` processes, each on a port of its own (kept across restarts),
+    writing to ``logs``; killed with SIGKILL by their own pid."""
 
-    def __init__(self, folder: Path, ports: list[int], logs: Path) -> None:
-        self.folder, self.ports, self.logs = folder, ports, logs
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+    def __init__(self, folder: Path, count: int, logs: Path) -> None:
+        self.logs = logs
+        self.processes = {
+            index: ParleyProcess(folder, logs=logs, name=f"parley-{index}")
+            for index in range(count)
+        }
         self.kills: list[float] = []
 
     def start(self, index: int) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI"))}
-        log = open(self.logs / f"parley-{index}.log", "ab")
-        self.processes[index] = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "parley.cli",
-                "serve",
-                "--settings",
-                str(self.folder),
-                "--port",
-                str(self.ports[index]),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        self.processes[index].start()
+
+    async def start_all(self) -> None:
+        """The first alone (it applies the migrations), then the others together; all healthy."""
+        self.start(0)
+        await self.healthy(0)
+        others = range(1, len(self.processes))
+        for index in others:
+            self.start(index)
+        for index in others:
+            await self.healthy(index)
 
     async def healthy(self, index: int, within: float = 60.0) -> None:
-        deadline = time.monotonic() + within
-        async with httpx.AsyncClient(timeout=1) as client:
-            while time.monotonic() < deadline:
-                if self.processes[index].poll() is not None:
-                    raise RuntimeError(f"parley {index} exited: see {self.logs}")
-                try:
-                    if (await client.get(f"{self.url(index)}/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError(f"parley {index} did not become healthy")
+        await self.processes[index].healthy(within)
 
     def url(self, index: int) -> str:
-        return f"http://127.0.0.1:{self.ports[index]}"
+        return self.processes[index].url
 
     def kill(self, index: int) -> None:
-        process = self.processes[index]
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        self.processes[index].kill()
         self.kills.append(time.monotonic())
 
     def stop(self) -> None:
         for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-async def make_schema(pg_url: str) -> tuple[str, str]:
-    """A fresh PostgreSQL schema; returns (its name, the database URL using it)."""
-    schema = f"parley_chaos_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await conn.close()
-    return schema, f"{pg_url}?schema={schema}"
-
-
-async def drop_schema(pg_url: str, schema: str) -> None:
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+            process.stop()
 
 
 def write_settings(folder: Path, db: str, redis: str, fake: str, lease: float) -> None:

@@ -13,6 +13,7 @@ from parley.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from parley.core.adapter import Adapter
+    from parley.core.adapter_context import AdapterContext
     from parley.core.config import InvalidSetting, Persona, Settings, SettingsError, Template
     from parley.core.events import Event
     from parley.core.inbound import Inbound
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Adapter",
+    "AdapterContext",
     "ConversationRecord",
     "Event",
     "Inbound",
@@ -58,6 +60,7 @@ __all__ = [
 
 _HOMES = {
     "Adapter": "parley.core.adapter",
+    "AdapterContext": "parley.core.adapter_context",
     "ConversationRecord": "parley.core.store.records",
     "Event": "parley.core.events",
     "Inbound": "parley.core.inbound",

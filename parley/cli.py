@@ -134,7 +134,7 @@ async def _telegram(runtime: Any, telegram_settings: Any) -> str | None:
     await runtime.start(adapters=False)
     for notice in runtime.notices:
         click.echo(f"note: {notice}", err=True)
-    adapter = TelegramAdapter(runtime, telegram_settings)
+    adapter = TelegramAdapter(runtime.adapter_context, telegram_settings)
     try:
         await adapter.start()
         await adapter.wait()

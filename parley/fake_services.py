@@ -1,5 +1,6 @@
-"""Local HTTP servers and bodies that play cloud services for tests: an OpenAI-compatible server
-that fails, hangs or stalls on cue, and Deepgram's response shape."""
+"""Local HTTP servers and bodies that play cloud services for tests: OpenAI's streamed
+completion bodies (for respx), an OpenAI-compatible server that fails, hangs or stalls on cue,
+and Deepgram's response shape."""
 
 from __future__ import annotations
 
@@ -8,9 +9,70 @@ import json
 from collections import deque
 from typing import Any
 
-from parley.testing import openai_chunk, openai_text
+__all__ = [
+    "FakeOpenAIServer",
+    "deepgram_transcript",
+    "openai_chunk",
+    "openai_sse",
+    "openai_text",
+    "openai_tool_calls",
+]
 
-__all__ = ["FakeOpenAIServer", "deepgram_transcript"]
+
+def openai_chunk(delta: dict[str, Any] | None = None, finish: str | None = None) -> dict[str, Any]:
+    """A ``chat.completion.chunk`` with one choice."""
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "test-model",
+        "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}],
+    }
+
+
+def openai_sse(
+    *chunks: dict[str, Any], prompt_tokens: int = 5, completion_tokens: int = 3
+) -> bytes:
+    """An SSE body: each chunk as ``data: {json}``, a usage chunk, then ``[DONE]``."""
+    usage = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "test-model",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+    lines = [f"data: {json.dumps(c)}\n\n" for c in (*chunks, usage)]
+    return ("".join(lines) + "data: [DONE]\n\n").encode()
+
+
+def openai_text(*pieces: str) -> bytes:
+    """A streamed text completion of ``pieces``."""
+    chunks = [openai_chunk({"role": "assistant", "content": ""})]
+    chunks += [openai_chunk({"content": piece}) for piece in pieces]
+    return openai_sse(*chunks, openai_chunk({}, "stop"))
+
+
+def openai_tool_calls(*calls: tuple[str, dict[str, Any]], text: str = "", split: int = 2) -> bytes:
+    """A streamed completion asking for ``calls`` ((name, arguments) pairs), after ``text``.
+
+    Each call's arguments arrive in ``split`` fragments, as OpenAI streams them.
+    """
+    chunks = [openai_chunk({"role": "assistant", "content": text or None})]
+    for index, (name, arguments) in enumerate(calls):
+        head = {"index": index, "id": f"call_{index}_{name}", "type": "function"}
+        head["function"] = {"name": name, "arguments": ""}
+        chunks.append(openai_chunk({"tool_calls": [head]}))
+        raw = json.dumps(arguments)
+        size = max(1, -(-len(raw) // split))
+        for start in range(0, len(raw), size):
+            part = {"index": index, "function": {"arguments": raw[start : start + size]}}
+            chunks.append(openai_chunk({"tool_calls": [part]}))
+    return openai_sse(*chunks, openai_chunk({}, "tool_calls"))
 
 
 def deepgram_transcript(text: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Real services for tests: a TCP proxy to stage an outage, a fresh PostgreSQL schema.
+"""Real services for tests: a TCP proxy to stage an outage, fresh PostgreSQL schemas.
 
 Tests never stop the machine's PostgreSQL or Redis (others use them): they put a
 :class:`TcpProxy` of their own between Parley and the service and cut that.
@@ -10,24 +10,43 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-__all__ = ["TcpProxy", "postgres_schema"]
+__all__ = ["TcpProxy", "create_schema", "drop_schema", "postgres_schema"]
+
+
+async def create_schema(base_url: str, prefix: str = "parley_test") -> tuple[str, str]:
+    """A fresh schema on the PostgreSQL at ``base_url``: (its name, the ``database.url`` using it)."""
+    import uuid
+
+    import asyncpg
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(base_url)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await admin.close()
+    return schema, f"{base_url}?schema={schema}"
+
+
+async def drop_schema(base_url: str, schema: str) -> None:
+    """Drop ``schema`` and everything in it."""
+    import asyncpg
+
+    admin = await asyncpg.connect(base_url)
+    try:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await admin.close()
 
 
 @asynccontextmanager
 async def postgres_schema(base_url: str) -> AsyncIterator[str]:
     """A fresh schema on the PostgreSQL at ``base_url``; yields its ``database.url``, drops it after."""
-    import uuid
-
-    import asyncpg
-
-    schema = f"parley_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(base_url)
+    schema, url = await create_schema(base_url)
     try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        yield f"{base_url}?schema={schema}"
+        yield url
     finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await admin.close()
+        await drop_schema(base_url, schema)
 
 
 class TcpProxy:

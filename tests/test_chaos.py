@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -23,14 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from chaos_cluster import (
     Cluster,
     Traffic,
-    drop_schema,
     killer,
     leftovers,
-    make_schema,
     verdict,
     write_settings,
 )
 from chaos_fakes import Fakes, expected
+
+from parley.testing_services import create_schema, drop_schema
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -39,15 +38,6 @@ REDIS = "redis://127.0.0.1:6379/0"
 def postgres_url() -> str:
     """The shared PostgreSQL (``PARLEY_TEST_POSTGRES_URL`` to use another)."""
     return os.environ.get("PARLEY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
-
-
-def _ports(n: int) -> list[int]:
-    ports = []
-    for _ in range(n):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    return ports
 
 
 async def _answered(traffic: Traffic, fakes: Fakes, within: float) -> None:
@@ -68,18 +58,13 @@ async def _answered(traffic: Traffic, fakes: Fakes, within: float) -> None:
 async def test_kills_lose_nothing_and_answer_once_in_order(tmp_path, postgres_url):
     fakes = Fakes()
     await fakes.start()
-    schema, db = await make_schema(postgres_url)
+    schema, db = await create_schema(postgres_url, "parley_chaos")
     write_settings(tmp_path / "settings", db, REDIS, fakes.base, lease=3)
-    cluster = Cluster(tmp_path / "settings", _ports(3), tmp_path)
+    cluster = Cluster(tmp_path / "settings", 3, tmp_path)
     live: set[int] = set()
     stop = asyncio.Event()
     try:
-        cluster.start(0)  # the first applies the migrations alone
-        await cluster.healthy(0)
-        for index in (1, 2):
-            cluster.start(index)
-        for index in (1, 2):
-            await cluster.healthy(index)
+        await cluster.start_all()
         live.update({0, 1, 2})
         traffic = Traffic(cluster, live)
         traffic.kills_before = lambda k: k  # message k waits for k kills: kills land mid-traffic
@@ -119,14 +104,13 @@ async def test_a_reply_cut_by_sigkill_is_kept_interrupted_and_hides_nothing(tmp_
     """The crash-leftover test: a process killed mid-reply; the client retries with its key."""
     fakes = Fakes(piece_delay=1.5)  # four pieces: the kill lands after two
     await fakes.start()
-    schema, db = await make_schema(postgres_url)
+    schema, db = await create_schema(postgres_url, "parley_chaos")
     write_settings(tmp_path / "settings", db, REDIS, fakes.base, lease=3)
-    cluster = Cluster(tmp_path / "settings", _ports(1), tmp_path)
+    cluster = Cluster(tmp_path / "settings", 1, tmp_path)
     device = {"X-Device-ID": "crash-device"}
     keyed = {**device, "Idempotency-Key": "crash-1"}
     try:
-        cluster.start(0)
-        await cluster.healthy(0)
+        await cluster.start_all()
         url = cluster.url(0)
         async with httpx.AsyncClient(timeout=30) as client:
             first = asyncio.create_task(

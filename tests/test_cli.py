@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-from parley.testing import install_distribution
+from parley.testing import ParleyProcess, install_distribution
+from parley.testing import run_parley as run
 
 ROOT = Path(__file__).resolve().parents[1]
-PARLEY = [sys.executable, "-m", "parley.cli"]
 
 SETTINGS = """
 [database]
@@ -46,21 +44,6 @@ def _settings(tmp_path: Path, max_turns: int = 0) -> Path:
         SETTINGS.format(db=tmp_path / "cli.sqlite3", max_turns=max_turns)
     )
     return folder
-
-
-def run(args: list[str], *, stdin: str = "", env: dict[str, str] | None = None, cwd=None):
-    """Run parley with a clean environment (no API keys)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI"))}
-    environ.update(env or {})
-    return subprocess.run(
-        [*PARLEY, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environ,
-        cwd=cwd or ROOT,
-    )
 
 
 def test_chat_scripted_from_stdin(tmp_path):
@@ -188,60 +171,29 @@ def test_entry_point_plugin_in_a_conversation(tmp_path, hello_plugin):
     assert "hello" not in disabled.stdout and "echo  [" not in disabled.stdout
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_serve_health_and_clean_exit(tmp_path):
-    import signal
-    import time
-
-    import httpx
-
     folder = _settings(tmp_path)
-    port = _free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI"))}
-    environ["PARLEY_LLM__PROVIDER"] = "openai"  # without a key: falls back to echo and says so
-    process = subprocess.Popen(
-        [*PARLEY, "serve", "--settings", str(folder), "--port", str(port)],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        body = None
-        for _ in range(300):
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                body = response.json()
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
+    # Without a key, openai falls back to echo and says so.
+    with ParleyProcess(folder, env={"PARLEY_LLM__PROVIDER": "openai"}) as served:
+        body = served.wait_healthy()
         assert body == {
             "status": "ok",
             "database": "ok",
             "redis": "not configured",
             "providers": {"llm": "echo", "stt": None, "tts": None},
             "down": [],
-            "pid": process.pid,
+            "pid": served.pid,
         }
-        schema = httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", timeout=5)
+        schema = httpx.get(f"{served.url}/schema/openapi.json", timeout=5)
         assert schema.status_code == 200 and "/health" in schema.json()["paths"]
-        secret = httpx.get(f"http://127.0.0.1:{port}/health?token=SECRET-ABC123", timeout=5)
+        secret = httpx.get(f"{served.url}/health?token=SECRET-ABC123", timeout=5)
         assert secret.status_code == 200
-        missing = httpx.get(f"http://127.0.0.1:{port}/nope", timeout=5)
+        missing = httpx.get(f"{served.url}/nope", timeout=5)
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
-    finally:
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)  # hangs here if a connection stays open
-    assert process.returncode == 0, err
+    # stop() waited for it (it hangs if a connection stays open)
+    out, err = served.out, served.err
+    assert served.process.returncode == 0, err
     assert "/health?token=***" in out + err  # the access log keeps the line...
     assert "SECRET-ABC123" not in out + err  # ...without the secret
     assert "llm.api_key" in err and "echo" in err  # says which setting to fill

@@ -11,13 +11,12 @@ from parley.core import store
 from parley.core.config import SettingsError
 from parley.core.inbound import Inbound
 from parley.logs import JsonFormatter, configure_logging
-from parley.testing import Step, collect
-from tests.processes import serve
+from parley.testing import ParleyProcess, Step, collect
 from tests.test_cli import _settings
 
 
 def test_serve_writes_json_lines_with_one_per_turn(tmp_path):
-    with serve(_settings(tmp_path), PARLEY_LOGGING__FORMAT="json") as served:
+    with ParleyProcess(_settings(tmp_path), env={"PARLEY_LOGGING__FORMAT": "json"}) as served:
         reply = served.chat("hello there", "device-logs")
         assert reply.status_code == 200, reply.text
     out, err = served.out, served.err

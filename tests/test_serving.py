@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-PARLEY = [sys.executable, "-m", "parley.cli"]
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from parley.testing import ParleyProcess, run_parley
+
+REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 SETTINGS = """
 [database]
@@ -23,6 +20,8 @@ url = "{database}"
 url = "{redis}"
 [llm]
 provider = "echo"
+[web]
+rate_limit = 0
 [conversation]
 default_template = "solo"
 [personas.alex]
@@ -36,32 +35,16 @@ prompts.start = "Welcome!"
 
 
 def _folder(tmp_path: Path, database: str, redis: str = REDIS_URL) -> Path:
+    """A settings folder: echo LLM, the database and Redis given (tests/adapters/web too)."""
     folder = tmp_path / "settings"
     folder.mkdir(exist_ok=True)
     (folder / "settings.toml").write_text(SETTINGS.format(database=database, redis=redis))
     return folder
 
 
-def _environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI"))}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_workers_refuse_sqlite_and_no_redis(tmp_path):
     folder = _folder(tmp_path, f"sqlite://{tmp_path / 'one.sqlite3'}", redis="")
-    result = subprocess.run(
-        [*PARLEY, "serve", "--settings", str(folder), "--workers", "2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_environ(),
-        cwd=ROOT,
-    )
+    result = run_parley(["serve", "--settings", str(folder), "--workers", "2"])
     assert result.returncode == 2, result.stderr
     assert "database.url is SQLite" in result.stderr
     assert "redis.url is empty" in result.stderr
@@ -70,23 +53,9 @@ def test_workers_refuse_sqlite_and_no_redis(tmp_path):
 
 async def test_two_workers_answer_on_one_port(tmp_path, pg_schema_url):
     folder = _folder(tmp_path, pg_schema_url)
-    port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        *PARLEY,
-        "serve",
-        "--settings",
-        str(folder),
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        env=_environ(),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,  # its own process group: the workers are stopped with it
-    )
-    base = f"http://127.0.0.1:{port}"
+    served = ParleyProcess(folder, args=["--workers", "2"])  # its own process group
+    served.start()
+    base = served.url
     try:
         pids: set[int] = set()
         # Each request on a new connection: the kernel gives each to whichever worker accepts.
@@ -102,7 +71,7 @@ async def test_two_workers_answer_on_one_port(tmp_path, pg_schema_url):
             pids.add(health.json()["pid"])
             if len(pids) == 2:
                 break
-        assert len(pids) == 2 and process.pid not in pids  # two workers, not the supervisor
+        assert len(pids) == 2 and served.pid not in pids  # two workers, not the supervisor
 
         # A conversation served by both: every reply stored once, in order.
         device = {"X-Device-ID": "device-workers"}
@@ -132,10 +101,5 @@ async def test_two_workers_answer_on_one_port(tmp_path, pg_schema_url):
             response = await client.post(f"{base}/chat/", json={"content": "after the kill"})
         assert response.status_code == 200 and response.json()["turn_count"] == 9
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            _out, err = await asyncio.wait_for(process.communicate(), 30)
-        except TimeoutError:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
-    assert process.returncode == 0, err.decode()[-2000:]
+        returncode = served.stop()
+    assert returncode == 0, served.err[-2000:]

@@ -61,8 +61,11 @@ def register_tts_providers(register: Callable[..., None]) -> None:
 def register_adapters(register: Callable[..., None]) -> None:
     """Contribute platform adapters: ``register(name, factory)``.
 
-    ``factory(runtime)`` returns a :class:`parley.core.adapter.Adapter`, or None when the adapter is
-    disabled by its settings. ``parley serve`` mounts each adapter's routes and starts it.
+    ``factory(context)`` gets a :class:`parley.AdapterContext` (settings, store, the engine, the
+    live conversations, the inbox, locks, telemetry, background tasks; never the runtime) and
+    returns a :class:`parley.Adapter`, or None when the adapter is disabled by its settings. Called
+    once when the runtime collects plugins; ``parley serve`` mounts each adapter's routes and
+    starts it.
     """
 
 

@@ -3,9 +3,9 @@ instance (settings, store access, engine commands, background tasks). The runtim
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from parley.core import store
 from parley.core.background import BackgroundTasks
@@ -14,13 +14,43 @@ from parley.core.events import Event
 if TYPE_CHECKING:
     from parley.core.config import Settings
     from parley.core.providers import LLMProvider, STTProvider, TTSProvider
-    from parley.core.runtime import Runtime
     from parley.core.store.records import ConversationRecord
     from parley.core.telemetry import Telemetry
 
-__all__ = ["PluginContext"]
+__all__ = ["Host", "PluginContext"]
 
 T = TypeVar("T")
+
+
+class _Commands(Protocol):
+    def say(
+        self, conversation_id: str, text: str | None, *, end_reason: str | None = None
+    ) -> AsyncIterator[Event]: ...
+
+    async def end(self, conversation_id: str, reason: str) -> ConversationRecord: ...
+
+
+class Host(Protocol):
+    """What a context reads of the running instance (:class:`~parley.core.runtime.Runtime` is
+    one; a protocol, so that this module imports nothing that imports the plugin manager)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def llm(self) -> LLMProvider | None: ...
+
+    @property
+    def stt(self) -> STTProvider | None: ...
+
+    @property
+    def tts(self) -> TTSProvider | None: ...
+
+    @property
+    def telemetry(self) -> Telemetry: ...
+
+    @property
+    def engine(self) -> _Commands: ...
 
 
 class PluginContext:
@@ -29,7 +59,7 @@ class PluginContext:
     Everything here is documented in docs/plugins.md; nothing else of the runtime is promised.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Host) -> None:
         self._runtime = runtime
         self._tasks: dict[str, BackgroundTasks] = {}
 

@@ -12,6 +12,7 @@ import pluggy
 
 from parley.core import store
 from parley.core.adapter import Adapter
+from parley.core.adapter_context import AdapterContext
 from parley.core.bus import EventBus, RedisEventBus
 from parley.core.choice import AUTO, choose
 from parley.core.config import Settings, SettingsError
@@ -44,7 +45,7 @@ class Runtime:
         self.hooks = Hooks(self.pm)
         self.registry = ProviderRegistry()
         self.tools = ToolRegistry()
-        self.adapter_factories: dict[str, Callable[[Runtime], Adapter | None]] = {}
+        self.adapter_factories: dict[str, Callable[[AdapterContext], Adapter | None]] = {}
         self.adapters: dict[str, Adapter] = {}
         self.running: list[Adapter] = []
         self.routes: list[Any] = []
@@ -56,6 +57,9 @@ class Runtime:
         self.telemetry = Telemetry()
         self._engine: Engine | None = None
         self.context = PluginContext(self)
+        """What ``startup`` / ``shutdown`` hooks get."""
+        self.adapter_context = AdapterContext(self)
+        """What adapter factories get (never the runtime itself)."""
         self.locks: LocalLocks | RedisLocks | None = None
         self.inbox: Inbox | None = None
         """The durable inbox; adapters register their channels' handlers in ``start``."""
@@ -95,7 +99,9 @@ class Runtime:
         for kind in ("llm", "stt", "tts"):
             self.hooks.call_sync(f"register_{kind}_providers", register=self._registrar(kind))
 
-        def register_adapter(name: str, factory: Callable[[Runtime], Adapter | None]) -> None:
+        def register_adapter(
+            name: str, factory: Callable[[AdapterContext], Adapter | None]
+        ) -> None:
             self.adapter_factories[name] = factory
 
         self.hooks.call_sync("register_adapters", register=register_adapter)
@@ -115,7 +121,7 @@ class Runtime:
                     f"(registered: {', '.join(self.tools.names()) or 'none'})"
                 )
         for name, factory in self.adapter_factories.items():
-            adapter = factory(self)
+            adapter = factory(self.adapter_context)
             if adapter is not None:
                 self.adapters[name] = adapter
 
@@ -234,6 +240,7 @@ class Runtime:
                 await adapter.stop()
             except Exception:
                 log.exception("adapter %s failed to stop", adapter.name)
+        await self.adapter_context.close()  # the adapters' background tasks
         if self._conversations is not None:
             await self._conversations.close()
         await self.hooks.call("shutdown", context=self.context)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 import msgspec
 from msgspec import Meta
 
-__all__ = ["InvalidSetting", "SettingsError", "parse_section", "rule_of"]
+__all__ = ["InvalidSetting", "SettingsError", "error_path", "parse_section", "rule_of"]
 
 T = TypeVar("T")
 
@@ -105,6 +105,16 @@ def _explain(cls: Any, data: Any, path: list[str]) -> str:
     return f"{shown} (allowed: {rule})" if rule else shown
 
 
+def error_path(exc: msgspec.ValidationError) -> tuple[str, list[str]]:
+    """(what was expected, the path of keys where it was not) of a msgspec validation error."""
+    # msgspec's message is "<what was expected> - at `$.<path>`" (no path at the top level).
+    detail, _, where = str(exc).rpartition(" - at `$")
+    if not detail:
+        detail, where = str(exc), ""
+    where = where.rstrip("`").replace("[...]", "[*]")  # msgspec hides dict keys as [...]
+    return detail, [part for part in where.split(".") if part]
+
+
 def parse_section(name: str, data: Any, cls: type[T], *, lift: str | None = None) -> T:
     """Validate ``data`` into ``cls``; a failure raises SettingsError naming the key.
 
@@ -115,12 +125,7 @@ def parse_section(name: str, data: Any, cls: type[T], *, lift: str | None = None
     try:
         return msgspec.convert(_numbers_as_strings(data, cls), cls, strict=False)
     except msgspec.ValidationError as exc:
-        # msgspec's message is "<what was expected> - at `$.<path>`" (no path at the top level).
-        detail, _, where = str(exc).rpartition(" - at `$")
-        if not detail:
-            detail, where = str(exc), ""
-        where = where.rstrip("`").replace("[...]", "[*]")  # msgspec hides dict keys as [...]
-        path = [part for part in where.split(".") if part]
+        detail, path = error_path(exc)
         if isinstance(exc.__cause__, InvalidSetting):
             path.append(exc.__cause__.field)
         detail += _explain(cls, data, path)

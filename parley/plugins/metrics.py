@@ -38,8 +38,8 @@ from parley.core.inbox import JOB_CHANNEL
 from parley.core.telemetry import BreakerChanged, FallbackTaken, ProviderCall, TurnReport
 
 if TYPE_CHECKING:
+    from parley.core.adapter_context import AdapterContext
     from parley.core.plugin_context import PluginContext
-    from parley.core.runtime import Runtime
     from parley.core.telemetry import Record, Telemetry
 
 __all__ = ["Metrics", "MetricsPlugin", "MetricsSettings"]
@@ -301,6 +301,6 @@ class _SocketAdapter:
         return None
 
 
-def _socket_adapter(runtime: Runtime) -> _SocketAdapter | None:
-    settings = runtime.plugin_settings.get("metrics")
-    return _SocketAdapter(runtime.telemetry) if settings is not None and settings.enabled else None
+def _socket_adapter(context: AdapterContext) -> _SocketAdapter | None:
+    enabled = context.section("metrics", MetricsSettings).enabled
+    return _SocketAdapter(context.telemetry) if enabled else None

@@ -13,6 +13,7 @@ from msgspec import Meta
 
 from parley import hookimpl
 from parley.core import store
+from parley.core.adapter_context import AdapterContext
 from parley.core.config import InvalidSetting, SettingsError
 from parley.core.events import ErrorEvent, MessageCompleted, MessageStarted, Transcript
 from parley.core.inbound import Inbound
@@ -93,6 +94,7 @@ async def test_hook_register_tts_providers(make_settings):
 
 async def test_hook_register_adapters(make_settings):
     events: list[str] = []
+    given: list[Any] = []
 
     @get("/fake-adapter")
     async def ping() -> dict[str, str]:
@@ -101,11 +103,24 @@ async def test_hook_register_adapters(make_settings):
     class FakeAdapter:
         name = "fake"
 
+        def __init__(self, context):
+            given.append(context)
+            self.context = context
+
         def route_handlers(self):
             return [ping]
 
         async def start(self):
+            # What a transport drives exists once the runtime started.
+            context = self.context
+            assert context.engine.settings is context.settings
+            assert context.conversations.find("c1") is None
+            assert context.locks is context.engine.locks
+            context.inbox.register("fake", self.answer)
             events.append("start")
+
+        async def answer(self, item):
+            return {}
 
         async def stop(self):
             events.append("stop")
@@ -113,11 +128,20 @@ async def test_hook_register_adapters(make_settings):
     class Plugin:
         @hookimpl
         def register_adapters(self, register):
-            register("fake", lambda runtime: FakeAdapter())
-            register("disabled", lambda runtime: None)
+            register("fake", FakeAdapter)
+            register("disabled", lambda context: None)
 
     runtime = _runtime(make_settings, Plugin())
-    async with AsyncTestClient(create_app(runtime.settings, runtime)) as client:
+    app = create_app(runtime.settings, runtime)
+    (context,) = given
+    assert isinstance(context, AdapterContext) and isinstance(context, PluginContext)
+    assert not isinstance(context, Runtime)
+    assert not hasattr(context, "runtime") and not hasattr(context, "adapters")
+    assert context.settings is runtime.settings and context.store is store
+    assert context.has_plugin("web") and not context.has_plugin("nope")
+    with pytest.raises(RuntimeError, match="not started"):
+        context.engine  # noqa: B018 - before start-up
+    async with AsyncTestClient(app) as client:
         response = await client.get("/fake-adapter")
         assert response.json() == {"adapter": "up"}
         assert events == ["start"]

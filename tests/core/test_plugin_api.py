@@ -32,11 +32,27 @@ def test_importing_parley_stays_cheap():
     assert out.stdout.strip() == "[]"
 
 
-def test_every_member_of_the_plugin_context_is_documented():
-    docs = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
-    table = docs.split("## The plugin context", 1)[1].split("\n## ", 1)[0]
+def _members(doc: str, section: str) -> set[str]:
+    """The names in the first cells of the table under ``section`` of ``docs/<doc>``."""
+    docs = (ROOT / "docs" / doc).read_text(encoding="utf-8")
+    table = docs.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
     first_cells = re.findall(r"^\| (.+?) \|", table, flags=re.MULTILINE)
-    documented = {name for cell in first_cells for name in re.findall(r"(\w+)[(`]", cell)}
-    public = {name for name in dir(parley.PluginContext) if not name.startswith("_")}
+    return {name for cell in first_cells for name in re.findall(r"(\w+)[(`]", cell)}
+
+
+def _public(cls: type) -> set[str]:
+    public = {name for name in dir(cls) if not name.startswith("_")}
     public.discard("close")  # the runtime's, after the shutdown hooks
-    assert public - documented == set()
+    return public
+
+
+def test_every_member_of_the_plugin_context_is_documented():
+    assert _public(parley.PluginContext) - _members("plugins.md", "The plugin context") == set()
+
+
+def test_every_member_of_the_adapter_context_is_documented():
+    """An adapter's context is the plugin context plus the members docs/adapters.md lists."""
+    plugin = _members("plugins.md", "The plugin context")
+    adapter = _members("adapters.md", "The adapter context")
+    assert _public(parley.AdapterContext) - plugin - adapter == set()
+    assert adapter - _public(parley.AdapterContext) == set()  # no stale row either

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from parley.core import store
-from parley.testing import install_distribution
+from parley.testing import install_distribution, run_parley
 
 ROOT = Path(__file__).resolve().parents[2]
-PARLEY = [sys.executable, "-m", "parley.cli"]
 
 SETTINGS = """
 [database]
@@ -45,16 +41,8 @@ def run(args: list[str], site: Path, tmp_path: Path, stdin: str = ""):
     folder = tmp_path / "settings"
     folder.mkdir(exist_ok=True)
     (folder / "settings.toml").write_text(SETTINGS.format(db=tmp_path / "weather.sqlite3"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI"))}
-    env["PYTHONPATH"] = str(site)
-    return subprocess.run(
-        [*PARLEY, *args, "--settings", str(folder)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=ROOT,
+    return run_parley(
+        [*args, "--settings", str(folder)], stdin=stdin, env={"PYTHONPATH": str(site)}
     )
 
 

@@ -17,7 +17,7 @@ from parley.core.runtime import Runtime
 from parley.core.speech import SpeechOptions
 from parley.fake_services import FakeOpenAIServer
 from parley.server import create_app
-from parley.testing import ToneTTS, collect, running_server
+from parley.testing import ParleyProcess, ToneTTS, collect, running_server
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -131,7 +131,6 @@ async def test_metrics_are_off_by_default(make_settings):
 def test_two_processes_answer_for_each_other_in_multiprocess_mode(tmp_path):
     """Two ``parley serve`` processes sharing ``PROMETHEUS_MULTIPROC_DIR``: either one's
     ``/metrics`` counts the turns of both."""
-    from tests.processes import serve
     from tests.test_cli import _settings
 
     folder = _settings(tmp_path)
@@ -142,10 +141,10 @@ def test_two_processes_answer_for_each_other_in_multiprocess_mode(tmp_path):
         "PARLEY_WEB__RATE_LIMIT": "0",
         "PROMETHEUS_MULTIPROC_DIR": str(shared),
     }
-    with serve(folder, **env) as one, serve(folder, **env) as two:
+    with ParleyProcess(folder, env=env) as one, ParleyProcess(folder, env=env) as two:
         for served, device in ((one, "one"), (two, "two")):
             reply = served.chat("hello", f"device-{device}")
             assert reply.status_code == 200, reply.text
-        found = samples(httpx.get(f"{one.base}/metrics", timeout=5).text)
+        found = samples(httpx.get(f"{one.url}/metrics", timeout=5).text)
     assert value(found, "parley_turns_total", status="complete") == 2, one.err + two.err
     assert value(found, "parley_turn_duration_seconds_count") == 2

@@ -46,7 +46,7 @@ from parley.core.text import TOO_DEEP, clean_json
 from parley.server import ApiError
 
 if TYPE_CHECKING:
-    from parley.core.runtime import Runtime
+    from parley.core.adapter_context import AdapterContext
 
 __all__ = ["SECRET_HEADER", "WEBHOOK_PATH", "TelegramAdapter"]
 
@@ -65,11 +65,11 @@ class TelegramAdapter:
 
     name = "telegram"
 
-    def __init__(self, runtime: Runtime, settings: TelegramSettings) -> None:
-        self.runtime = runtime
+    def __init__(self, context: AdapterContext, settings: TelegramSettings) -> None:
+        self.context = context
         self.settings = settings
         self.bot = make_bot(settings)
-        self.replier = Replier(self.bot, runtime.telemetry)
+        self.replier = Replier(self.bot, context.telemetry)
         self.dispatcher = Dispatcher(disable_fsm=True)
         self.dispatcher.update.outer_middleware(self._guard)
         self.handlers: Handlers | None = None
@@ -86,13 +86,12 @@ class TelegramAdapter:
     async def start(self) -> None:
         """Build the handlers on the engine, then poll or register the webhook (in the background)."""
         self.token_filter.install()
-        inbox = self.runtime.inbox
-        assert inbox is not None, "the runtime starts the inbox before the adapters"
+        inbox = self.context.inbox  # started before the adapters
         inbox.register(CHANNEL, self._answer_item, drain=5.0)
         inbox.job("telegram-prune", 86400.0, _prune_keys)
-        self.handlers = Handlers(self.runtime.engine, self.settings, self.replier)
+        self.handlers = Handlers(self.context.engine, self.settings, self.replier)
         self.dispatcher.include_router(self.handlers.router())
-        if self.settings.reply_voice != "never" and self.runtime.engine.tts is None:
+        if self.settings.reply_voice != "never" and self.context.engine.tts is None:
             log.warning("no TTS provider (tts.provider): Telegram replies will be text only")
         if self.settings.mode == "webhook":
             self._background = asyncio.create_task(self._set_webhook())
@@ -125,7 +124,7 @@ class TelegramAdapter:
             await self._background
 
     async def _poll(self) -> None:
-        lease = make_lease(f"telegram-polling-{self.bot.id}", self.runtime.settings)
+        lease = make_lease(f"telegram-polling-{self.bot.id}", self.context.settings)
         await poll_under_lease(
             self.dispatcher,
             self.bot,
@@ -221,13 +220,11 @@ class TelegramAdapter:
         chat_id, message_id = chat.get("id"), message.get("message_id")
         if not isinstance(chat_id, int) or not isinstance(message_id, int):
             return False
-        inbox = self.runtime.inbox
-        assert inbox is not None
-        _, created = await inbox.put(
+        _, created = await self.context.inbox.put(
             CHANNEL,
             f"message:{chat_id}:{message_id}",
             f"{CHANNEL}:{chat_id}",
-            payload={"update": update, "trace": self.runtime.telemetry.received(CHANNEL)},
+            payload={"update": update, "trace": self.context.telemetry.received(CHANNEL)},
         )
         if not created:
             log.info("Telegram message %s:%s already received: skipped", chat_id, message_id)
@@ -261,7 +258,7 @@ class TelegramAdapter:
         leftover = dataclasses.replace(
             item, conversation_id=stored.conversation_id, user_message_id=stored.id
         )
-        async with self.runtime.engine.locks.hold(stored.conversation_id):
+        async with self.context.locks.hold(stored.conversation_id):
             await settle_leftovers(leftover)
         log.info("Telegram message %s:%s cut by a crash: answered again", chat_id, message_id)
         return stored.id

@@ -14,21 +14,21 @@ from parley.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from parley.core.adapter import Adapter
-    from parley.core.runtime import Runtime
+    from parley.core.adapter_context import AdapterContext
 
 __all__ = ["make_telegram_adapter", "register_adapters"]
 
 
-def make_telegram_adapter(runtime: Runtime) -> Adapter | None:
+def make_telegram_adapter(context: AdapterContext) -> Adapter | None:
     """The adapter, or None when ``telegram.enabled`` is false. Bad settings raise SettingsError."""
-    settings = load_telegram_settings(runtime.settings)
+    settings = load_telegram_settings(context.settings)
     if not settings.enabled:
         return None
     if importlib.util.find_spec("aiogram") is None:  # pragma: no cover - depends on the install
         raise ImportError("the Telegram adapter needs aiogram: pip install 'parley[telegram]'")
     from parley.adapters.telegram.adapter import TelegramAdapter
 
-    return TelegramAdapter(runtime, settings)
+    return TelegramAdapter(context, settings)
 
 
 @hookimpl

@@ -30,7 +30,7 @@ from parley.core.text import TOO_DEEP, loads_clean
 from parley.server import ApiError, error_response, log_unhandled
 
 if TYPE_CHECKING:
-    from parley.core.runtime import Runtime
+    from parley.core.adapter_context import AdapterContext
 
 __all__ = [
     "WebAdapter",
@@ -53,11 +53,11 @@ class WebAdapter:
 
     def __init__(
         self,
-        runtime: Runtime,
+        context: AdapterContext,
         settings: WebSettings,
         handlers: Callable[[], list[Any]] = list,
     ) -> None:
-        self.runtime = runtime
+        self.context = context
         self.settings = settings
         self.handlers = handlers
         """The route handlers to mount (``plugin.py`` names them: no import cycle back here)."""
@@ -66,15 +66,15 @@ class WebAdapter:
         self.limiter = Limiter(
             settings.rate_limit,
             settings.rate_limit_per_address or 0,
-            redis=_redis(runtime.settings.redis.url),
+            redis=_redis(context.settings.redis.url),
             namespace=settings.rate_limit_namespace,
         )
         self.audio = AudioFetcher(settings)
 
     @property
     def engine(self) -> Engine:
-        """The runtime's engine (after start-up)."""
-        return self.runtime.engine
+        """The engine (after start-up)."""
+        return self.context.engine
 
     def route_handlers(self) -> list[Any]:
         """One router holding every web route, with the adapter and the caller as dependencies."""
@@ -98,7 +98,7 @@ class WebAdapter:
 
     def configure_app(self, app_config: dict[str, Any]) -> None:
         """CORS for ``web.cors_origins``; rate limits counted in Redis when ``redis.url`` is set."""
-        redis_url = self.runtime.settings.redis.url
+        redis_url = self.context.settings.redis.url
         if redis_url:
             namespace = self.settings.rate_limit_namespace
             stores = app_config.setdefault("stores", {})

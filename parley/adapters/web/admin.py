@@ -44,18 +44,17 @@ async def reload_as_operator(web: WebAdapter, token: str | None) -> Settings:
     if not is_operator(web, token):
         raise ApiError(401, "invalid_token", "an operator token is required")
     try:
-        settings = await web.runtime.reload()
+        settings = await web.context.reload()
     except SettingsError as exc:
         raise ApiError(422, "reload_failed", str(exc)) from None
     log.info("settings reloaded by an operator")
     return settings
 
 
-async def reload_from_socket(web: WebAdapter, data: dict[str, Any]) -> None:
+async def reload_from_socket(web: WebAdapter, token: str | None) -> None:
     """The socket's ``refresh_characters``: an operator's reload; FrameError for anyone else."""
-    token = data.get("admin_token")
     try:
-        await reload_as_operator(web, token if isinstance(token, str) else None)
+        await reload_as_operator(web, token)
     except ApiError as exc:
         code = "forbidden" if exc.status_code in (401, 403) else exc.code
         raise FrameError(code, exc.detail) from None

@@ -1,4 +1,7 @@
-"""WebSocket frames: parsing what clients send and rendering engine events for them."""
+"""WebSocket frames the server sends: engine events rendered, errors, tagged binary audio.
+
+What clients send is parsed by :mod:`parley.adapters.web.client_frames`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,6 @@ import struct
 import uuid
 from typing import Any
 
-import msgspec
-
-from parley.core.config import ModelSettings, SettingsError, parse_section
 from parley.core.events import (
     AudioChunk,
     AudioCompleted,
@@ -22,38 +22,17 @@ from parley.core.events import (
     TurnCompleted,
     TurnStarted,
 )
-from parley.core.text import loads_clean
 
 __all__ = [
     "AUDIO_HEADER",
-    "MODEL_SETTINGS_KEYS",
     "OUTPUT_FORMATS",
     "FrameError",
     "audio_frame",
     "error_frame",
-    "merge_model_settings",
-    "optional_str",
     "output_format_json",
     "parse_audio_frame",
-    "parse_frame",
     "render",
-    "required_str",
 ]
-
-MODEL_SETTINGS_KEYS = frozenset(
-    {
-        "model",
-        "temperature",
-        "top_p",
-        "min_p",
-        "top_k",
-        "frequency_penalty",
-        "presence_penalty",
-        "repetition_penalty",
-    }
-)
-"""What a ``model_settings`` frame may set."""
-
 
 AUDIO_HEADER = struct.Struct(">16sHH")
 """A binary server frame's 20-byte header: the message id (UUID bytes), the sentence index and
@@ -80,58 +59,6 @@ class FrameError(Exception):
 def error_frame(code: str, message: str, **extra: Any) -> dict[str, Any]:
     """``{"type": "error", "code", "message"}``."""
     return {"type": "error", "code": code, "message": message, **extra}
-
-
-def parse_frame(raw: str, max_bytes: int) -> tuple[str, dict[str, Any]]:
-    """(type, data) of a client text frame ``{"type": ..., "data": {...}}``; FrameError if bad."""
-    if len(raw) * 4 > max_bytes and len(raw.encode()) > max_bytes:
-        raise FrameError("frame_too_large", f"frames are limited to {max_bytes} bytes")
-    try:
-        value = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deeply
-        value = loads_clean(raw)  # lone surrogates escaped: decoded and cleaned (U+FFFD)
-        if value is None:
-            raise FrameError(
-                "invalid_json", 'frames are JSON objects: {"type": "...", "data": {...}}'
-            ) from None
-    if not isinstance(value, dict):
-        raise FrameError("invalid_frame", 'frames are JSON objects: {"type": "...", "data": {...}}')
-    kind = value.get("type")
-    if not isinstance(kind, str) or not kind:
-        raise FrameError("invalid_frame", "type is required (a string)")
-    data = value.get("data")
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise FrameError("invalid_frame", "data must be an object")
-    return kind, data
-
-
-def required_str(data: dict[str, Any], name: str) -> str:
-    """``data[name]`` as a string; FrameError when missing or not a string."""
-    value = data.get(name)
-    if value is None:
-        raise FrameError("invalid_frame", f"data.{name} is required")
-    if not isinstance(value, str):
-        raise FrameError("invalid_frame", f"data.{name} must be a string")
-    return value
-
-
-def optional_str(data: dict[str, Any], name: str) -> str | None:
-    """``data[name]`` as a string, or None when absent."""
-    return None if data.get(name) is None else required_str(data, name)
-
-
-def merge_model_settings(current: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` laid over ``current`` (``None`` removes a key), validated by ``ModelSettings``."""
-    unknown = sorted(set(data) - MODEL_SETTINGS_KEYS)
-    if unknown:
-        raise FrameError("invalid_model_settings", f"unknown setting(s): {', '.join(unknown)}")
-    merged = {k: v for k, v in {**current, **data}.items() if v is not None}
-    try:
-        return parse_section("model_settings", merged, ModelSettings).as_dict()
-    except SettingsError as exc:
-        raise FrameError("invalid_model_settings", str(exc)) from None
 
 
 def output_format_json(output_format: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from parley.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from parley.adapters.web.adapter import WebAdapter
-    from parley.core.runtime import Runtime
+    from parley.core.adapter_context import AdapterContext
 
 __all__ = ["make_web_adapter", "register_adapters", "route_handlers"]
 
@@ -44,15 +44,15 @@ def route_handlers(*, memory: bool = True) -> list[Any]:
     ]
 
 
-def make_web_adapter(runtime: Runtime) -> WebAdapter | None:
+def make_web_adapter(context: AdapterContext) -> WebAdapter | None:
     """The adapter, or None when ``web.enabled`` is false. Bad ``[web]`` settings raise here."""
     from parley.adapters.web.adapter import WebAdapter
 
-    settings = runtime.settings.section("web", WebSettings)
+    settings = context.section("web", WebSettings)
     if not settings.enabled:
         return None
-    memory = runtime.pm.get_plugin("memory") is not None  # plugins.disable may leave it out
-    return WebAdapter(runtime, settings, partial(route_handlers, memory=memory))
+    memory = context.has_plugin("memory")  # plugins.disable may leave it out
+    return WebAdapter(context, settings, partial(route_handlers, memory=memory))
 
 
 @hookimpl

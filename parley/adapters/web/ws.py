@@ -25,14 +25,8 @@ from litestar.exceptions import WebSocketDisconnect
 
 from parley.adapters.web.access import check_language
 from parley.adapters.web.adapter import WebAdapter
-from parley.adapters.web.frames import (
-    FrameError,
-    audio_frame,
-    error_frame,
-    optional_str,
-    parse_frame,
-    render,
-)
+from parley.adapters.web.client_frames import ClientFrame, Interrupt, parse_frame
+from parley.adapters.web.frames import FrameError, audio_frame, error_frame, render
 from parley.adapters.web.identity import CHANNEL, IdentityError, bearer_token, identify
 from parley.adapters.web.outbox import Outbox
 from parley.adapters.web.shapes import message_json
@@ -59,11 +53,8 @@ __all__ = ["WebSession", "websocket_handler"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
-
-INTERRUPT_CAUSES = ("stop", "speech", "message")
-"""Why the client sent ``interrupt``: its stop button (always honoured), or the user speaking or
-typing over audio it still plays (honoured like barge-in: audio replies on, template allows)."""
+Handler = Callable[[Any], Awaitable[None]]
+"""A client frame's handler: it gets the frame's struct (:mod:`.client_frames`)."""
 
 # Close codes sent after an error frame when a connection is refused.
 CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4400, 4401, 4403, 4404
@@ -316,7 +307,7 @@ class WebSession(ChatFrames):
 
     # -- incoming frames -----------------------------------------------------------------------
 
-    async def on_interrupt(self, data: dict[str, Any]) -> None:
+    async def on_interrupt(self, frame: Interrupt) -> None:
         """``interrupt``: the client stops a reply (its stop button, or speech over audio it is
         still playing after the server finished sending it). See docs/protocol.md.
 
@@ -326,18 +317,8 @@ class WebSession(ChatFrames):
         that is not an assistant message of this conversation is error ``unknown_message``;
         anything else (already interrupted, an older message, no id) changes nothing, silently.
         """
-        message_id = optional_str(data, "message_id")
-        played = data.get("played_sentences")
-        if played is not None and (
-            isinstance(played, bool) or not isinstance(played, int) or played < 0
-        ):
-            raise FrameError("invalid_frame", "data.played_sentences must be an integer >= 0")
-        cause = data.get("cause", "stop")
-        if cause not in INTERRUPT_CAUSES:
-            raise FrameError(
-                "invalid_frame", f"data.cause must be one of {', '.join(INTERRUPT_CAUSES)}"
-            )
-        if cause != "stop" and not self.barge_in_allowed():
+        message_id, played = frame.message_id, frame.played_sentences
+        if frame.cause != "stop" and not self.barge_in_allowed():
             return  # speech or a message: the template's barge_in decides; a stop always cuts
         self.touch()
         conversation = self.conversation
@@ -382,11 +363,8 @@ class WebSession(ChatFrames):
         """Parse and dispatch one text frame."""
 
         async def dispatch() -> None:
-            kind, data = parse_frame(raw, self.web.settings.max_body_bytes)
-            handler = self.handlers.get(kind)
-            if handler is None:
-                raise FrameError("unknown_type", f"unknown frame type {kind!r}")
-            await handler(data)
+            frame: ClientFrame = parse_frame(raw, self.web.settings.max_body_bytes)
+            await self.handlers[frame.type](frame)
 
         await self.guarded(dispatch)
 

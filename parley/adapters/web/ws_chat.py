@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from parley.adapters.web.access import check_language, check_text, owned_conversation
 from parley.adapters.web.admin import reload_from_socket
-from parley.adapters.web.frames import FrameError, merge_model_settings, optional_str, required_str
+from parley.adapters.web.client_frames import (
+    ClientFrame,
+    NewConversation,
+    RefreshCharacters,
+    Resume,
+    UserMessage,
+    merge_model_settings,
+)
+from parley.adapters.web.frames import FrameError
 from parley.adapters.web.history import readable_messages
 from parley.adapters.web.identity import CHANNEL, Caller
 from parley.adapters.web.shapes import characters, message_json
@@ -36,7 +44,7 @@ if TYPE_CHECKING:
     from parley.adapters.web.adapter import WebAdapter
     from parley.adapters.web.outbox import Outbox
 
-__all__ = ["CLIENT_ID_MAX", "HISTORY_LIMIT", "MAX_QUEUED", "ChatFrames", "Job"]
+__all__ = ["HISTORY_LIMIT", "MAX_QUEUED", "ChatFrames", "Job"]
 
 Job = Callable[[], Awaitable[None]]
 
@@ -45,9 +53,6 @@ MAX_QUEUED = 32
 
 HISTORY_LIMIT = 500
 """Messages per ``history`` frame (``has_more`` tells when a client should page over HTTP)."""
-
-CLIENT_ID_MAX = 200
-"""Longest ``client_id`` of a ``user_message`` (the message's idempotency key)."""
 
 
 class ChatFrames:
@@ -111,29 +116,23 @@ class ChatFrames:
         await self.barge_in()
         self.jobs.put_nowait(partial(self.turn, text, metadata, client_id))
 
-    async def on_user_message(self, data: dict[str, Any]) -> None:
+    async def on_user_message(self, frame: UserMessage) -> None:
         """Queue a turn (``client_id``, optional: the message's idempotency key)."""
-        text = check_text(required_str(data, "text"), self.web.settings, name="data.text")
-        client_id = optional_str(data, "client_id")
-        if client_id is not None and not 0 < len(client_id) <= CLIENT_ID_MAX:
-            raise FrameError(
-                "invalid_frame", f"data.client_id must be 1 to {CLIENT_ID_MAX} characters"
-            )
-        await self.queue_message(text, client_id=client_id)
+        text = check_text(frame.text, self.web.settings, name="data.text")
+        await self.queue_message(text, client_id=frame.client_id)
 
-    async def on_new_conversation(self, data: dict[str, Any]) -> None:
+    async def on_new_conversation(self, frame: NewConversation) -> None:
         """Queue the start of a new conversation (the open one ends, reason new_conversation)."""
-        template_id = optional_str(data, "template_id")
-        language = check_language(optional_str(data, "language"))
+        template_id = frame.template_id
+        language = check_language(frame.language)
         self.engine.template(template_id)  # unknown_template now, not after the queue
         self.jobs.put_nowait(partial(self.new_conversation, template_id, language))
 
-    async def on_resume(self, data: dict[str, Any]) -> None:
+    async def on_resume(self, frame: Resume) -> None:
         """Send the history at once; switch to the conversation in order with queued messages."""
-        conversation_id = required_str(data, "conversation_id")
-        after = optional_str(data, "after_message_id")
         assert self.caller is not None
-        conversation = await owned_conversation(self.caller, conversation_id)
+        conversation = await owned_conversation(self.caller, frame.conversation_id)
+        after = frame.after_message_id
         messages, has_more = await readable_messages(conversation, after=after, limit=HISTORY_LIMIT)
         await self.outbox.send(
             {
@@ -148,18 +147,19 @@ class ChatFrames:
         )
         self.jobs.put_nowait(partial(self.switch_to, conversation.id))
 
-    async def on_model_settings(self, data: dict[str, Any]) -> None:
-        """Validate and store sampling overrides on the conversation (used from the next reply)."""
-        self.model_overrides = merge_model_settings(self.model_overrides, data)
+    async def on_model_settings(self, frame: ClientFrame) -> None:
+        """Store sampling overrides on the conversation (used from the next reply); ``frame`` is
+        a ``ModelSettingsFrame``."""
+        self.model_overrides = merge_model_settings(self.model_overrides, frame)
         if self.conversation is not None:
             await self.store_overrides(self.conversation.id)
         await self.outbox.send(
             {"type": "model_settings_updated", "model_settings": self.model_overrides}
         )
 
-    async def on_refresh_characters(self, data: dict[str, Any]) -> None:
+    async def on_refresh_characters(self, frame: RefreshCharacters) -> None:
         """An operator's reload of the settings folder (``data.admin_token``); send the characters."""
-        await reload_from_socket(self.web, data)
+        await reload_from_socket(self.web, frame.admin_token)
         template_id = self.conversation.template_id if self.conversation else None
         await self.outbox.send(
             {
@@ -188,7 +188,7 @@ class ChatFrames:
         current = await self.refreshed()
         if current is not None and current.is_open and current.channel == CHANNEL:
             await self.detach()  # the new one's ``conversation_started`` says enough
-            live = self.web.runtime.conversations.get(current.id)
+            live = self.web.context.conversations.get(current.id)
             await live.submit(End("new_conversation", farewell=False, origin=self.id))
         opened = await self.engine.open(
             self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
@@ -214,7 +214,7 @@ class ChatFrames:
             return
         if self.attachment is not None:  # nothing of this socket runs there now: just leave
             self.attachment.close()
-        self.live = self.web.runtime.conversations.get(conversation.id)
+        self.live = self.web.context.conversations.get(conversation.id)
         self.attachment = self.live.subscribe(
             self.deliver, conversation=conversation, origin=self.id
         )
@@ -289,7 +289,7 @@ class ChatFrames:
 
     async def store_overrides(self, conversation_id: str) -> None:
         """Write the socket's model settings into the conversation's state."""
-        live = self.web.runtime.conversations.get(conversation_id)
+        live = self.web.context.conversations.get(conversation_id)
         stored = await live.submit(ModelSettings(dict(self.model_overrides)))
         if stored is not None:
             self.conversation = stored

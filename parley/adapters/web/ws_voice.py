@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from parley.adapters.web.access import check_text
+from parley.adapters.web.client_frames import AudioSettings, StartListening, StopListening
 from parley.adapters.web.frames import FrameError, error_frame, output_format_json
-from parley.adapters.web.settings import AUDIO_OUTPUT_FORMATS
 from parley.core.conversation_listening import Listening
 from parley.core.listening import Heard
 from parley.core.providers import LiveSTTProvider, ProviderError
@@ -25,13 +25,7 @@ from parley.server import ApiError
 if TYPE_CHECKING:
     from parley.adapters.web.ws_chat import ChatFrames
 
-__all__ = ["INPUT_FORMATS", "Voice"]
-
-INPUT_FORMATS = ("pcm16", "webm")
-"""Microphone formats: ``pcm16`` (mono signed 16-bit little-endian), ``webm`` (MediaRecorder)."""
-
-SAMPLE_RATES = (8000, 48000)
-"""Lowest and highest ``sample_rate`` of ``pcm16`` input."""
+__all__ = ["Voice"]
 
 
 class Voice:
@@ -72,24 +66,12 @@ class Voice:
 
     # -- frames --------------------------------------------------------------------------------
 
-    async def on_start_listening(self, data: dict[str, Any]) -> None:
+    async def on_start_listening(self, frame: StartListening) -> None:
         """Open a live STT session for the microphone audio that follows."""
         if self.listening is not None:
             raise FrameError("already_listening", "already listening; send stop_listening first")
-        audio_format = data.get("format")
-        if audio_format is None:
-            audio_format = "pcm16"
-        if audio_format not in INPUT_FORMATS:
-            raise FrameError("invalid_frame", "data.format must be pcm16 or webm")
-        sample_rate = data.get("sample_rate")
-        if sample_rate is None:
-            sample_rate = 16000
-        low, high = SAMPLE_RATES
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
-            raise FrameError("invalid_frame", "data.sample_rate must be an integer")
-        if not low <= sample_rate <= high:
-            raise FrameError("invalid_frame", f"data.sample_rate must be {low} to {high}")
-        rate = sample_rate if audio_format == "pcm16" else None
+        audio_format = frame.format or "pcm16"
+        rate = (frame.sample_rate or 16000) if audio_format == "pcm16" else None
         live = self.session.live
         stt = self.session.engine.stt
         if live is None or not isinstance(stt, LiveSTTProvider):
@@ -107,7 +89,7 @@ class Voice:
         )
         await self.announce()
 
-    async def on_stop_listening(self, data: dict[str, Any]) -> None:
+    async def on_stop_listening(self, frame: StopListening) -> None:
         """Close the live session; an unfinished utterance is answered."""
         listening = self.listening
         if listening is None:
@@ -115,22 +97,13 @@ class Voice:
         await listening.stop()
         await self.ended(listening, "stopped")
 
-    async def on_audio_settings(self, data: dict[str, Any]) -> None:
+    async def on_audio_settings(self, frame: AudioSettings) -> None:
         """Turn audio replies on or off, choose their format; answered by ``audio_format``."""
-        enabled = data.get("enabled")
-        if not isinstance(enabled, bool):
-            raise FrameError("invalid_frame", "data.enabled is required (true or false)")
-        output_format = data.get("output_format")
-        if output_format is not None and output_format not in AUDIO_OUTPUT_FORMATS:
-            raise FrameError(
-                "invalid_audio_settings",
-                f"data.output_format must be one of {', '.join(AUDIO_OUTPUT_FORMATS)}",
-            )
-        if enabled and self.session.engine.tts is None:
+        if frame.enabled and self.session.engine.tts is None:
             raise FrameError("tts_unavailable", "spoken replies are not available on this server")
-        self.enabled = enabled
-        if output_format is not None:
-            self.output_format = output_format
+        self.enabled = frame.enabled
+        if frame.output_format is not None:
+            self.output_format = frame.output_format
         await self.announce()
 
     async def on_binary(self, data: bytes) -> None:

@@ -24,7 +24,7 @@ from parley.core.locks import LocalLocks
 from parley.core.store.records import MessageRecord
 
 if TYPE_CHECKING:
-    from parley.core.runtime import Runtime
+    from parley.core.adapter_context import AdapterContext
 
 __all__ = ["CHANNEL", "WhatsAppAdapter"]
 
@@ -38,8 +38,8 @@ class WhatsAppAdapter:
 
     name = "whatsapp"
 
-    def __init__(self, runtime: Runtime, settings: WhatsAppSettings) -> None:
-        self.runtime = runtime
+    def __init__(self, context: AdapterContext, settings: WhatsAppSettings) -> None:
+        self.context = context
         self.settings = settings
         self.template_id = settings.template or None
         self.senders = LocalLocks()
@@ -49,12 +49,12 @@ class WhatsAppAdapter:
 
     @property
     def engine(self) -> Engine:
-        """The runtime's engine."""
-        return self.runtime.engine
+        """The engine (after start-up)."""
+        return self.context.engine
 
     def route_handlers(self) -> list[Any]:
         """``GET`` and ``POST /webhooks/whatsapp``."""
-        return webhook_routes(self)
+        return webhook_routes(self.settings, self.intake)
 
     async def start(self) -> None:
         """Open the Graph client and answer this channel's inbox items.
@@ -64,9 +64,9 @@ class WhatsAppAdapter:
         """
         self.graph = GraphClient(self.settings)
         self.runner = TurnRunner(self, self.graph)
-        inbox = self.runtime.inbox
-        assert inbox is not None, "the runtime starts the inbox before the adapters"
-        inbox.register(CHANNEL, self.runner.answer_item, drain=self.settings.drain_timeout)
+        self.context.inbox.register(  # started before the adapters
+            CHANNEL, self.runner.answer_item, drain=self.settings.drain_timeout
+        )
         for message in await store.pending_messages(CHANNEL):
             await self._enqueue(message)
 
@@ -93,10 +93,9 @@ class WhatsAppAdapter:
 
     async def _enqueue(self, record: MessageRecord) -> None:
         """Put a stored message in the inbox (once per wamid)."""
-        inbox = self.runtime.inbox
-        assert inbox is not None and record.platform_message_id is not None
+        assert record.platform_message_id is not None
         sender = str(record.metadata.get("wa_id") or record.conversation_id)
-        await inbox.put(
+        await self.context.inbox.put(
             CHANNEL,
             record.platform_message_id,
             f"{CHANNEL}:{sender}",
@@ -112,7 +111,7 @@ class WhatsAppAdapter:
         async with self.senders.hold(message.wa_id):
             opened = await self.open_conversation(user.id)
             metadata = message.metadata()
-            trace = self.runtime.telemetry.received(  # the turn, in any process, joins it
+            trace = self.context.telemetry.received(  # the turn, in any process, joins it
                 CHANNEL, **{"parley.platform_message_id": message.wamid}
             )
             if trace:

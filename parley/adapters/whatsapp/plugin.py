@@ -11,21 +11,21 @@ from parley.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from parley.core.adapter import Adapter
-    from parley.core.runtime import Runtime
+    from parley.core.adapter_context import AdapterContext
 
 __all__ = ["make_adapter", "register_adapters"]
 
 
-def make_adapter(runtime: Runtime) -> Adapter | None:
+def make_adapter(context: AdapterContext) -> Adapter | None:
     """The adapter, or None when ``whatsapp.enabled`` is false. Bad settings raise SettingsError."""
-    settings = runtime.settings.section("whatsapp", WhatsAppSettings)
+    settings = context.section("whatsapp", WhatsAppSettings)
     if not settings.enabled:
         return None
-    if settings.template and settings.template not in runtime.settings.templates:
+    if settings.template and settings.template not in context.settings.templates:
         raise SettingsError(f"whatsapp.template: unknown template {settings.template!r}")
     from parley.adapters.whatsapp.adapter import WhatsAppAdapter
 
-    return WhatsAppAdapter(runtime, settings)
+    return WhatsAppAdapter(context, settings)
 
 
 @hookimpl

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AbstractContextManager, aclosing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parley.adapters.whatsapp.graph import GraphClient, GraphError
 from parley.adapters.whatsapp.intake import prepare, recipient, remember_sent
+from parley.adapters.whatsapp.settings import WhatsAppSettings
 from parley.audio import AudioError, to_ogg_opus
 from parley.core import store
 from parley.core.events import (
@@ -27,15 +28,17 @@ from parley.core.events import (
 )
 from parley.core.inbound import Inbound
 from parley.core.inbox_turns import settle_leftovers, stored_answer
+from parley.core.locks import LocalLocks
 from parley.core.speech import SpeechOptions
 from parley.core.store.records import InboxRecord, MessageRecord
 from parley.core.telemetry import joined
 from parley.core.text import split_text
 
 if TYPE_CHECKING:
-    from parley.adapters.whatsapp.adapter import WhatsAppAdapter
+    from parley.core.adapter_context import AdapterContext
+    from parley.core.engine import Engine, Opened
 
-__all__ = ["MAX_TEXT", "TurnRunner"]
+__all__ = ["MAX_TEXT", "Host", "TurnRunner"]
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +48,32 @@ MAX_TEXT = 4096
 """WhatsApp's limit on a text message body."""
 
 
+class Host(Protocol):
+    """What the runner uses of its adapter (``adapter.WhatsAppAdapter``)."""
+
+    context: AdapterContext
+    settings: WhatsAppSettings
+    senders: LocalLocks
+    """One sender's conversation is resolved and written by one task at a time."""
+
+    async def open_conversation(self, user_id: str) -> Opened:
+        """The sender's open conversation, or a new one (hold ``senders`` first)."""
+        ...
+
+
 class TurnRunner:
     """Answers the stored messages the inbox hands it (any process; one sender at a time)."""
 
-    def __init__(self, adapter: WhatsAppAdapter, graph: GraphClient) -> None:
+    def __init__(self, adapter: Host, graph: GraphClient) -> None:
         self.adapter = adapter
+        self.context = adapter.context
         self.settings = adapter.settings
         self.graph = graph
+
+    @property
+    def engine(self) -> Engine:
+        """The engine."""
+        return self.context.engine
 
     # -- the inbox's handler --------------------------------------------------------------
 
@@ -67,7 +89,7 @@ class TurnRunner:
         if message is None:
             return {"skipped": "message gone"}
         if item.attempts > 1 and message.status == "complete":
-            async with self.adapter.engine.locks.hold(message.conversation_id):
+            async with self.context.locks.hold(message.conversation_id):
                 await settle_leftovers(item)
             answer = await stored_answer(item)
             if answer is not None:
@@ -90,14 +112,11 @@ class TurnRunner:
     @property
     def busy(self) -> int:
         """How many items the inbox is answering in this process."""
-        inbox = self.adapter.runtime.inbox
-        return inbox.busy if inbox is not None else 0
+        return self.context.inbox.busy
 
     async def idle(self) -> None:
         """Wait until no inbox item is unfinished (tests)."""
-        inbox = self.adapter.runtime.inbox
-        if inbox is not None:
-            await inbox.idle()
+        await self.context.inbox.idle()
 
     # -- one message -----------------------------------------------------------------------
 
@@ -141,7 +160,7 @@ class TurnRunner:
 
     def _wants_voice(self, voice_note: bool) -> bool:
         mode = self.settings.reply_voice
-        if mode == "never" or self.adapter.engine.tts is None:
+        if mode == "never" or self.engine.tts is None:
             return False
         return mode == "always" or voice_note
 
@@ -159,7 +178,7 @@ class TurnRunner:
         audio: dict[str, bytearray] = {}
         formats: dict[str, str] = {}
         failed_text: set[str] = set()
-        turn = self.adapter.engine.turn(message.conversation_id, inbound, speech=speech)
+        turn = self.engine.turn(message.conversation_id, inbound, speech=speech)
         async with aclosing(turn) as events:
             async for event in events:
                 if isinstance(event, TurnStarted):
@@ -243,7 +262,7 @@ class TurnRunner:
             "parley.message_id": message_id,
             "parley.kind": kind,
         }
-        return self.adapter.runtime.telemetry.span("platform.send", **attributes)
+        return self.context.telemetry.span("platform.send", **attributes)
 
     async def _send_voice(self, wa_id: str, message_id: str, pcm: bytes, fmt: str) -> None:
         """Convert to OGG/Opus, upload, send as a voice note; a failure keeps the text reply."""

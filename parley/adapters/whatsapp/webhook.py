@@ -5,19 +5,23 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.enums import MediaType
 from litestar.handlers import HTTPRouteHandler
 
 from parley.adapters.whatsapp.intake import keep_for_turns, record_statuses
-from parley.adapters.whatsapp.payload import parse_delivery, parse_statuses, signature_ok
+from parley.adapters.whatsapp.payload import (
+    WhatsAppMessage,
+    parse_delivery,
+    parse_statuses,
+    signature_ok,
+)
+from parley.adapters.whatsapp.settings import WhatsAppSettings
 from parley.core.text import TOO_DEEP, clean_json
 from parley.server import ApiError
-
-if TYPE_CHECKING:
-    from parley.adapters.whatsapp.adapter import WhatsAppAdapter
 
 __all__ = ["PATH", "webhook_routes"]
 
@@ -26,9 +30,11 @@ log = logging.getLogger(__name__)
 PATH = "/webhooks/whatsapp"
 
 
-def webhook_routes(adapter: WhatsAppAdapter) -> list[HTTPRouteHandler]:
-    """The two route handlers of ``PATH``, bound to ``adapter``."""
-    settings = adapter.settings
+def webhook_routes(
+    settings: WhatsAppSettings, intake: Callable[[list[WhatsAppMessage]], Awaitable[int]]
+) -> list[HTTPRouteHandler]:
+    """The two route handlers of ``PATH``: deliveries' messages go to ``intake`` (the adapter's:
+    stored and put in the inbox; returns how many were new)."""
 
     @get(PATH, include_in_schema=False, sync_to_thread=False)
     def verify(request: Request[Any, Any, Any]) -> Response[str]:
@@ -65,7 +71,7 @@ def webhook_routes(adapter: WhatsAppAdapter) -> list[HTTPRouteHandler]:
         await record_statuses(parse_statuses(data, settings.phone_number_id))
         received = parse_delivery(data, settings.phone_number_id, max_chars=settings.max_text_chars)
         messages = await keep_for_turns(received, settings.group_replies)
-        stored = await adapter.intake(messages)
+        stored = await intake(messages)
         return {"received": len(received), "stored": stored}
 
     return [verify, deliver]

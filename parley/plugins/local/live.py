@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from parley.audio import AudioError, decode_to_pcm16
 from parley.core.providers import (
@@ -21,12 +21,11 @@ from parley.core.providers import (
     LiveTranscript,
     ProviderError,
     SpeechStarted,
+    Transcription,
 )
+from parley.plugins.local.settings import LocalSTTSettings
 
-if TYPE_CHECKING:
-    from parley.plugins.local.stt import WhisperSTT
-
-__all__ = ["WhisperLiveSession"]
+__all__ = ["Transcriber", "VoiceActivity", "WhisperLiveSession"]
 
 RATE = 16000
 WINDOW = 512
@@ -42,6 +41,26 @@ MAX_BUFFERED = 20 * 1024 * 1024
 """Bytes of container audio kept before the session refuses more."""
 
 
+class VoiceActivity(Protocol):
+    """The voice activity detector of the loaded model (``WhisperEngine``)."""
+
+    def speech_probabilities(self, pcm: bytes) -> list[float]:
+        """Speech probability of each 512-sample window of 16 kHz PCM16 (blocks)."""
+        ...
+
+
+class Transcriber(Protocol):
+    """What a live session uses of the local STT provider (``stt.WhisperSTT``)."""
+
+    name: str
+    settings: LocalSTTSettings
+    engine: VoiceActivity
+
+    async def transcribe_pcm(self, pcm: bytes, *, language: str | None = None) -> Transcription:
+        """Transcribe mono PCM16 at 16 kHz."""
+        ...
+
+
 class _Closed:
     pass
 
@@ -53,7 +72,7 @@ class WhisperLiveSession:
     """``send`` audio, iterate results, ``finalize``, ``close``."""
 
     def __init__(
-        self, stt: WhisperSTT, *, encoding: str | None, sample_rate: int, language: str | None
+        self, stt: Transcriber, *, encoding: str | None, sample_rate: int, language: str | None
     ) -> None:
         self.stt = stt
         self.pcm = encoding == "pcm16"
@@ -220,7 +239,7 @@ class WhisperLiveSession:
             self._consumed = len(decoded.pcm) // 2
             if not pcm:
                 return
-        result: Any = await self.stt.transcribe_pcm(pcm, language=self.language)
+        result = await self.stt.transcribe_pcm(pcm, language=self.language)
         if result.text:
             self._results.put_nowait(
                 LiveTranscript(

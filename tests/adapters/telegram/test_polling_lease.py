@@ -4,10 +4,10 @@ time; when it is killed, another takes over (real processes against the fake Bot
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
+
+from parley.testing import PARLEY, clean_environ
 
 SETTINGS = """
 [database]
@@ -28,15 +28,12 @@ personas = ["alex"]
 
 
 async def _start(folder: Path) -> asyncio.subprocess.Process:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "TELEGRAM"))}
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "parley.cli",
+        *PARLEY,
         "telegram",
         "--settings",
         str(folder),
-        env=environ,
+        env=clean_environ(),
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
     )

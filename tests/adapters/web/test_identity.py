@@ -173,13 +173,15 @@ async def test_socket_require_auth(serve):
 
 
 def test_require_auth_needs_a_secret(make_settings):
-    settings = make_settings({"web": {"require_auth": True}})
+    def make(web):
+        return make_web_adapter(Runtime(make_settings({"web": web})).adapter_context)
+
     with pytest.raises(SettingsError, match=r"^web\.require_auth: "):
-        make_web_adapter(Runtime(settings))
+        make({"require_auth": True})
     with pytest.raises(SettingsError, match=r"^web\.max_message_chars: "):
-        make_web_adapter(Runtime(make_settings({"web": {"max_message_chars": 0}})))
+        make({"max_message_chars": 0})
     with pytest.raises(SettingsError, match=r"^web\.rate_limit"):
-        make_web_adapter(Runtime(make_settings({"web": {"rate_limit": "many"}})))
+        make({"rate_limit": "many"})
     with pytest.raises(SettingsError, match=r"^web\.auth_secret: .*32 bytes"):
-        make_web_adapter(Runtime(make_settings({"web": {"auth_secret": "short"}})))
-    assert make_web_adapter(Runtime(make_settings({"web": {"enabled": False}}))) is None
+        make({"auth_secret": "short"})
+    assert make({"enabled": False}) is None

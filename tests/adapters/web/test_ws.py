@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from parley.adapters.web.client_frames import FRAMES
 from parley.core import store
 from parley.core.providers import ProviderUnavailable
 from parley.testing import Step
@@ -328,6 +329,21 @@ BAD_FRAMES = [
         "invalid_audio_settings",
     ),
     ('{"type": "audio_settings", "data": {"enabled": true}}', "tts_unavailable"),
+    # null is an absent optional field: these reach their handler.
+    (
+        '{"type": "start_listening", "data": {"format": null, "sample_rate": null}}',
+        "stt_unavailable",
+    ),
+    (
+        '{"type": "audio_settings", "data": {"enabled": true, "output_format": null}}',
+        "tts_unavailable",
+    ),
+    (
+        '{"type": "resume", "data": {"conversation_id": "nope", "after_message_id": null}}',
+        "not_found",
+    ),
+    ('{"type": "model_settings", "data": {"max_tokens": 10}}', "invalid_model_settings"),
+    ('{"type": "refresh_characters", "data": {"admin_token": 5}}', "forbidden"),
 ]
 
 
@@ -341,6 +357,12 @@ async def test_bad_frames_get_an_error_and_the_socket_stays_open(serve):
             assert frame["type"] == "error", raw
             assert frame["code"] == code, raw
             assert isinstance(frame["message"], str) and frame["message"]
+        await web.send(socket, "user_message")
+        assert await web.recv(socket) == {
+            "type": "error",
+            "code": "invalid_frame",
+            "message": "data.text is required",  # docs/protocol.md's example
+        }
         await socket.send(b"\x00\x01audio")
         assert await web.recv(socket) == {
             "type": "error",
@@ -350,6 +372,13 @@ async def test_bad_frames_get_an_error_and_the_socket_stays_open(serve):
         await web.send(socket, "user_message", text="still ok")
         frames = await web.recv_until(socket, "turn_complete")
         assert frames[-1]["turn_count"] == 1
+
+
+async def test_every_client_frame_type_has_a_handler(serve):
+    async with serve() as web, web.ws() as socket:
+        await web.start_chat(socket)
+        (session,) = web.runtime.adapters["web"].sockets
+        assert set(session.handlers) == set(FRAMES)
 
 
 async def test_closing_mid_reply_stores_it_as_interrupted(serve, llm):

@@ -5,12 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket as sockets
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,76 +13,17 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parents[3]
-REDIS = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-SETTINGS = """
-[database]
-url = "{database}"
-[redis]
-url = "{redis}"
-[llm]
-provider = "echo"
-[web]
-rate_limit = 0
-[conversation]
-default_template = "solo"
-[personas.alex]
-name = "Alex"
-system_prompt = "You are Alex."
-[templates.solo]
-personas = ["alex"]
-[languages.en]
-prompts.start = "Welcome!"
-"""
-
-
-def _free_port() -> int:
-    with sockets.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from parley.testing import ParleyProcess
+from tests.test_serving import _folder
 
 
 @contextmanager
 def _serve(folder: Path) -> Iterator[str]:
-    """``parley serve`` as a subprocess; yields its base URL once /health answers."""
-    port = _free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI"))}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "parley.cli",
-            "serve",
-            "--settings",
-            str(folder),
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[1]
-            time.sleep(0.05)
-        else:
-            raise AssertionError("parley serve did not start")
-        yield base
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
-        assert process.returncode == 0, err
-        assert "Traceback" not in err, err
+    """``parley serve`` as a subprocess; yields its base URL; its end must be clean."""
+    with ParleyProcess(folder) as served:
+        yield served.url
+    assert served.process is not None and served.process.returncode == 0, served.err
+    assert "Traceback" not in served.err, served.err
 
 
 async def _recv(socket: ClientConnection) -> dict:
@@ -112,10 +47,7 @@ def _ws(base: str, device: str):
 
 async def test_a_socket_receives_the_turns_another_process_ran(tmp_path, pg_schema_url):
     device = f"fanout-{uuid.uuid4().hex[:8]}"
-    database = pg_schema_url
-    folder = tmp_path / "settings"
-    folder.mkdir()
-    (folder / "settings.toml").write_text(SETTINGS.format(database=database, redis=REDIS))
+    folder = _folder(tmp_path, pg_schema_url)
     with _serve(folder) as one:
         # One process first: both would otherwise migrate the new schema at once.
         with _serve(folder) as two:
