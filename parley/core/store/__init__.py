@@ -14,6 +14,7 @@ from parley.core.store.conversations import (
     get_conversation,
     list_conversations,
     start_conversation,
+    start_first_conversation,
     update_conversation,
     update_state,
 )
@@ -57,6 +58,7 @@ from parley.core.store.records import (
     UserRecord,
 )
 from parley.core.store.users import (
+    find_user,
     get_or_create_user,
     get_user,
     move_identity,
@@ -82,6 +84,7 @@ __all__ = [
     "end_conversation",
     "find_message",
     "find_open_conversation",
+    "find_user",
     "finish_inbox",
     "get_conversation",
     "get_inbox",
@@ -110,6 +113,7 @@ __all__ = [
     "set_user_memory",
     "settle_abandoned",
     "start_conversation",
+    "start_first_conversation",
     "update_conversation",
     "update_inbox",
     "update_message",
