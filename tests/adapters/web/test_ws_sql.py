@@ -1,4 +1,5 @@
-"""The SQL of one plain text turn over ``/ws``, counted where SQLite runs it (its trace hook).
+"""The SQL of one plain text turn over ``/ws``, and of a new device's connection, counted where
+SQLite runs it (its trace hook).
 
 The user's message is committed before the LLM request leaves (read back from a second
 connection, which sees only committed rows), and nothing reaches the database in between.
@@ -102,3 +103,58 @@ async def test_plain_text_turn_sql(serve, make_settings, tmp_path):
     stored = [i for i, sql in enumerate(before) if sql.startswith('INSERT INTO "parley_message"')]
     assert "'user'" in before[stored[0]], report  # the user's message is the turn's first write
     assert len(before) - stored[0] - 1 <= MAX_BEFORE_REQUEST, report
+
+
+# -- a new device's connection ------------------------------------------------------------------
+
+CONNECT_MAX_STATEMENTS = 5
+"""Statements of a brand-new device's connection up to its greeting (6 before issue 13): the
+identity lookup, then user, identity and conversation inserted together, then the greeting
+(stored after the ``conversation_started`` hook, as hookspecs promise). Never raise it."""
+CONNECT_MAX_COMMITS = 2
+"""Commits of a brand-new device's connection (3 before issue 13): the user with its identity
+and conversation, then the greeting."""
+RECONNECT_MAX_STATEMENTS = 2
+"""Statements of a known device's connection that resumes its open conversation: its user, its
+open conversation."""
+
+
+async def _traced(web, **query: str) -> tuple[list[str], list[dict]]:
+    """The SQL run while a socket connects (``query``) and gets its opening frames."""
+    trace: list[str] = []
+    connection = Tortoise.get_connection("default")._connection
+    await connection.set_trace_callback(trace.append)
+    try:
+        async with web.ws(**query) as socket:
+            frames = [await web.recv(socket)]
+            if not frames[0]["resumed"]:
+                frames += await web.recv_until(socket, "message_complete")
+    finally:
+        await connection.set_trace_callback(None)
+    return trace, frames
+
+
+async def test_new_device_connection_sql(serve, tmp_path):
+    async with serve() as web:
+        async with web.ws(device_id="warm-up") as socket:
+            await web.start_chat(socket)
+        trace, frames = await _traced(web, device_id="brand-new")
+        again, resumed = await _traced(web, device_id="brand-new")
+    assert frames[0]["type"] == "conversation_started" and not frames[0]["resumed"]
+    assert frames[-1]["type"] == "message_complete" and frames[-1]["text"] == "Hi there!"
+    assert resumed[0]["resumed"] and resumed[0]["conversation_id"] == frames[0]["conversation_id"]
+    with closing(sqlite3.connect(tmp_path / "db.sqlite3")) as other:
+        rows = other.execute(
+            "SELECT c.status, c.channel, (SELECT count(*) FROM parley_message m"
+            " WHERE m.conversation_id = c.id) FROM parley_identity i"
+            " JOIN parley_conversation c ON c.user_id = i.user_id"
+            " WHERE i.channel = 'web' AND i.external_id = 'brand-new'"
+        ).fetchall()
+    assert rows == [("open", "web", 1)]  # one user, one open conversation, its greeting
+
+    statements, commits = _count(trace)
+    assert len(statements) <= CONNECT_MAX_STATEMENTS, "\n".join(statements)
+    assert commits <= CONNECT_MAX_COMMITS, "\n".join(trace)
+    statements, commits = _count(again)
+    assert len(statements) <= RECONNECT_MAX_STATEMENTS, "\n".join(statements)
+    assert commits == 0, "\n".join(again)
