@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import closing
+from contextlib import asynccontextmanager, closing
 
 from tortoise import Tortoise
 
@@ -119,18 +119,24 @@ RECONNECT_MAX_STATEMENTS = 2
 open conversation."""
 
 
-async def _traced(web, **query: str) -> tuple[list[str], list[dict]]:
-    """The SQL run while a socket connects (``query``) and gets its opening frames."""
+@asynccontextmanager
+async def _tracing() -> AsyncIterator[list[str]]:
+    """The SQL statements SQLite runs inside the block."""
     trace: list[str] = []
     connection = Tortoise.get_connection("default")._connection
     await connection.set_trace_callback(trace.append)
     try:
-        async with web.ws(**query) as socket:
-            frames = [await web.recv(socket)]
-            if not frames[0]["resumed"]:
-                frames += await web.recv_until(socket, "message_complete")
+        yield trace
     finally:
         await connection.set_trace_callback(None)
+
+
+async def _traced(web, **query: str) -> tuple[list[str], list[dict]]:
+    """The SQL run while a socket connects (``query``) and gets its opening frames."""
+    async with _tracing() as trace, web.ws(**query) as socket:
+        frames = [await web.recv(socket)]
+        if not frames[0]["resumed"]:
+            frames += await web.recv_until(socket, "message_complete")
     return trace, frames
 
 
@@ -158,3 +164,16 @@ async def test_new_device_connection_sql(serve, tmp_path):
     statements, commits = _count(again)
     assert len(statements) <= RECONNECT_MAX_STATEMENTS, "\n".join(statements)
     assert commits == 0, "\n".join(again)
+
+
+async def test_refused_connection_runs_no_sql(serve):
+    """Bad credentials, an unknown template or language: refused before the database is asked."""
+    async with serve() as web:
+        async with web.ws(device_id="warm-up") as socket:
+            await web.start_chat(socket)
+        for query in ({"template_id": "nope"}, {"language": "not a tag"}, {"device_id": "a:b"}):
+            async with _tracing() as trace, web.ws(**query) as socket:
+                assert (await web.recv(socket))["type"] == "error"
+                await socket.wait_closed()
+            assert socket.close_code in (4400, 4404), query
+            assert trace == [], query
