@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from parley.core import saying, store, turning
+from parley.core import opening, saying, store, turning
 from parley.core.answering import model_settings
 from parley.core.bus import EventBus
 from parley.core.config import ModelSettings, Persona, Settings, Template
@@ -90,7 +90,7 @@ class Engine:
         return [self.settings.personas[pid] for pid in template.personas]
 
     def _expires_at(self) -> datetime:
-        return _now() + timedelta(seconds=self.settings.conversation.session_ttl)
+        return opening.new_expiry(self.settings)
 
     async def open(
         self,
@@ -104,24 +104,14 @@ class Engine:
         """Start a new conversation for ``user_id`` and store its greeting: the template's, else
         the language's ``prompts.start`` (none with ``greet=False``: a channel that turned
         greetings off)."""
-        template = self.template(template_id)
-        lang = language or self.settings.conversation.language
-        conversation = await store.start_conversation(
-            user_id, channel, template.id, lang, expires_at=self._expires_at()
-        )
-        await self.hooks.call("conversation_started", conversation=conversation)
-        greeting = None
-        start = template.greeting_for(lang, self.settings.language(lang).prompts.start)
-        if start and greet:
-            persona = speaker(self.settings, conversation, template)
-            greeting = await self._say(conversation, persona, start)
-        return Opened(conversation, greeting)
+        return await opening.open_conversation(self, user_id, channel, template_id, language, greet)
 
     async def resume_or_open(
         self,
-        user_id: str,
+        user_id: str | None,
         channel: str,
         *,
+        identity: str | None = None,
         template_id: str | None = None,
         language: str | None = None,
         greet: bool = True,
@@ -132,29 +122,16 @@ class Engine:
         An open conversation idle past ``conversation.session_ttl`` is ended (``expired``) first.
         Concurrent calls for one user and channel (several tabs, simultaneous requests) get the
         same conversation: they are serialised by a lock on (user, channel).
-        """
-        async with self.locks.hold(f"user:{user_id}:{channel}"):
-            return await self._resume_or_open(user_id, channel, template_id, language, greet)
 
-    async def _resume_or_open(
-        self,
-        user_id: str,
-        channel: str,
-        template_id: str | None,
-        language: str | None,
-        greet: bool = True,
-    ) -> Opened:
-        ended = []
-        current = await store.find_open_conversation(user_id, channel)
-        if current is not None and self.is_expired(current):
-            ended.append(await self.end(current.id, "expired", farewell=False, announce=False))
-            current = None
-        if current is not None:
-            return Opened(current, None, resumed=True)
-        opened = await self.open(
-            user_id, channel, template_id=template_id, language=language, greet=greet
+        ``identity`` instead of a ``user_id`` (None): the caller's external id on ``channel``,
+        which names the user (``Opened.conversation.user_id``). A user seen for the first time
+        is stored with the identity and the new conversation in one transaction, under a lock
+        on the identity (nobody knows the new user yet); a second tab that lost that race gets
+        the first one's conversation, resumed as above.
+        """
+        return await opening.resume_or_open(
+            self, user_id, channel, identity, template_id, language, greet
         )
-        return Opened(opened.conversation, opened.greeting, ended=ended)
 
     def is_expired(self, conversation: ConversationRecord) -> bool:
         """True when the conversation has been idle longer than the session TTL."""
@@ -198,15 +175,7 @@ class Engine:
     async def _say(
         self, conversation: ConversationRecord, persona: Persona, text: str
     ) -> MessageRecord:
-        return await store.add_message(
-            conversation.id,
-            "assistant",
-            text,
-            name=persona.name,
-            character_id=persona.id,
-            lang=conversation.language,
-            channel=conversation.channel,
-        )
+        return await opening.store_prompt(conversation, persona, text)
 
     def say(
         self,

@@ -16,6 +16,7 @@ from parley.core import store
 from parley.core.config import Settings, Template
 from parley.core.events import ConversationEnded, Event, MessageCompleted, MessageStarted, TextDelta
 from parley.core.locks import Locks
+from parley.core.opening import store_prompt
 from parley.core.plugins import Hooks
 from parley.core.providers import TTSProvider
 from parley.core.responders import speaker
@@ -94,15 +95,7 @@ async def say(
             persona = speaker(
                 engine.settings, conversation, engine.template(conversation.template_id)
             )
-            message = await store.add_message(
-                conversation.id,
-                "assistant",
-                text,
-                name=persona.name,
-                character_id=persona.id,
-                lang=conversation.language,
-                channel=conversation.channel,
-            )
+            message = await store_prompt(conversation, persona, text)
             async with aclosing(replay(engine, message, speech=speech)) as events:
                 async for event in events:
                     yield event

@@ -32,6 +32,7 @@ __all__ = [
     "resolve_identity",
     "session_caller",
     "session_subject",
+    "socket_identity",
     "verify_token",
 ]
 
@@ -120,6 +121,15 @@ def resolve_identity(
             "a device id is 1 to 128 characters of letters, digits and . _ ~ -",
         )
     return device_id, None
+
+
+def socket_identity(settings: WebSettings, query: Any, headers: Any) -> tuple[str, str | None]:
+    """(external id, token subject) of a WebSocket's caller, from ``?device_id=`` (or
+    ``X-Device-ID``) and ``?token=`` (or ``Authorization: Bearer``), without the database."""
+    token = query.get("token")
+    if token is None:
+        token = bearer_token(headers.get("authorization"))
+    return resolve_identity(settings, query.get("device_id") or headers.get("x-device-id"), token)
 
 
 async def identify(settings: WebSettings, device_id: str | None, token: str | None) -> Caller:

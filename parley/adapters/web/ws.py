@@ -27,7 +27,7 @@ from parley.adapters.web.access import check_language
 from parley.adapters.web.adapter import WebAdapter
 from parley.adapters.web.client_frames import ClientFrame, Interrupt, parse_frame
 from parley.adapters.web.frames import FrameError, audio_frame, error_frame, render
-from parley.adapters.web.identity import CHANNEL, IdentityError, bearer_token, identify
+from parley.adapters.web.identity import CHANNEL, Caller, IdentityError, socket_identity
 from parley.adapters.web.outbox import Outbox
 from parley.adapters.web.shapes import message_json
 from parley.adapters.web.ws_chat import ChatFrames
@@ -155,12 +155,8 @@ class WebSession(ChatFrames):
         headers, query = self.socket.headers, self.socket.query_params
         if not self.web.origin_allowed(headers.get("origin")):
             return await self.refuse(CLOSE_FORBIDDEN, "forbidden_origin", "origin not allowed")
-        device_id = query.get("device_id") or headers.get("x-device-id")
-        token = query.get("token")
-        if token is None:
-            token = bearer_token(headers.get("authorization"))
         try:
-            self.caller = await identify(self.web.settings, device_id, token)
+            external_id, subject = socket_identity(self.web.settings, query, headers)
         except IdentityError as exc:
             close = CLOSE_BAD_REQUEST if exc.status == 400 else CLOSE_UNAUTHORIZED
             return await self.refuse(close, exc.code, exc.message)
@@ -174,8 +170,14 @@ class WebSession(ChatFrames):
         except EngineError as exc:
             return await self.refuse(CLOSE_NOT_FOUND, exc.code, exc.message)
         opened = await self.engine.resume_or_open(
-            self.user_id, CHANNEL, template_id=template_id, language=language, greet=self.greet
+            None,
+            CHANNEL,
+            identity=external_id,
+            template_id=template_id,
+            language=language,
+            greet=self.greet,
         )
+        self.caller = Caller(opened.conversation.user_id, external_id, subject)
         if opened.resumed and template_id and opened.conversation.template_id != template_id:
             # The client asked for another kind of conversation than the open one.
             await self.engine.end(opened.conversation.id, "new_conversation", farewell=False)

@@ -15,6 +15,7 @@ from parley.core.store.conversations import (
     list_conversations,
     set_conversation_fields,
     start_conversation,
+    start_first_conversation,
     state_writes,
     update_conversation,
     update_state,
@@ -59,6 +60,7 @@ from parley.core.store.records import (
     UserRecord,
 )
 from parley.core.store.users import (
+    find_user,
     get_or_create_user,
     get_user,
     move_identity,
@@ -84,6 +86,7 @@ __all__ = [
     "end_conversation",
     "find_message",
     "find_open_conversation",
+    "find_user",
     "finish_inbox",
     "get_conversation",
     "get_inbox",
@@ -113,6 +116,7 @@ __all__ = [
     "set_user_memory",
     "settle_abandoned",
     "start_conversation",
+    "start_first_conversation",
     "state_writes",
     "update_conversation",
     "update_inbox",

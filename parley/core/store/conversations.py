@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
@@ -23,6 +25,8 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     ConversationRecord,
 )
+from parley.core.store.statements import insert_row, select_rows
+from parley.core.store.users import _add_user
 from parley.core.store.window import windows
 
 __all__ = [
@@ -33,6 +37,7 @@ __all__ = [
     "list_conversations",
     "set_conversation_fields",
     "start_conversation",
+    "start_first_conversation",
     "state_writes",
     "update_conversation",
     "update_state",
@@ -63,6 +68,39 @@ def state_writes() -> int:
     return _state_writes
 
 
+def _new_conversation(
+    user_id: uuid.UUID,
+    channel: str,
+    template_id: str,
+    language: str,
+    expires_at: datetime | None,
+    state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The fields of a new open conversation."""
+    now = _now()
+    return {
+        "id": uuid.uuid4(),
+        "user_id": user_id,
+        "channel": channel,
+        "template_id": template_id,
+        "language": language,
+        "status": "open",
+        "started_at": now,
+        "last_activity_at": now,
+        "turn_count": 0,
+        "state": dict(state or {}),
+        "expires_at": _utc(expires_at),
+    }
+
+
+def _record(fields: dict[str, Any]) -> ConversationRecord:
+    return ConversationRecord(
+        **{**fields, "id": str(fields["id"]), "user_id": str(fields["user_id"])},
+        ended_at=None,
+        reason_ended=None,
+    )
+
+
 async def start_conversation(
     user_id: str,
     channel: str,
@@ -76,20 +114,32 @@ async def start_conversation(
     uid = _uuid(user_id)
     if uid is None:
         raise LookupError(f"no user {user_id!r}")
-    now = _now()
-    conv = await Conversation.create(
-        user_id=uid,
-        channel=channel,
-        template_id=template_id,
-        language=language,
-        status="open",
-        started_at=now,
-        last_activity_at=now,
-        turn_count=0,
-        state=dict(state or {}),
-        expires_at=_utc(expires_at),
-    )
-    return _conversation_record(conv)
+    fields = _new_conversation(uid, channel, template_id, language, expires_at, state)
+    await insert_row(Conversation, **fields)
+    return _record(fields)
+
+
+async def start_first_conversation(
+    channel: str,
+    external_id: str,
+    template_id: str,
+    language: str,
+    *,
+    expires_at: datetime | None = None,
+) -> ConversationRecord | None:
+    """A user seen for the first time: the user, its identity (``channel``, ``external_id``) and
+    an open conversation on ``channel``, stored in one transaction. None when the identity
+    exists already (a concurrent call created it first): nothing is stored then."""
+    try:
+        async with in_transaction() as conn:
+            user = await _add_user(conn, channel, external_id)
+            fields = _new_conversation(
+                uuid.UUID(user.id), channel, template_id, language, expires_at
+            )
+            await insert_row(Conversation, conn, **fields)
+    except IntegrityError:
+        return None
+    return _record(fields)
 
 
 async def _get_conversation(conversation_id: str) -> Conversation | None:
@@ -103,17 +153,21 @@ async def get_conversation(conversation_id: str) -> ConversationRecord | None:
     return _conversation_record(conv) if conv else None
 
 
+_OPEN_CONVERSATION = (
+    "SELECT id, user_id, channel, template_id, language, status, started_at, ended_at,"
+    " reason_ended, last_activity_at, turn_count, state, expires_at FROM parley_conversation"
+    " WHERE user_id = ? AND channel = ? AND status = 'open'"
+    " ORDER BY started_at DESC, id DESC LIMIT 1"
+)
+
+
 async def find_open_conversation(user_id: str, channel: str) -> ConversationRecord | None:
     """The user's most recent open conversation on ``channel``, or None."""
     uid = _uuid(user_id)
     if uid is None:
         return None
-    conv = (
-        await Conversation.filter(user_id=uid, channel=channel, status="open")
-        .order_by("-started_at", "-id")
-        .first()
-    )
-    return _conversation_record(conv) if conv else None
+    found = await select_rows(Conversation, _OPEN_CONVERSATION, [str(uid), channel])
+    return _conversation_record(found[0]) if found else None
 
 
 async def list_conversations(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
+
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from parley.core.store._common import (
+    _now,
     _user_record,
     _uuid,
 )
@@ -16,8 +21,46 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     UserRecord,
 )
+from parley.core.store.statements import insert_row, select_rows
 
-__all__ = ["get_or_create_user", "get_user", "move_identity", "set_user_memory"]
+__all__ = [
+    "find_user",
+    "get_or_create_user",
+    "get_user",
+    "move_identity",
+    "set_user_memory",
+]
+
+
+_USER_BY_IDENTITY = (
+    "SELECT u.id, u.display_name, u.memory, u.created_at FROM parley_user u"
+    " JOIN parley_identity i ON i.user_id = u.id WHERE i.channel = ? AND i.external_id = ?"
+)
+
+
+async def find_user(channel: str, external_id: str) -> UserRecord | None:
+    """The user of identity (``channel``, ``external_id``), or None (one statement)."""
+    users = await select_rows(User, _USER_BY_IDENTITY, [channel, external_id])
+    return _user_record(users[0]) if users else None
+
+
+async def _add_user(
+    conn: BaseDBAsyncClient, channel: str, external_id: str, display_name: str | None = None
+) -> UserRecord:
+    """Insert a user and its identity (``channel``, ``external_id``) on ``conn`` (a transaction);
+    tortoise's IntegrityError when the identity exists."""
+    user_id, now = uuid.uuid4(), _now()
+    await insert_row(User, conn, id=user_id, display_name=display_name, created_at=now)
+    await insert_row(
+        Identity,
+        conn,
+        id=uuid.uuid4(),
+        user_id=user_id,
+        channel=channel,
+        external_id=external_id,
+        created_at=now,
+    )
+    return UserRecord(id=str(user_id), display_name=display_name, memory=None, created_at=now)
 
 
 async def get_or_create_user(
@@ -28,24 +71,17 @@ async def get_or_create_user(
     A non-empty ``display_name`` updates the stored one.
     """
     for _ in range(5):
-        identity = await Identity.get_or_none(
-            channel=channel, external_id=external_id
-        ).select_related("user")
-        if identity is not None:
-            user = identity.user
+        user = await find_user(channel, external_id)
+        if user is not None:
             if display_name and user.display_name != display_name:
-                user.display_name = display_name
-                await user.save(update_fields=["display_name"])
-            return _user_record(user)
+                await User.filter(id=user.id).update(display_name=display_name)
+                user = dataclasses.replace(user, display_name=display_name)
+            return user
         try:
             async with in_transaction() as conn:
-                user = await User.create(display_name=display_name or None, using_db=conn)
-                await Identity.create(
-                    user=user, channel=channel, external_id=external_id, using_db=conn
-                )
-            return _user_record(user)
+                return await _add_user(conn, channel, external_id, display_name or None)
         except IntegrityError:
-            continue  # a concurrent call created the identity first: read it back
+            pass  # a concurrent call created the identity first: read it back
     raise RuntimeError(f"could not resolve identity {channel}:{external_id}")
 
 

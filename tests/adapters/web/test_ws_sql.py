@@ -1,4 +1,5 @@
-"""The SQL of one plain text turn over ``/ws``, counted where SQLite runs it (its trace hook).
+"""The SQL of one plain text turn over ``/ws``, and of a new device's connection, counted where
+SQLite runs it (its trace hook).
 
 The user's message is committed before the LLM request leaves (read back from a second
 connection, which sees only committed rows), and nothing reaches the database in between.
@@ -8,8 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import closing
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, closing
 
 from tortoise import Tortoise
 
@@ -29,8 +30,21 @@ the user's message."""
 MAX_BEFORE_REQUEST = 0
 """Statements between storing the user's message and the LLM request (3 before issue 13: the
 user row for memory, the history window, the pending reply)."""
+BACKGROUND = ("parley_inbox", "\"status\"='pending' AND \"created_at\"<")
+"""Work of the server's own background jobs, not part of what is measured (left out of the
+trace): the inbox's poll, and the sweep that settles replies a crash left ``pending``."""
 DRIVER = "SELECT last_insert_rowid()"
 """aiosqlite's bookkeeping after each INSERT (no table read): not counted."""
+
+
+def _recorder(trace: list[str]) -> Callable[[str], None]:
+    """A trace callback that keeps what a turn or a connection runs (not the inbox's poll)."""
+
+    def record(sql: str) -> None:
+        if not any(mark in sql for mark in BACKGROUND):
+            trace.append(sql)
+
+    return record
 
 
 class WatchedLLM(ScriptedLLM):
@@ -80,7 +94,7 @@ async def test_plain_text_turn_sql(serve, make_settings, tmp_path):
         await web.send(socket, "user_message", text="warm up")
         await web.recv_until(socket, "turn_complete")
         connection = Tortoise.get_connection("default")._connection
-        await connection.set_trace_callback(trace.append)
+        await connection.set_trace_callback(_recorder(trace))
         await web.send(socket, "user_message", text="the measured turn")
         frames = await web.recv_until(socket, "turn_complete")
         await connection.set_trace_callback(None)
@@ -103,3 +117,77 @@ async def test_plain_text_turn_sql(serve, make_settings, tmp_path):
     stored = [i for i, sql in enumerate(before) if sql.startswith('INSERT INTO "parley_message"')]
     assert "'user'" in before[stored[0]], report  # the user's message is the turn's first write
     assert len(before) - stored[0] - 1 <= MAX_BEFORE_REQUEST, report
+
+
+# -- a new device's connection ------------------------------------------------------------------
+
+CONNECT_MAX_STATEMENTS = 5
+"""Statements of a brand-new device's connection up to its greeting (6 before issue 13): the
+identity lookup, then user, identity and conversation inserted together, then the greeting
+(stored after the ``conversation_started`` hook, as hookspecs promise). Never raise it."""
+CONNECT_MAX_COMMITS = 2
+"""Commits of a brand-new device's connection (3 before issue 13): the user with its identity
+and conversation, then the greeting."""
+RECONNECT_MAX_STATEMENTS = 2
+"""Statements of a known device's connection that resumes its open conversation: its user, its
+open conversation."""
+
+
+@asynccontextmanager
+async def _tracing() -> AsyncIterator[list[str]]:
+    """The SQL statements SQLite runs inside the block."""
+    trace: list[str] = []
+    connection = Tortoise.get_connection("default")._connection
+    await connection.set_trace_callback(_recorder(trace))
+    try:
+        yield trace
+    finally:
+        await connection.set_trace_callback(None)
+
+
+async def _traced(web, **query: str) -> tuple[list[str], list[dict]]:
+    """The SQL run while a socket connects (``query``) and gets its opening frames."""
+    async with _tracing() as trace, web.ws(**query) as socket:
+        frames = [await web.recv(socket)]
+        if not frames[0]["resumed"]:
+            frames += await web.recv_until(socket, "message_complete")
+    return trace, frames
+
+
+async def test_new_device_connection_sql(serve, tmp_path):
+    async with serve() as web:
+        async with web.ws(device_id="warm-up") as socket:
+            await web.start_chat(socket)
+        trace, frames = await _traced(web, device_id="brand-new")
+        again, resumed = await _traced(web, device_id="brand-new")
+    assert frames[0]["type"] == "conversation_started" and not frames[0]["resumed"]
+    assert frames[-1]["type"] == "message_complete" and frames[-1]["text"] == "Hi there!"
+    assert resumed[0]["resumed"] and resumed[0]["conversation_id"] == frames[0]["conversation_id"]
+    with closing(sqlite3.connect(tmp_path / "db.sqlite3")) as other:
+        rows = other.execute(
+            "SELECT c.status, c.channel, (SELECT count(*) FROM parley_message m"
+            " WHERE m.conversation_id = c.id) FROM parley_identity i"
+            " JOIN parley_conversation c ON c.user_id = i.user_id"
+            " WHERE i.channel = 'web' AND i.external_id = 'brand-new'"
+        ).fetchall()
+    assert rows == [("open", "web", 1)]  # one user, one open conversation, its greeting
+
+    statements, commits = _count(trace)
+    assert len(statements) <= CONNECT_MAX_STATEMENTS, "\n".join(statements)
+    assert commits <= CONNECT_MAX_COMMITS, "\n".join(trace)
+    statements, commits = _count(again)
+    assert len(statements) <= RECONNECT_MAX_STATEMENTS, "\n".join(statements)
+    assert commits == 0, "\n".join(again)
+
+
+async def test_refused_connection_runs_no_sql(serve):
+    """Bad credentials, an unknown template or language: refused before the database is asked."""
+    async with serve() as web:
+        async with web.ws(device_id="warm-up") as socket:
+            await web.start_chat(socket)
+        for query in ({"template_id": "nope"}, {"language": "not a tag"}, {"device_id": "a:b"}):
+            async with _tracing() as trace, web.ws(**query) as socket:
+                assert (await web.recv(socket))["type"] == "error"
+                await socket.wait_closed()
+            assert socket.close_code in (4400, 4404), query
+            assert trace == [], query

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from parley.core import store
 from parley.core.store import ConversationRecord, UserRecord
+from parley.core.store.models import Conversation, Identity, User
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 
@@ -139,3 +141,30 @@ async def test_delete_conversation_removes_messages(user: UserRecord) -> None:
     await store.add_message(keep.id, "user", "again", channel="web", platform_message_id="1")
     await store.delete_conversation(conv.id)  # deleting twice is fine
     await store.delete_conversation("bad")
+
+
+async def test_start_first_conversation(db: str) -> None:
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    conv = await store.start_first_conversation(
+        "web", "new-device", "solo", "en", expires_at=expires
+    )
+    assert conv.is_open and conv.channel == "web" and conv.expires_at == expires
+    assert await store.get_conversation(conv.id) == conv
+    user = await store.find_user("web", "new-device")
+    assert user is not None and user.id == conv.user_id
+    assert await store.get_user(user.id) == user
+    assert await store.get_or_create_user("web", "new-device") == user
+    assert (await store.find_open_conversation(user.id, "web")).id == conv.id
+
+
+async def test_start_first_conversation_once_per_identity(db: str) -> None:
+    known = await store.get_or_create_user("web", "known")
+    assert await store.start_first_conversation("web", "known", "solo", "en") is None
+    assert await store.list_conversations(known.id) == []  # nothing stored
+    started = await asyncio.gather(
+        *(store.start_first_conversation("web", "race", "solo", "en") for _ in range(5))
+    )
+    assert len([c for c in started if c is not None]) == 1
+    assert await User.all().count() == 2  # the losers' users were rolled back with them
+    assert await Identity.filter(external_id="race").count() == 1
+    assert await Conversation.all().count() == 1

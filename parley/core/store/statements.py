@@ -1,0 +1,65 @@
+"""Statements written out once, for the store's hottest calls (every WebSocket connection looks
+up its caller; a new device also gets a user and a conversation).
+
+The ORM builds each query anew (pypika), which costs several times what running it does
+(docs/benchmarks.md, "Idle sockets"). These statements are plain SQL with ``?`` placeholders,
+put into the connection's style once per dialect; rows become model instances through the ORM's
+own decoding, so records look exactly like the ORM's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from functools import cache
+from typing import Any, TypeVar
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.models import Model
+
+__all__ = ["insert_row", "select_rows"]
+
+M = TypeVar("M", bound=Model)
+
+
+@cache
+def _styled(sql: str, dialect: str) -> str:
+    """``sql`` with its ``?`` placeholders as the dialect writes them (``$1, $2...`` on PostgreSQL)."""
+    if dialect != "postgres":
+        return sql
+    numbers = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
+
+
+def _client(model: type[Model], db: BaseDBAsyncClient | None) -> BaseDBAsyncClient:
+    return db if db is not None else model._meta.db
+
+
+async def select_rows(
+    model: type[M], sql: str, values: list[Any], db: BaseDBAsyncClient | None = None
+) -> list[M]:
+    """The rows of ``sql`` (every column of ``model``'s table, by name) as ``model`` instances."""
+    client = _client(model, db)
+    _, rows = await client.execute_query(_styled(sql, client.capabilities.dialect), values)
+    # The ORM's own row decoding (what its querysets do with each row).
+    return [model._init_from_db(**dict(row)) for row in rows]
+
+
+@cache
+def _insert_sql(model: type[Model], fields: tuple[str, ...], dialect: str) -> str:
+    columns = ", ".join(f'"{model._meta.fields_db_projection[name]}"' for name in fields)
+    marks = ", ".join("?" * len(fields))
+    return _styled(f'INSERT INTO "{model._meta.db_table}" ({columns}) VALUES ({marks})', dialect)
+
+
+async def insert_row(
+    model: type[Model], db: BaseDBAsyncClient | None = None, **fields: Any
+) -> None:
+    """Insert one row of ``model`` (``fields`` by field name, converted as the ORM does) on
+    ``db`` (a transaction) or ``model``'s connection."""
+    client = _client(model, db)
+    meta = model._meta
+    values = [meta.fields_map[name].to_db_value(value, model) for name, value in fields.items()]
+    await client.execute_query(
+        _insert_sql(model, tuple(fields), client.capabilities.dialect), values
+    )
