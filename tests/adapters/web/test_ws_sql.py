@@ -30,7 +30,7 @@ the user's message."""
 MAX_BEFORE_REQUEST = 0
 """Statements between storing the user's message and the LLM request (3 before issue 13: the
 user row for memory, the history window, the pending reply)."""
-BACKGROUND = ("parley_inbox", "\"status\"='pending' AND \"created_at\"<")
+BACKGROUND = ("parley_inbox", '"status"=\'pending\' AND "created_at"<')
 """Work of the server's own background jobs, not part of what is measured (left out of the
 trace): the inbox's poll, and the sweep that settles replies a crash left ``pending``."""
 DRIVER = "SELECT last_insert_rowid()"
