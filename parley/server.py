@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import (
@@ -19,6 +20,7 @@ from litestar.status_codes import (
 
 from parley.core.config import Settings
 from parley.core.outages import Outage, describe
+from parley.core.plugin_context import PluginContext
 from parley.core.runtime import Runtime
 
 __all__ = [
@@ -141,9 +143,19 @@ def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[A
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
-    """The Litestar app: routes from plugins and adapters; the runtime starts with the app."""
+    """The Litestar app: routes from plugins and adapters; the runtime starts with the app.
+
+    Every route may ask for the dependency ``context: NamedDependency[PluginContext]`` (what
+    ``startup`` hooks get); no route reads the runtime (``state.runtime`` is for the app's owner:
+    the test servers read its settings).
+    """
     runtime = runtime or Runtime(settings)
     runtime.collect()
+    context = runtime.context
+
+    def provide_context() -> PluginContext:
+        """The plugin context of the running instance."""
+        return context
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -159,6 +171,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         configure = getattr(adapter, "configure_app", None)
         if configure is not None:
             configure(app_config)
+    dependencies = app_config.setdefault("dependencies", {})
+    dependencies["context"] = Provide(provide_context, sync_to_thread=False)
     return Litestar(
         route_handlers=runtime.route_handlers(),
         lifespan=[lifespan],

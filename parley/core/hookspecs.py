@@ -91,7 +91,11 @@ def register_commands(cli: click.Group) -> None:
 
 @hookspec
 def register_routes(register: Callable[..., None]) -> None:
-    """Contribute extra Litestar route handlers: ``register(handler)``, mounted by ``parley serve``."""
+    """Contribute extra Litestar route handlers: ``register(handler)``, mounted by ``parley serve``.
+
+    A route reaches the running instance through the dependency ``context`` (the
+    :class:`~parley.core.plugin_context.PluginContext` that ``startup`` gets), never the runtime.
+    """
 
 
 @hookspec

@@ -1,9 +1,10 @@
-"""What a plugin's ``startup`` and ``shutdown`` hooks receive: a narrow view of the running
-instance (settings, store access, engine commands, background tasks). The runtime stays private."""
+"""What a plugin's ``startup`` and ``shutdown`` hooks and every route receive: a narrow view of
+the running instance (settings, store access, engine commands, background tasks). The runtime
+stays private."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -52,9 +53,13 @@ class Host(Protocol):
     @property
     def engine(self) -> _Commands: ...
 
+    @property
+    def locks(self) -> object | None: ...
+
 
 class PluginContext:
-    """Handed to ``startup(context)`` and ``shutdown(context)``; keep it for later use.
+    """Handed to ``startup(context)`` and ``shutdown(context)``; keep it for later use. Routes
+    get the same object as the dependency ``context`` (``NamedDependency[PluginContext]``).
 
     Everything here is documented in docs/plugins.md; nothing else of the runtime is promised.
     """
@@ -98,6 +103,16 @@ class PluginContext:
         """Reports of turns and provider calls (subscribe to them), the tracer, scrape-time
         gauges (``telemetry.gauges["inbox_depth"] = callback``): see docs/operations.md."""
         return self._runtime.telemetry
+
+    def probes(self) -> dict[str, Callable[[], Awaitable[Any]]]:
+        """The shared services this process depends on, each with a ping that raises when the
+        service is unreachable: ``database`` always, ``redis`` when ``redis.url`` is set (after
+        start-up). ``GET /health`` reports them."""
+        probes: dict[str, Callable[[], Awaitable[Any]]] = {"database": store.ping}
+        client = getattr(self._runtime.locks, "client", None)  # RedisLocks: the Redis in use
+        if client is not None:
+            probes["redis"] = client.ping
+        return probes
 
     async def say(
         self, conversation_id: str, text: str, *, end_reason: str | None = None

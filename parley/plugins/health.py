@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Response, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 
-from parley.core import store
 from parley.core.hookspecs import hookimpl
+from parley.core.plugin_context import PluginContext
 from parley.plugins.local.plugin import readiness as local_readiness
 
 __all__ = ["CHECK_TIMEOUT", "health", "register_routes"]
@@ -37,19 +37,14 @@ async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
 
 
 @get("/health", tags=["health"])
-async def health(state: State) -> Response[dict[str, Any]]:
+async def health(context: NamedDependency[PluginContext]) -> Response[dict[str, Any]]:
     """Status of the database, of Redis (when ``redis.url`` is set) and of each configured
     provider; 503 when the database or Redis is down, listed in ``down``."""
-    runtime = state.runtime
-    checks = {"database": _check(store.ping)}
-    client = getattr(runtime.locks, "client", None)  # RedisLocks: the Redis in use
-    if client is not None:
-        checks["redis"] = _check(client.ping)
+    checks = {part: _check(ping) for part, ping in context.probes().items()}
     results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
     down = [part for part, result in results.items() if result != "ok"]
-    providers = {
-        kind: getattr(getattr(runtime, kind), "name", None) for kind in ("llm", "stt", "tts")
-    }
+    used = {"llm": context.llm, "stt": context.stt, "tts": context.tts}
+    providers = {kind: getattr(provider, "name", None) for kind, provider in used.items()}
     body = {
         "status": "degraded" if down else "ok",
         **results,
@@ -58,7 +53,7 @@ async def health(state: State) -> Response[dict[str, Any]]:
         "down": down,
         "pid": os.getpid(),  # which process answered, behind a balancer or with --workers
     }
-    models = local_readiness({kind: getattr(runtime, kind) for kind in ("llm", "stt", "tts")})
+    models = local_readiness(used)
     if models:  # local providers: "loading" until their models are loaded, then "ready"
         body["models"] = models
     return Response(body, status_code=503 if down else 200)

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from litestar import delete
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, HeaderParameter
 from msgspec import Meta
@@ -31,12 +31,10 @@ from parley.core.config import ModelSettings
 from parley.core.context import memory_note
 from parley.core.hookspecs import hookimpl
 from parley.core.locks import LocalLocks
+from parley.core.plugin_context import PluginContext
 from parley.core.providers import LLMProvider, LLMRequest, ProviderError
 from parley.core.store.records import ConversationRecord, MessageRecord
 from parley.openapi import errors
-
-if TYPE_CHECKING:
-    from parley.core.plugin_context import PluginContext
 
 __all__ = ["MemoryPlugin", "MemorySettings", "erase_memory", "erase_memory_route", "transcript"]
 
@@ -116,11 +114,11 @@ async def erase_memory(user_id: str) -> bool:
 )
 async def erase_memory_route(
     user_id: FromPath[str],
-    state: State,
+    context: NamedDependency[PluginContext],
     authorization: Annotated[str | None, HeaderParameter(name="Authorization")] = None,
 ) -> None:
     """Erase a user's memory. For a trusted backend: ``Authorization: Bearer <memory.erase_token>``."""
-    token = state.runtime.settings.section("memory", MemorySettings).erase_token
+    token = context.section("memory", MemorySettings).erase_token
     if not token:
         raise PermissionDeniedException("erasing memory over HTTP is off: set memory.erase_token")
     if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode()):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from litestar import Response, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -35,11 +35,11 @@ from parley.core import store
 from parley.core.breaker import CLOSED, HALF_OPEN, OPEN
 from parley.core.hookspecs import hookimpl
 from parley.core.inbox import JOB_CHANNEL
+from parley.core.plugin_context import PluginContext
 from parley.core.telemetry import BreakerChanged, FallbackTaken, ProviderCall, TurnReport
 
 if TYPE_CHECKING:
     from parley.core.adapter_context import AdapterContext
-    from parley.core.plugin_context import PluginContext
     from parley.core.telemetry import Record, Telemetry
 
 __all__ = ["Metrics", "MetricsPlugin", "MetricsSettings"]
@@ -215,9 +215,9 @@ async def inbox_depth() -> int:
 
 
 @get("/metrics", tags=["operations"], include_in_schema=False)
-async def metrics_endpoint(state: State) -> Response[bytes]:
+async def metrics_endpoint(context: NamedDependency[PluginContext]) -> Response[bytes]:
     """The Prometheus series (404 while ``metrics.enabled`` is off)."""
-    metrics: Metrics | None = state.runtime.telemetry.metrics
+    metrics: Metrics | None = context.telemetry.metrics
     if metrics is None:
         body = b'{"error": {"code": "not_found", "message": "metrics are off"}}'
         return Response(body, status_code=404, media_type="application/json")

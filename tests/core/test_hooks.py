@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import pytest
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.testing import AsyncTestClient
 from msgspec import Meta
 
@@ -150,18 +151,31 @@ async def test_hook_register_adapters(make_settings):
 
 
 async def test_hook_register_routes(make_settings):
-    @get("/extra")
-    async def extra() -> dict[str, int]:
-        return {"answer": 42}
+    """A route reaches the running instance through the ``context`` dependency: the very
+    context ``startup`` got, never the runtime."""
 
     class Plugin:
+        context: PluginContext | None = None
+
+        @hookimpl
+        def startup(self, context):
+            self.context = context
+
         @hookimpl
         def register_routes(self, register):
             register(extra)
 
-    runtime = _runtime(make_settings, Plugin())
+    plugin = Plugin()
+
+    @get("/extra")
+    async def extra(context: NamedDependency[PluginContext]) -> dict[str, Any]:
+        assert type(context) is PluginContext and context is plugin.context
+        return {"answer": 42, "llm": context.llm.name, "model": context.settings.llm.model}
+
+    runtime = _runtime(make_settings, plugin)
     async with AsyncTestClient(create_app(runtime.settings, runtime)) as client:
-        assert (await client.get("/extra")).json() == {"answer": 42}
+        model = runtime.settings.llm.model
+        assert (await client.get("/extra")).json() == {"answer": 42, "llm": "echo", "model": model}
         health = await client.get("/health")
         assert health.status_code == 200
         assert health.json()["database"] == "ok"

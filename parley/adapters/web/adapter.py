@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Request, Response, Router
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.params import HeaderParameter
@@ -83,7 +82,7 @@ class WebAdapter:
             path="/",
             route_handlers=self.handlers(),
             dependencies={
-                "web": Provide(provide_web, sync_to_thread=False),
+                "web": Provide(provide_web(self), sync_to_thread=False),
                 "caller": Provide(
                     provide_caller if self.settings.auth_secret else provide_device_caller
                 ),
@@ -138,13 +137,15 @@ class WebAdapter:
         await self.limiter.aclose()
 
 
-# Litestar deep-copies routers when it registers them: what they hold must not reach the runtime.
+def provide_web(adapter: WebAdapter) -> Callable[[], WebAdapter]:
+    """The provider of the ``web`` dependency: ``adapter`` itself. Litestar deep-copies routers
+    when it registers them, and so what they hold, but not a function: the closure keeps the
+    adapter (a bound method or a value would be a copy)."""
 
+    def web() -> WebAdapter:
+        return adapter
 
-def provide_web(state: State) -> WebAdapter:
-    """The app's web adapter."""
-    adapter: WebAdapter = state.runtime.adapters["web"]
-    return adapter
+    return web
 
 
 async def clean_body(request: Request[Any, Any, Any]) -> None:

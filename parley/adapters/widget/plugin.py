@@ -18,10 +18,11 @@ from string import Template as TextTemplate
 from typing import Any
 
 from litestar import Request, Response, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
 from parley.core.hookspecs import hookimpl
+from parley.core.plugin_context import PluginContext
 from parley.core.providers import LiveSTTProvider
 
 __all__ = ["demo_page", "register_routes", "widget_js"]
@@ -147,17 +148,16 @@ def render_demo(
 @get("/", include_in_schema=False)
 async def demo_page(
     request: Request[Any, Any, Any],
-    state: State,
+    context: NamedDependency[PluginContext],
     template: FromQuery[str | None] = None,
     lang: FromQuery[str | None] = None,
 ) -> Response[str]:
     """The demo page: the widget embedded, with a template picker."""
-    runtime = state.runtime
     # The microphone streams to a live STT session; replies are spoken by the TTS provider.
-    voice = isinstance(runtime.stt, LiveSTTProvider) and runtime.tts is not None
+    voice = isinstance(context.stt, LiveSTTProvider) and context.tts is not None
     base_url = str(request.base_url).rstrip("/")
     body = render_demo(
-        runtime.settings, base_url=base_url, template=template, lang=lang, voice=voice
+        context.settings, base_url=base_url, template=template, lang=lang, voice=voice
     )
     return Response(body, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
