@@ -21,10 +21,6 @@ __all__ = ["AdapterContext", "AdapterHost"]
 class AdapterHost(Host, Protocol):
     """What an adapter context reads of the running instance (the runtime is one)."""
 
-    def __init__(self, runtime: AdapterHost) -> None:
-        super().__init__(runtime)
-        self._host = runtime
-
     @property
     def engine(self) -> Engine: ...
 
