@@ -6,6 +6,7 @@ then one ``tool`` message per call, then the reply's text.
 
 from __future__ import annotations
 
+import copy
 import re
 import string
 from typing import Any
@@ -92,6 +93,9 @@ def _tool_exchange(
         calls = [c for c in step.get("calls") or [] if isinstance(c, dict) and c.get("id")]
         if not calls:
             continue
+        # Copies: the stored records may be shared (the history window kept in memory), and a
+        # before_llm plugin may edit the messages in place.
+        calls = copy.deepcopy(calls)
         out.append({"role": "assistant", "content": None, "tool_calls": calls})
         for call in calls:
             content = results.get((message.id, call["id"]))

@@ -146,8 +146,8 @@ class LiveConversation(CommandQueue):
         process produces it. ``conversation``: the record the subscriber has (saves a read);
         ``origin``: the name it submits commands under (a repeated idempotency key's answer,
         replayed from the store, goes to it alone)."""
-        if conversation is not None:
-            self.record = conversation
+        if conversation is not None and (self.record is None or self.record.is_open):
+            self.record = conversation  # never an open copy over an end it heard of
         subscription = self.bus.subscribe(self.id, deliver)
         attachment = Attachment(self, subscription, deliver, origin)
         self.attachments.add(attachment)

@@ -157,7 +157,9 @@ class Engine:
             return conversation
         if farewell:
             await self._farewell(conversation)
-        ended = await store.end_conversation(conversation_id, reason)
+        ended, now = await store.end_open_conversation(conversation_id, reason)
+        if not now:  # another caller ended it meanwhile: it announces the end
+            return ended
         await self.hooks.call("conversation_ended", conversation=ended, reason=reason)
         if announce:
             await self.bus.publish(

@@ -295,20 +295,28 @@ class _Draft:
         """Insert the pending row in the background (once)."""
         if self._insert is None:
             self._insert = asyncio.ensure_future(self._add())
+            self._insert.add_done_callback(_seen)
 
     async def stored(self) -> MessageRecord:
-        """The pending row, inserted now if it was not begun."""
+        """The pending row, inserted now if it was not begun. A cancelled caller never cancels
+        the insert itself: the interrupted reply is then stored over it."""
         self.begin()
         assert self._insert is not None
-        return await self._insert
+        return await asyncio.shield(self._insert)
 
     async def write(self, **fields: Any) -> MessageRecord:
         """Store the reply's final fields (one UPDATE, or one INSERT when nothing was stored)."""
         if self._insert is None:
             return await self._add(**fields)
-        record = await self._insert
+        record = await asyncio.shield(self._insert)
         await store.set_message_fields(self.id, **fields)  # one UPDATE: the rest is known
         return dataclasses.replace(record, **fields)
+
+
+def _seen(task: asyncio.Task[MessageRecord]) -> None:
+    """Mark an insert's failure as retrieved (the reply's own path raises it where it waits)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _finish(

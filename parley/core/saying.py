@@ -100,6 +100,7 @@ async def say(
                 async for event in events:
                     yield event
         if end_reason:
-            ended = await store.end_conversation(conversation.id, end_reason)
-            await engine.hooks.call("conversation_ended", conversation=ended, reason=end_reason)
-            yield ConversationEnded(conversation.id, end_reason)
+            ended, now = await store.end_open_conversation(conversation.id, end_reason)
+            if now:  # else another caller ended it meanwhile, and announced it
+                await engine.hooks.call("conversation_ended", conversation=ended, reason=end_reason)
+                yield ConversationEnded(conversation.id, end_reason)

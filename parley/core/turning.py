@@ -130,11 +130,12 @@ async def turn(
             turn_messages.append(farewell)
             for event in message_events(farewell):
                 yield event
-        conversation = await store.end_conversation(conversation.id, ended_reason)
-        await engine.hooks.call(
-            "conversation_ended", conversation=conversation, reason=ended_reason
-        )
-        yield ConversationEnded(conversation.id, ended_reason)
+        conversation, now = await store.end_open_conversation(conversation.id, ended_reason)
+        if now:  # else another caller ended it meanwhile, and announced it
+            await engine.hooks.call(
+                "conversation_ended", conversation=conversation, reason=ended_reason
+            )
+            yield ConversationEnded(conversation.id, ended_reason)
     await engine.hooks.call("turn_completed", conversation=conversation, messages=turn_messages)
     yield TurnCompleted(conversation.id, turn_count, bool(ended_reason), ended_reason)
 

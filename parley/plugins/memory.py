@@ -51,29 +51,11 @@ worth remembering."""
 NOTHING = "NONE"
 
 REMEMBERED_FOR = 60.0
-"""Seconds a user's memory, once read, is used without reading it again (this process's own
-changes, erasing included, apply at once; another process's within this time)."""
+"""Seconds a user's memory, once read, is used without reading it again. A change made in this
+process (a summary, an erase by any route) applies at once; one made by another process within
+this time."""
 
 _REMEMBERED_MAX = 10_000
-_remembered: dict[str, tuple[float, str | None]] = {}
-"""user id -> (when read, memory)."""
-
-
-async def remembered(user_id: str) -> str | None:
-    """The user's memory, read from the store at most once every ``REMEMBERED_FOR`` seconds."""
-    now = time.monotonic()
-    known = _remembered.get(user_id)
-    if known is not None and now - known[0] < REMEMBERED_FOR:
-        return known[1]
-    user = await store.get_user(user_id)
-    _remember(user_id, user.memory if user else None)
-    return user.memory if user else None
-
-
-def _remember(user_id: str, memory: str | None) -> None:
-    if len(_remembered) >= _REMEMBERED_MAX:
-        _remembered.clear()
-    _remembered[user_id] = (time.monotonic(), memory)
 
 
 @dataclass(slots=True)
@@ -102,7 +84,6 @@ async def erase_memory(user_id: str) -> bool:
         await store.set_user_memory(user_id, None)
     except LookupError:
         return False
-    _remember(user_id, None)
     return True
 
 
@@ -147,6 +128,8 @@ class MemoryPlugin:
         self.context: PluginContext | None = None
         self.tasks = BackgroundTasks("memory")
         self._locks = LocalLocks()
+        self._remembered: dict[str, tuple[float, int, str | None]] = {}
+        """user id -> (when read, ``store.memory_writes()`` then, memory)."""
 
     @hookimpl
     def register_routes(self, register: Callable[..., None]) -> None:
@@ -189,9 +172,22 @@ class MemoryPlugin:
         """Add what is remembered about the user to the system prompt (memory on only)."""
         if self.settings is None or not messages or messages[0].get("role") != "system":
             return
-        memory = await remembered(conversation.user_id)
+        memory = await self.remembered(conversation.user_id)
         if memory:
             messages[0] = {**messages[0], "content": messages[0]["content"] + memory_note(memory)}
+
+    async def remembered(self, user_id: str) -> str | None:
+        """The user's memory, read again after ``REMEMBERED_FOR`` seconds or a change here."""
+        now, writes = time.monotonic(), store.memory_writes()
+        known = self._remembered.get(user_id)
+        if known is not None and now - known[0] < REMEMBERED_FOR and known[1] == writes:
+            return known[2]
+        user = await store.get_user(user_id)
+        if len(self._remembered) >= _REMEMBERED_MAX:
+            self._remembered.clear()
+        memory = user.memory if user else None
+        self._remembered[user_id] = (now, writes, memory)
+        return memory
 
     @hookimpl
     def turn_completed(self, conversation: ConversationRecord) -> None:
@@ -247,6 +243,5 @@ class MemoryPlugin:
         if not summary or summary.strip(" .").upper() == NOTHING:
             return None
         await store.set_user_memory(user_id, summary)
-        _remember(user_id, summary)
         log.info("memory: updated for user %s from conversation %s", user_id, conversation_id)
         return summary

@@ -173,6 +173,20 @@ async def test_end_without_farewell(make_engine):
     assert [m.content for m in await store.list_messages(conversation.id)] == ["Hi there!"]
 
 
+async def test_the_record_follows_the_end_and_a_stale_copy_does_not_undo_it(make_engine, llm):
+    """A transport skips the read before a turn while the live conversation knows it is open; a
+    tab that read it as open just before the end must not make it look open again."""
+    live, conversation = await _live(make_engine)
+    live.subscribe(Recorder(), conversation=conversation)
+    assert live.open_record() == conversation
+    assert await live.submit(UserTurn(Inbound(text="hi"))) == "done"
+    assert live.open_record().turn_count == 1  # followed from TurnCompleted, nothing read
+    assert await live.submit(End("user_ended", farewell=False)) == "done"
+    assert live.open_record() is None
+    live.subscribe(Recorder(), conversation=conversation)  # the stale open copy
+    assert live.open_record() is None
+
+
 async def test_model_settings_apply_from_the_next_reply(make_engine, llm):
     live, _conversation = await _live(make_engine)
     stored = await live.submit(ModelSettings({"temperature": 0.1}))

@@ -300,6 +300,29 @@ async def test_end_stores_farewell_and_is_idempotent(make_engine):
     assert await store.count_messages(conv.id) == 2
 
 
+async def test_concurrent_ends_announce_the_end_once(make_engine):
+    """Two callers end the conversation at once (a socket's End and a REST delete): one wins,
+    its reason is kept, and ConversationEnded is published once."""
+    engine = make_engine()
+    conv = (await _open(engine)).conversation
+    seen = []
+
+    async def deliver(envelope) -> None:
+        seen.append(envelope.event)
+
+    subscription = engine.bus.subscribe(conv.id, deliver)
+    try:
+        await asyncio.gather(
+            engine.end(conv.id, "new_conversation", farewell=False),
+            engine.end(conv.id, "deleted", farewell=False),
+        )
+    finally:
+        subscription.close()
+    ends = [e for e in seen if isinstance(e, ConversationEnded)]
+    assert len(ends) == 1
+    assert (await store.get_conversation(conv.id)).reason_ended == ends[0].reason
+
+
 async def test_turn_on_a_message_stored_ahead(make_engine, llm):
     """An adapter stored messages as ``pending`` before their turns (WhatsApp does)."""
     engine = make_engine({"languages": {"en": {"prompts": {"start": None}}}})

@@ -227,6 +227,13 @@ async def test_erasing_takes_effect_at_the_next_turn(make_settings):
         assert await erase_memory(user_id)
         await collect(runtime.engine.turn(conversation_id, Inbound(text="Hello again")))
         assert "Eve plays chess" not in llm.chat.requests[-1].messages[0]["content"]
+        # Any writer in this process (the web adapter's own erase route writes the store):
+        await store.set_user_memory(user_id, "Eve plays go.")
+        await collect(runtime.engine.turn(conversation_id, Inbound(text="Hi")))
+        assert llm.chat.requests[-1].messages[0]["content"].endswith("Eve plays go.")
+        await store.set_user_memory(user_id, None)
+        await collect(runtime.engine.turn(conversation_id, Inbound(text="Still there?")))
+        assert "Eve plays go" not in llm.chat.requests[-1].messages[0]["content"]
 
 
 async def test_a_kept_memory_is_not_used_while_memory_is_off(make_settings):

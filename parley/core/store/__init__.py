@@ -10,6 +10,7 @@ from parley.core.store._common import DuplicateMessage
 from parley.core.store.conversations import (
     delete_conversation,
     end_conversation,
+    end_open_conversation,
     find_open_conversation,
     get_conversation,
     list_conversations,
@@ -63,6 +64,7 @@ from parley.core.store.users import (
     find_user,
     get_or_create_user,
     get_user,
+    memory_writes,
     move_identity,
     set_user_memory,
 )
@@ -84,6 +86,7 @@ __all__ = [
     "count_messages",
     "delete_conversation",
     "end_conversation",
+    "end_open_conversation",
     "find_message",
     "find_open_conversation",
     "find_user",
@@ -98,6 +101,7 @@ __all__ = [
     "list_conversations",
     "list_failed_deliveries",
     "list_messages",
+    "memory_writes",
     "migrate",
     "move_identity",
     "pending_messages",

@@ -32,6 +32,7 @@ from parley.core.store.window import windows
 __all__ = [
     "delete_conversation",
     "end_conversation",
+    "end_open_conversation",
     "find_open_conversation",
     "get_conversation",
     "list_conversations",
@@ -261,16 +262,27 @@ async def update_state(
 
 async def end_conversation(conversation_id: str, reason: str) -> ConversationRecord:
     """Mark ended now with ``reason``; ending an ended conversation changes nothing."""
+    return (await end_open_conversation(conversation_id, reason))[0]
+
+
+async def end_open_conversation(
+    conversation_id: str, reason: str
+) -> tuple[ConversationRecord, bool]:
+    """Like :func:`end_conversation`, and whether this call ended it: of concurrent calls one
+    ends it (its reason wins), so only that one announces the end and calls its hooks."""
     cid = _uuid(conversation_id)
+    ended = False
     if cid is not None:
         # Conditional update: concurrent calls end it once, the first reason wins.
-        await Conversation.filter(id=cid, status="open").update(
-            status="ended", ended_at=_now(), reason_ended=reason
+        ended = bool(
+            await Conversation.filter(id=cid, status="open").update(
+                status="ended", ended_at=_now(), reason_ended=reason
+            )
         )
     conv = await _get_conversation(conversation_id)
     if conv is None:
         raise LookupError(f"no conversation {conversation_id!r}")
-    return _conversation_record(conv)
+    return _conversation_record(conv), ended
 
 
 async def delete_conversation(conversation_id: str) -> None:

@@ -92,11 +92,22 @@ async def get_user(user_id: str) -> UserRecord | None:
     return _user_record(user) if user else None
 
 
+_memory_writes = 0
+
+
+def memory_writes() -> int:
+    """How many times this process has written a user's memory (a copy of a memory read before
+    a change here is stale: the memory plugin reads it again)."""
+    return _memory_writes
+
+
 async def set_user_memory(user_id: str, memory: str | None) -> None:
     """Store (or erase with None) what the agent remembers about the user."""
+    global _memory_writes
     uid = _uuid(user_id)
     if not uid or not await User.filter(id=uid).update(memory=memory):
         raise LookupError(f"no user {user_id!r}")
+    _memory_writes += 1
 
 
 async def move_identity(channel: str, old_external_id: str, new_external_id: str) -> bool:
