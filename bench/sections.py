@@ -10,6 +10,7 @@ import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -87,7 +88,11 @@ async def text(sizes: Sizes, folder: Path) -> dict:
         servers.append(harness.start_parley(fakes, folder, f"sqlite://{folder}/parley.sqlite3"))
         for server in servers:
             await _warm(server)
-        anatomy = await _anatomy(servers, fakes, sizes.anatomy_turns)
+        databases = {
+            "baseline": (folder / "base.sqlite3", "base_message"),
+            "parley": (folder / "parley.sqlite3", "parley_message"),
+        }
+        anatomy = await _anatomy(servers, fakes, sizes.anatomy_turns, databases)
         runs: dict = {s.name: {n: [] for n in sizes.levels} for s in servers}
         for repeat in range(sizes.repeats):
             order = servers if repeat % 2 == 0 else servers[::-1]
@@ -170,14 +175,33 @@ def _speech_steps(turn: load.Turn, at: dict[str, float]) -> dict[str, float]:
     return {
         "to_llm_request": at["llm_request"] - turn.sent_at,
         "llm_to_first_sentence": at["llm_first_sentence"] - at["llm_request"],
-        "sentence_to_tts_request": at["tts_request"] - at["llm_first_sentence"],
+        "sentence_to_next_word": at["llm_next_word"] - at["llm_first_sentence"],
+        "next_word_to_tts_request": at["tts_request"] - at["llm_next_word"],
         "tts_to_first_byte": at["tts_first_byte"] - at["tts_request"],
         "first_byte_to_client": turn.sent_at + turn.first_audio - at["tts_first_byte"],
     }
 
 
-async def _anatomy(servers: list[harness.Server], fakes: harness.Server, turns: int) -> dict:
-    """One conversation at a time: where a text turn's time goes outside the LLM, per system."""
+def _user_message_stored_at(database: Path, table: str) -> float:
+    """Wall clock of the newest user message's ``created_at`` in a SQLite ``database``.
+
+    Both systems take it just before the message's INSERT (and commit), so a figure measured
+    from it includes storing the message: it errs on the slow side."""
+    with closing(sqlite3.connect(database)) as db:
+        (value,) = db.execute(
+            f"SELECT created_at FROM {table} WHERE role = 'user' ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+    return datetime.fromisoformat(value).timestamp()
+
+
+async def _anatomy(
+    servers: list[harness.Server],
+    fakes: harness.Server,
+    turns: int,
+    databases: dict[str, tuple[Path, str]],
+) -> dict:
+    """One conversation at a time: where a text turn's time goes outside the LLM, per system
+    (``databases``: each system's SQLite file and message table)."""
     sockets = {s.name: await load.open_socket(s.ws_url, load.device_id()) for s in servers}
     out: dict = {server.name: [] for server in servers}
     await load.timeline(fakes)
@@ -185,9 +209,11 @@ async def _anatomy(servers: list[harness.Server], fakes: harness.Server, turns: 
         for server in servers if i % 2 == 0 else servers[::-1]:
             turn = await load.turn(sockets[server.name])
             at = await load.timeline(fakes)
+            stored = _user_message_stored_at(*databases[server.name])
             out[server.name].append(
                 {
                     "to_llm_request": at["llm_request"] - turn.sent_at,
+                    "stored_to_llm_request": at["llm_request"] - stored,
                     "llm": at["llm_last_word"] - at["llm_request"],
                     "after_llm": turn.sent_at + turn.done - at["llm_last_word"],
                 }
