@@ -26,8 +26,9 @@ def text_section(data: dict, images: Path, prefix: str) -> list[str]:
         f"{pace['per_token'] * 1000:.0f} ms, {pace['words']} words "
         f"({(pace['first_token'] + (pace['words'] - 1) * pace['per_token']) * 1000:.0f} ms of "
         "generation a turn). Each conversation sends its next message as soon as the turn is "
-        "complete. *Added latency* is the turn's time minus that generation time. Median of "
-        "the repeats, [min-max] across them.",
+        "complete; turns are counted in a window that opens once every conversation has had a "
+        f"turn{_window(data)}. *Added latency* is the turn's time minus that generation time. "
+        "Median of the repeats, [min-max] across them.",
         "",
         "| Conversations | Turns/s baseline | Turns/s Parley | Ratio | p95 added ms baseline "
         "| p95 added ms Parley | Ratio | CPU ms/turn baseline | CPU ms/turn Parley | Ratio |",
@@ -76,6 +77,17 @@ def text_section(data: dict, images: Path, prefix: str) -> list[str]:
     fig.savefig(images / "text.png", dpi=80)
     plt.close(fig)
     return [*out, "", f"![Text turns]({prefix}/text.png)"]
+
+
+def _window(data: dict) -> str:
+    window = data.get("window")
+    if not window:
+        return ""
+    return (
+        f" (and {window['warmup']:g} s more) and lasts {window['seconds']:g} s; "
+        f"{window['repeats']} repeat{'s' if window['repeats'] != 1 else ''}, the systems "
+        "interleaved"
+    )
 
 
 def sockets_section(data: dict) -> list[str]:
