@@ -6,6 +6,7 @@ Every server runs as its own process so its CPU time and memory are read per pro
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -192,3 +193,46 @@ def start_parley(
     argv = [PARLEY, "serve", "--port", str(port), "--settings", str(settings)]
     env = {"PARLEY_SETTINGS_DIR": str(settings)}
     return start("parley", argv, port, home, env=env, wait=wait)
+
+
+def optional(script: Path, args: list[str], limit: float) -> dict:
+    """Run another branch's benchmark script (local voice, chaos) if it exists; its stdout.
+
+    The script runs in a process group of its own: past ``limit`` seconds it is interrupted
+    (SIGINT: its clean-up runs, its servers stop, its database schema goes), and whatever of
+    the group is left 20 s later is killed, so nothing it started outlives it. Blocking: call
+    it through ``asyncio.to_thread``."""
+    if not script.exists():
+        return {"available": False}
+    with subprocess.Popen(
+        [PYTHON, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    ) as popen:
+        try:
+            stdout, stderr = popen.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            _signal_group(popen.pid, signal.SIGINT)
+            try:
+                popen.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(popen.pid, signal.SIGKILL)
+            popen.communicate()
+            return {"available": True, "ok": False, "output": f"timed out after {limit:.0f} s"}
+        finally:
+            _signal_group(popen.pid, signal.SIGKILL)  # anything it started and left behind
+    ok = popen.returncode == 0
+    output = (stdout if ok else stdout + stderr).strip()  # logs only on failure
+    return {"available": True, "ok": ok, "output": output[-6000:]}
+
+
+def _signal_group(group: int, signum: int) -> None:
+    """Send ``signum`` to the process group this harness started (gone already: nothing)."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
-import subprocess
 import time
 import uuid
 from contextlib import closing
@@ -354,25 +353,3 @@ async def scale(sizes: Sizes, folder: Path, postgres: str, redis: str) -> dict:
             server.stop()
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
-
-
-def optional(script: Path, args: list[str], limit: float) -> dict:
-    """Run another branch's benchmark script (local voice, chaos) if it exists; its stdout.
-
-    Blocking: call it through ``asyncio.to_thread``."""
-    if not script.exists():
-        return {"available": False}
-    try:
-        done = subprocess.run(
-            [harness.PYTHON, str(script), *args],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=limit,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return {"available": True, "ok": False, "output": f"timed out after {limit:.0f} s"}
-    ok = done.returncode == 0
-    output = (done.stdout if ok else done.stdout + done.stderr).strip()  # logs only on failure
-    return {"available": True, "ok": ok, "output": output[-6000:]}
