@@ -127,9 +127,10 @@ async def load(
     Each conversation starts after a random pause (people do not all press enter at once) of up
     to 10 ms per conversation, 1 s at most. Steady state only: the window opens ``warmup``
     seconds after every conversation finished its first turn (at most 60 s after the start) and
-    lasts ``seconds``; the turns that complete in it are counted, and the servers' CPU time in
-    it. Turns still running when it closes are cut. A saturated server whose turns take longer
-    than the window still completes turns in it at its steady rate (they started before)."""
+    lasts ``seconds``, or as long as that first round took if longer (a saturated server
+    completes turns in bursts: a window shorter than a turn can catch none); the turns that
+    complete in it are counted, and the servers' CPU time in it. Turns still running when it
+    closes are cut."""
     sockets = []
     for i in range(conversations):
         device = devices[i] if devices else device_id()
@@ -160,14 +161,18 @@ async def load(
 
     runs = [asyncio.ensure_future(run(socket)) for socket in opened]
     try:
+        began = time.perf_counter()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(60):
                 await ready.wait()
+        first_round = time.perf_counter() - began
         await asyncio.sleep(warmup)
+        length = max(seconds, first_round)
         before = sum(server.cpu() for server in servers)
-        window.extend([time.perf_counter(), time.perf_counter() + seconds])
-        await asyncio.sleep(seconds)
+        window.extend([time.perf_counter(), time.perf_counter() + length])
+        await asyncio.sleep(length)
         result.cpu = sum(server.cpu() for server in servers) - before
+        result.seconds = length
     finally:
         for task in runs:
             task.cancel()
