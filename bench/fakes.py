@@ -6,9 +6,9 @@
 - TTS: ElevenLabs' ``POST /v1/text-to-speech/{voice}/stream``: the first byte after
   ``first_byte + per_char * len(text)`` seconds, then 640 bytes of PCM every ``chunk_every``.
 
-``GET /events`` returns (and forgets) when each request arrived, the first sentence's last word
-and the last word left, and the TTS's first byte left (wall clock), so a benchmark can tell
-where a turn's time went.
+``GET /events`` returns (and forgets) when each request arrived, the first sentence's last word,
+the word after it and the last word left, and the TTS's first byte left (wall clock), so a
+benchmark can tell where a turn's time went.
 
 Both Parley (``parley serve`` with the openai and elevenlabs providers) and the baseline
 (``bench/baseline.py``) talk to the same fakes over loopback HTTP.
@@ -125,6 +125,8 @@ def make_app(pace: Pace) -> web.Application:
             await response.write(_chunk(model, delta))
             if i == sentence_end:
                 note("llm_first_sentence")
+            elif i == sentence_end + 1:
+                note("llm_next_word")  # its leading space makes the first sentence's end certain
         note("llm_last_word")
         await response.write(_chunk(model, {}, "stop"))
         usage = {

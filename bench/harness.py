@@ -6,6 +6,7 @@ Every server runs as its own process so its CPU time and memory are read per pro
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,8 +68,19 @@ class Server:
                 self.popen.wait()
 
 
-def start(name: str, argv: list[str], port: int, folder: Path, env: dict | None = None) -> Server:
-    """Start ``argv`` and wait (up to 60 s) until ``port`` accepts connections."""
+def start(
+    name: str,
+    argv: list[str],
+    port: int,
+    folder: Path,
+    env: dict | None = None,
+    *,
+    wait: bool = True,
+) -> Server:
+    """Start ``argv``; with ``wait``, wait (up to 60 s) until ``port`` accepts connections.
+
+    ``wait=False`` returns at once, so several servers can start together: then call
+    :func:`listening` before using them."""
     log = folder / f"{name}-{port}.log"
     popen = subprocess.Popen(
         argv,
@@ -77,34 +89,48 @@ def start(name: str, argv: list[str], port: int, folder: Path, env: dict | None 
         env={**os.environ, **(env or {})},
         cwd=folder,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if popen.poll() is not None:
-            raise RuntimeError(f"{name} exited at start:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return Server(name, port, popen, log)
-        except OSError:
-            time.sleep(0.1)
-    popen.kill()
-    raise RuntimeError(f"{name} did not listen on {port} within 60 s:\n{log.read_text()[-3000:]}")
+    server = Server(name, port, popen, log)
+    if wait:
+        listening([server])
+    return server
 
 
-def start_fakes(pace: Pace, folder: Path) -> Server:
+def listening(servers: list[Server], limit: float = 60) -> None:
+    """Wait until every server accepts connections (within ``limit`` seconds of now)."""
+    deadline = time.monotonic() + limit
+    for server in servers:
+        popen, log = server.popen, server.log
+        while True:
+            if popen.poll() is not None:
+                raise RuntimeError(f"{server.name} exited at start:\n{log.read_text()[-3000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", server.port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    popen.kill()
+                    raise RuntimeError(
+                        f"{server.name} did not listen on {server.port} within {limit:.0f} s:\n"
+                        f"{log.read_text()[-3000:]}"
+                    ) from None
+                time.sleep(0.1)
+
+
+def start_fakes(pace: Pace, folder: Path, *, wait: bool = True) -> Server:
     """The fake LLM + TTS server."""
     port = free_port()
     argv = [PYTHON, str(BENCH / "fakes.py"), "--port", str(port)]
     for key, value in vars(pace).items():
         argv += ["--" + key.replace("_", "-"), str(value)]
-    return start("fakes", argv, port, folder)
+    return start("fakes", argv, port, folder, wait=wait)
 
 
-def start_baseline(fakes: Server, folder: Path, db: str) -> Server:
+def start_baseline(fakes: Server, folder: Path, db: str, *, wait: bool = True) -> Server:
     """The bare baseline endpoint on the fakes."""
     port = free_port()
     argv = [PYTHON, str(BENCH / "baseline.py"), "--port", str(port), "--db", db]
     argv += ["--llm", f"http://127.0.0.1:{fakes.port}/v1"]
-    return start("baseline", argv, port, folder)
+    return start("baseline", argv, port, folder, wait=wait)
 
 
 def parley_settings(folder: Path, fakes: Server, db: str, *, speech: bool, redis: str = "") -> Path:
@@ -151,7 +177,13 @@ def parley_settings(folder: Path, fakes: Server, db: str, *, speech: bool, redis
 
 
 def start_parley(
-    fakes: Server, folder: Path, db: str, *, speech: bool = False, redis: str = ""
+    fakes: Server,
+    folder: Path,
+    db: str,
+    *,
+    speech: bool = False,
+    redis: str = "",
+    wait: bool = True,
 ) -> Server:
     """``parley serve`` on the fakes (a settings folder of its own under ``folder``)."""
     port = free_port()
@@ -160,4 +192,47 @@ def start_parley(
     settings = parley_settings(home, fakes, db, speech=speech, redis=redis)
     argv = [PARLEY, "serve", "--port", str(port), "--settings", str(settings)]
     env = {"PARLEY_SETTINGS_DIR": str(settings)}
-    return start("parley", argv, port, home, env=env)
+    return start("parley", argv, port, home, env=env, wait=wait)
+
+
+def optional(script: Path, args: list[str], limit: float) -> dict:
+    """Run another branch's benchmark script (local voice, chaos) if it exists; its stdout.
+
+    The script runs in a process group of its own: past ``limit`` seconds it is interrupted
+    (SIGINT: its clean-up runs, its servers stop, its database schema goes), and whatever of
+    the group is left 20 s later is killed, so nothing it started outlives it. Blocking: call
+    it through ``asyncio.to_thread``."""
+    if not script.exists():
+        return {"available": False}
+    with subprocess.Popen(
+        [PYTHON, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    ) as popen:
+        try:
+            stdout, stderr = popen.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            _signal_group(popen.pid, signal.SIGINT)
+            try:
+                popen.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(popen.pid, signal.SIGKILL)
+            popen.communicate()
+            return {"available": True, "ok": False, "output": f"timed out after {limit:.0f} s"}
+        finally:
+            _signal_group(popen.pid, signal.SIGKILL)  # anything it started and left behind
+    ok = popen.returncode == 0
+    output = (stdout if ok else stdout + stderr).strip()  # logs only on failure
+    return {"available": True, "ok": ok, "output": output[-6000:]}
+
+
+def _signal_group(group: int, signum: int) -> None:
+    """Send ``signum`` to the process group this harness started (gone already: nothing)."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass

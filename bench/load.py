@@ -124,12 +124,13 @@ async def load(
 ) -> LoadResult:
     """``conversations`` sockets (spread over ``servers``) sending turns back to back.
 
-    Each conversation starts after a random pause of up to 2 s (people do not all press enter at
-    once). Steady state only: the window opens ``warmup`` seconds after every conversation
-    finished its first turn (at most 60 s after the start) and lasts ``seconds``, or as long as
-    that first round took if longer (so that a saturated server, whose turns take longer than
-    ``seconds``, still completes some); the turns that complete in it are counted, and the
-    servers' CPU time in it. Turns still running when it closes are cut."""
+    Each conversation starts after a random pause (people do not all press enter at once) of up
+    to 10 ms per conversation, 1 s at most. Steady state only: the window opens ``warmup``
+    seconds after every conversation finished its first turn (at most 60 s after the start) and
+    lasts ``seconds``, or as long as that first round took if longer (a saturated server
+    completes turns in bursts: a window shorter than a turn can catch none); the turns that
+    complete in it are counted, and the servers' CPU time in it. Turns still running when it
+    closes are cut."""
     sockets = []
     for i in range(conversations):
         device = devices[i] if devices else device_id()
@@ -140,9 +141,10 @@ async def load(
     started: set[int] = set()
     window: list[float] = []
     rng = random.Random(conversations)
+    stagger = min(1.0, 0.01 * conversations)
 
     async def run(socket: ClientConnection) -> None:
-        await asyncio.sleep(rng.uniform(0, 2.0))
+        await asyncio.sleep(rng.uniform(0, stagger))
         while True:
             try:
                 done = await turn(socket)
@@ -161,9 +163,11 @@ async def load(
     try:
         began = time.perf_counter()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), 60)
+            async with asyncio.timeout(60):
+                await ready.wait()
+        first_round = time.perf_counter() - began
         await asyncio.sleep(warmup)
-        length = max(seconds, time.perf_counter() - began - warmup)
+        length = max(seconds, first_round)
         before = sum(server.cpu() for server in servers)
         window.extend([time.perf_counter(), time.perf_counter() + length])
         await asyncio.sleep(length)

@@ -2,47 +2,16 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from figures import field, median, ratio, ratio_text, spread
+from report_turns import anatomy_section, speech_ratio, speech_section
 
 NOTES = Path(__file__).with_name("notes.md")
-
-
-def spread(values: list[float], scale: float = 1.0, digits: int = 0) -> str:
-    """``median [min-max]`` of ``values`` times ``scale``."""
-    values = [v * scale for v in values if v is not None]
-    if not values:
-        return "n/a"
-    med = statistics.median(values)
-    if len(values) == 1:
-        return f"{med:.{digits}f}"
-    return f"{med:.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
-
-
-def median(values: list[float]) -> float:
-    """The median of the values that are not None (nan when there are none)."""
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else float("nan")
-
-
-def ratio(a: list[float], b: list[float]) -> float:
-    """median(a) / median(b), nan when b's median is 0 or missing."""
-    over = median(b)
-    return median(a) / over if over and not math.isnan(over) else float("nan")
-
-
-def _ratio(parley: list[float], baseline: list[float]) -> str:
-    return f"{ratio(parley, baseline):.2f}x"
-
-
-def _field(runs: list[dict], key: str) -> list[float]:
-    return [run[key] for run in runs]
 
 
 def text_section(data: dict, images: Path, prefix: str) -> list[str]:
@@ -57,8 +26,9 @@ def text_section(data: dict, images: Path, prefix: str) -> list[str]:
         f"{pace['per_token'] * 1000:.0f} ms, {pace['words']} words "
         f"({(pace['first_token'] + (pace['words'] - 1) * pace['per_token']) * 1000:.0f} ms of "
         "generation a turn). Each conversation sends its next message as soon as the turn is "
-        "complete. *Added latency* is the turn's time minus that generation time. Median of "
-        "the repeats, [min-max] across them.",
+        "complete; turns are counted in a window that opens once every conversation has had a "
+        f"turn{_window(data)}. *Added latency* is the turn's time minus that generation time. "
+        "Median of the repeats, [min-max] across them.",
         "",
         "| Conversations | Turns/s baseline | Turns/s Parley | Ratio | p95 added ms baseline "
         "| p95 added ms Parley | Ratio | CPU ms/turn baseline | CPU ms/turn Parley | Ratio |",
@@ -67,14 +37,14 @@ def text_section(data: dict, images: Path, prefix: str) -> list[str]:
     for level in levels:
         b, p = base[level], parley[level]
         out.append(
-            f"| {level} | {spread(_field(b, 'throughput'), digits=1)} "
-            f"| {spread(_field(p, 'throughput'), digits=1)} "
-            f"| {_ratio(_field(p, 'throughput'), _field(b, 'throughput'))} "
-            f"| {spread(_field(b, 'p95_added'), 1000)} | {spread(_field(p, 'p95_added'), 1000)} "
-            f"| {_ratio(_field(p, 'p95_added'), _field(b, 'p95_added'))} "
-            f"| {spread(_field(b, 'cpu_per_turn'), 1000, 2)} "
-            f"| {spread(_field(p, 'cpu_per_turn'), 1000, 2)} "
-            f"| {_ratio(_field(p, 'cpu_per_turn'), _field(b, 'cpu_per_turn'))} |"
+            f"| {level} | {spread(field(b, 'throughput'), digits=1)} "
+            f"| {spread(field(p, 'throughput'), digits=1)} "
+            f"| {ratio_text(field(p, 'throughput'), field(b, 'throughput'))} "
+            f"| {spread(field(b, 'p95_added'), 1000)} | {spread(field(p, 'p95_added'), 1000)} "
+            f"| {ratio_text(field(p, 'p95_added'), field(b, 'p95_added'))} "
+            f"| {spread(field(b, 'cpu_per_turn'), 1000, 2)} "
+            f"| {spread(field(p, 'cpu_per_turn'), 1000, 2)} "
+            f"| {ratio_text(field(p, 'cpu_per_turn'), field(b, 'cpu_per_turn'))} |"
         )
     errors = [
         f"{name} at {level}: {error}"
@@ -92,7 +62,7 @@ def text_section(data: dict, images: Path, prefix: str) -> list[str]:
         for ax, key, scale in zip(
             axes, ("throughput", "p95_added", "cpu_per_turn"), (1, 1000, 1000), strict=True
         ):
-            ax.plot(xs, [median(_field(runs[lv], key)) * scale for lv in levels], "o-", label=name)
+            ax.plot(xs, [median(field(runs[lv], key)) * scale for lv in levels], "o-", label=name)
     for ax, title in zip(
         axes,
         ("turns per second", "p95 added latency (ms)", "server CPU per turn (ms)"),
@@ -109,28 +79,15 @@ def text_section(data: dict, images: Path, prefix: str) -> list[str]:
     return [*out, "", f"![Text turns]({prefix}/text.png)"]
 
 
-def anatomy_section(data: dict) -> list[str]:
-    """Where a text turn's time goes outside the LLM."""
-    out = [
-        "### One turn, taken apart",
-        "",
-        "One conversation per system, turns one after another (interleaved), timed on the "
-        "client's and the fake LLM's clocks (the same machine): from the message sent to the LLM "
-        "request arriving, the LLM's own time, and from the LLM's last word to `turn_complete` "
-        "at the client. Median [min-max] of the turns, ms.",
-        "",
-        "| | Message -> LLM request | LLM (fake) | Last word -> turn_complete | Added, total |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name in ("baseline", "parley"):
-        runs = data[name]
-        added = [r["to_llm_request"] + r["after_llm"] for r in runs]
-        out.append(
-            f"| {name} | {spread(_field(runs, 'to_llm_request'), 1000, 1)} "
-            f"| {spread(_field(runs, 'llm'), 1000)} "
-            f"| {spread(_field(runs, 'after_llm'), 1000, 1)} | {spread(added, 1000, 1)} |"
-        )
-    return out
+def _window(data: dict) -> str:
+    window = data.get("window")
+    if not window:
+        return ""
+    return (
+        f" (and {window['warmup']:g} s more) and lasts {window['seconds']:g} s; "
+        f"{window['repeats']} repeat{'s' if window['repeats'] != 1 else ''}, the systems "
+        "interleaved"
+    )
 
 
 def sockets_section(data: dict) -> list[str]:
@@ -150,91 +107,9 @@ def sockets_section(data: dict) -> list[str]:
     for name in ("baseline", "parley"):
         runs = data[name]
         out.append(
-            f"| {name} | {spread(_field(runs, 'rss_per_socket'), 1 / 1024, 1)} "
-            f"| {spread(_field(runs, 'cpu_per_connection'), 1000, 2)} |"
+            f"| {name} | {spread(field(runs, 'rss_per_socket'), 1 / 1024, 1)} "
+            f"| {spread(field(runs, 'cpu_per_connection'), 1000, 2)} |"
         )
-    return out
-
-
-def _ideal_as_run(row: dict) -> list[float]:
-    """Per turn: the first sentence's time at the fake LLM plus the fake TTS's first byte."""
-    return [s["llm_to_first_sentence"] + s["tts_to_first_byte"] for s in row["steps"]]
-
-
-def _speech_ratio(row: dict) -> float:
-    """Median over the turns of first audio / the ideal as run."""
-    return median([a / i for a, i in zip(row["first_audio"], _ideal_as_run(row), strict=True)])
-
-
-def speech_section(data: dict, images: Path, prefix: str) -> list[str]:
-    """Time to first audio against the ideal."""
-    out = [
-        "## Time to first audio",
-        "",
-        "Parley over `/ws` with spoken replies (PCM 16 kHz) on the fake LLM and the fake "
-        "ElevenLabs. The *ideal* is what no framework can beat: the moment the first sentence's "
-        "last word leaves the LLM, plus the TTS's first byte for that sentence. Words arrive as "
-        "tokenizers send them, the space leading (`' Start'`), so the whitespace that makes a "
-        "sentence's end certain arrives with the next word. *Ideal* is computed from the set "
-        "latencies; *ideal, as run* from the fakes' own clocks in each turn (their sleeps "
-        "overshoot a little on a busy machine), and the ratio uses it. Median [min-max] of the "
-        "turns.",
-        "",
-        "| Scenario (LLM first token / per token, TTS first byte) | First sentence done | Ideal "
-        "| Ideal, as run | First audio, Parley | Ratio |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    names = list(data)
-    for name in names:
-        row = data[name]
-        pace = row["pace"]
-        label = (
-            f"{name} ({pace['first_token'] * 1000:.0f} / {pace['per_token'] * 1000:.0f} ms, "
-            f"{pace['first_byte'] * 1000:.0f} ms)"
-        )
-        out.append(
-            f"| {label} | {row['first_sentence_done'] * 1000:.0f} ms "
-            f"| {row['ideal'] * 1000:.0f} ms | {spread(_ideal_as_run(row), 1000)} ms "
-            f"| {spread(row['first_audio'], 1000)} ms | {_speech_ratio(row):.3f}x |"
-        )
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ys = range(len(names))
-    ax.barh([y + 0.2 for y in ys], [data[n]["ideal"] * 1000 for n in names], 0.4, label="ideal")
-    ax.barh(
-        [y - 0.2 for y in ys],
-        [median(data[n]["first_audio"]) * 1000 for n in names],
-        0.4,
-        label="Parley",
-    )
-    ax.set_yticks(list(ys), names)
-    ax.set_xlabel("ms from the user's message to the first audio")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(images / "first_audio.png", dpi=80)
-    plt.close(fig)
-    out += [
-        "",
-        f"![Time to first audio]({prefix}/first_audio.png)",
-        "",
-        "Where the time to first audio goes (median of the turns, ms; the fakes' clocks):",
-        "",
-        "| Scenario | Message -> LLM request | LLM -> first sentence's last word "
-        "| -> TTS request | TTS -> first byte | First byte -> client |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name in names:
-        steps = data[name]["steps"]
-        cells = " | ".join(
-            f"{median(_field(steps, key)) * 1000:.1f}"
-            for key in (
-                "to_llm_request",
-                "llm_to_first_sentence",
-                "sentence_to_tts_request",
-                "tts_to_first_byte",
-                "first_byte_to_client",
-            )
-        )
-        out.append(f"| {name} | {cells} |")
     return out
 
 
@@ -258,9 +133,9 @@ def history_section(data: dict, images: Path, prefix: str) -> list[str]:
 
     def line(size: str, total: str, runs: list[dict]) -> str:
         return (
-            f"| {size} | {total} | {spread(_field(runs, 'latency'), 1000)} "
-            f"| {spread(_field(runs, 'first_chunk'), 1000)} "
-            f"| {spread(_field(runs, 'cpu_per_turn'), 1000, 2)} |"
+            f"| {size} | {total} | {spread(field(runs, 'latency'), 1000)} "
+            f"| {spread(field(runs, 'first_chunk'), 1000)} "
+            f"| {spread(field(runs, 'cpu_per_turn'), 1000, 2)} |"
         )
 
     out.append(line("~10", "~20", small))
@@ -268,8 +143,8 @@ def history_section(data: dict, images: Path, prefix: str) -> list[str]:
         out.append(line(f"{int(size):,}", f"{data['database_rows']:,}", rows[size]))
     fig, ax = plt.subplots(figsize=(6, 3.2))
     xs = [int(s) for s in sizes]
-    ax.plot(xs, [median(_field(rows[s], "latency")) * 1000 for s in sizes], "o-", label="turn")
-    ax.plot(xs, [median(_field(rows[s], "cpu_per_turn")) * 1000 for s in sizes], "o-", label="CPU")
+    ax.plot(xs, [median(field(rows[s], "latency")) * 1000 for s in sizes], "o-", label="turn")
+    ax.plot(xs, [median(field(rows[s], "cpu_per_turn")) * 1000 for s in sizes], "o-", label="CPU")
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)
     ax.set_xlabel("messages in the conversation")
@@ -297,13 +172,13 @@ def scale_section(data: dict) -> list[str]:
         "| | Turns/s | p95 added (ms) | CPU ms/turn (all processes) |",
         "|---|---:|---:|---:|",
         *(
-            f"| {name} | {spread(_field(r, 'throughput'), digits=1)} "
-            f"| {spread(_field(r, 'p95_added'), 1000)} "
-            f"| {spread(_field(r, 'cpu_per_turn'), 1000, 2)} |"
+            f"| {name} | {spread(field(r, 'throughput'), digits=1)} "
+            f"| {spread(field(r, 'p95_added'), 1000)} "
+            f"| {spread(field(r, 'cpu_per_turn'), 1000, 2)} |"
             for name, r in runs.items()
         ),
         "",
-        f"2 processes / 1: {_ratio(_field(two, 'throughput'), _field(one, 'throughput'))} "
+        f"2 processes / 1: {ratio_text(field(two, 'throughput'), field(one, 'throughput'))} "
         "the turns per second.",
     ]
 
@@ -328,32 +203,37 @@ def goals_section(results: dict) -> list[str]:
         if int(level) < 100:
             continue
         p, b = text["parley"][level], text["baseline"][level]
-        turns = ratio(_field(p, "throughput"), _field(b, "throughput"))
+        turns = ratio(field(p, "throughput"), field(b, "throughput"))
         rows.append(
             f"| Throughput at {level} conversations >= 0.95x baseline | {turns:.2f}x "
             f"| {verdict(turns >= 0.95)} |"
         )
-        added = ratio(_field(p, "p95_added"), _field(b, "p95_added"))
+        added = ratio(field(p, "p95_added"), field(b, "p95_added"))
         rows.append(
             f"| p95 added latency at {level} <= 1.2x baseline | {added:.2f}x "
             f"| {verdict(added <= 1.2)} |"
         )
+    stored = field(results["text"]["anatomy"]["parley"], "stored_to_llm_request")
+    rows.append(
+        "| LLM request leaves within 2 ms of the stored user message (one conversation) "
+        f"| {spread(stored, 1000, 1)} ms | {verdict(median(stored) * 1000 <= 2)} |"
+    )
     for name, row in results["speech"].items():
-        first = _speech_ratio(row)
+        first = speech_ratio(row)
         rows.append(
             f"| Time to first audio <= 1.05x ideal ({name}) | {first:.3f}x "
             f"| {verdict(first <= 1.05)} |"
         )
     sockets = results["sockets"]["parley"]
-    memory = median(_field(sockets, "rss_per_socket")) / 1024
-    cpu = median(_field(sockets, "cpu_per_connection")) * 1000
+    memory = median(field(sockets, "rss_per_socket")) / 1024
+    cpu = median(field(sockets, "cpu_per_connection")) * 1000
     rows.append(
         f"| Memory per idle socket <= 64 KiB | {memory:.1f} KiB | {verdict(memory <= 64)} |"
     )
     rows.append(f"| CPU per new connection <= 2 ms | {cpu:.2f} ms | {verdict(cpu <= 2)} |")
     history = results["history"]["rows"]
     sizes = sorted(history, key=int)
-    small, big = (median(_field(history[s], "latency")) for s in (sizes[0], sizes[-1]))
+    small, big = (median(field(history[s], "latency")) for s in (sizes[0], sizes[-1]))
     rows.append(
         f"| Turn flat up to {int(sizes[-1]):,} messages in a conversation, "
         f"{results['history']['database_rows']:,} in the database "

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
-import subprocess
 import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -24,16 +24,19 @@ class Sizes:
     """How big and how often: the full run, or the smoke test's tiny one."""
 
     levels: tuple[int, ...] = (1, 10, 100, 500)
-    seconds: float = 5.0
-    warmup: float = 1.0
+    seconds: float = 4.0
+    """Each throughput run's measuring window."""
+    warmup: float = 0.5
+    """From every conversation's first turn done to the window."""
     repeats: int = 3
     sockets: int = 1000
-    audio_turns: int = 5
-    anatomy_turns: int = 20
+    audio_turns: int = 7
+    anatomy_turns: int = 12
     speech_scenarios: int = 3
     history: tuple[int, ...] = (10_000, 100_000)
     database_rows: int = 1_000_000
-    history_turns: int = 5
+    history_turns: int = 3
+    """Turns per conversation and repeat (their median is one figure; spread over repeats)."""
     scale_conversations: int = 100
 
 
@@ -41,10 +44,12 @@ TEXT_PACE = Pace(first_token=0.2, per_token=0.01, words=20)
 """Throughput runs: a 20-word reply, 0.39 s from request to last word."""
 
 SPEECH_PACES = {
-    "fast LLM, fast TTS": Pace(first_token=0.25, per_token=0.015, first_byte=0.10),
-    "typical LLM, typical TTS": Pace(first_token=0.45, per_token=0.030, first_byte=0.20),
-    "slow LLM, slow TTS": Pace(first_token=0.80, per_token=0.050, first_byte=0.35),
+    "fast LLM, fast TTS": Pace(first_token=0.25, per_token=0.015, first_byte=0.10, words=20),
+    "typical LLM, typical TTS": Pace(first_token=0.45, per_token=0.030, first_byte=0.20, words=20),
+    "slow LLM, slow TTS": Pace(first_token=0.80, per_token=0.050, first_byte=0.35, words=20),
 }
+"""Spoken turns: 20 words (the first sentence, 9 words, then two more), so a turn (which waits
+for the last sentence's audio) takes 0.8 to 2.4 s."""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -83,11 +88,20 @@ async def text(sizes: Sizes, folder: Path) -> dict:
     fakes = harness.start_fakes(TEXT_PACE, folder)
     servers = []
     try:
-        servers.append(harness.start_baseline(fakes, folder, f"sqlite://{folder}/base.sqlite3"))
-        servers.append(harness.start_parley(fakes, folder, f"sqlite://{folder}/parley.sqlite3"))
+        servers.append(
+            harness.start_baseline(fakes, folder, f"sqlite://{folder}/base.sqlite3", wait=False)
+        )
+        servers.append(
+            harness.start_parley(fakes, folder, f"sqlite://{folder}/parley.sqlite3", wait=False)
+        )
+        harness.listening(servers)  # started together: nothing is measured yet
         for server in servers:
             await _warm(server)
-        anatomy = await _anatomy(servers, fakes, sizes.anatomy_turns)
+        databases = {
+            "baseline": (folder / "base.sqlite3", "base_message"),
+            "parley": (folder / "parley.sqlite3", "parley_message"),
+        }
+        anatomy = await _anatomy(servers, fakes, sizes.anatomy_turns, databases)
         runs: dict = {s.name: {n: [] for n in sizes.levels} for s in servers}
         for repeat in range(sizes.repeats):
             order = servers if repeat % 2 == 0 else servers[::-1]
@@ -95,7 +109,8 @@ async def text(sizes: Sizes, folder: Path) -> dict:
                 for server in order:
                     result = await load.load([server], level, sizes.seconds, warmup=sizes.warmup)
                     runs[server.name][level].append(_summary(result, TEXT_PACE))
-        return {"pace": vars(TEXT_PACE), "runs": runs, "anatomy": anatomy}
+        window = {"seconds": sizes.seconds, "warmup": sizes.warmup, "repeats": sizes.repeats}
+        return {"pace": vars(TEXT_PACE), "runs": runs, "anatomy": anatomy, "window": window}
     finally:
         for server in [*servers, fakes]:
             server.stop()
@@ -103,65 +118,84 @@ async def text(sizes: Sizes, folder: Path) -> dict:
 
 async def sockets(sizes: Sizes, folder: Path) -> dict:
     """Memory and CPU of idle sockets, on fresh server processes (a heap grown by earlier load
-    would hide the cost)."""
+    would hide the cost). Every process is started at once, each on its own database, then
+    measured one at a time (the others idle): CPU time and memory are read per process."""
     home = folder / "sockets"
     home.mkdir()
     fakes = harness.start_fakes(TEXT_PACE, home)
     out: dict = {"baseline": [], "parley": []}
+    servers: list[harness.Server] = []
     try:
         for repeat in range(sizes.repeats):
-            starts = [
-                lambda: harness.start_baseline(fakes, home, f"sqlite://{home}/base.sqlite3"),
-                lambda: harness.start_parley(fakes, home, f"sqlite://{home}/parley.sqlite3"),
+            pair = [
+                harness.start_baseline(
+                    fakes, home, f"sqlite://{home}/base{repeat}.sqlite3", wait=False
+                ),
+                harness.start_parley(
+                    fakes, home, f"sqlite://{home}/parley{repeat}.sqlite3", wait=False
+                ),
             ]
-            for start in starts if repeat % 2 == 0 else starts[::-1]:
-                server = start()
-                try:
-                    await _warm(server)
-                    out[server.name].append(vars(await load.idle_sockets(server, sizes.sockets)))
-                finally:
-                    server.stop()
+            servers += pair if repeat % 2 == 0 else pair[::-1]
+        harness.listening(servers)
+        for server in servers:
+            try:
+                await _warm(server)
+                out[server.name].append(vars(await load.idle_sockets(server, sizes.sockets)))
+            finally:
+                server.stop()
         return out
     finally:
-        fakes.stop()
+        for server in [*servers, fakes]:
+            server.stop()
 
 
 async def speech(sizes: Sizes, folder: Path) -> dict:
-    """Time to first audio over ``/ws`` against the ideal, per provider speed."""
+    """Time to first audio over ``/ws`` against the ideal, per provider speed (every scenario's
+    processes are started together, then measured one scenario at a time)."""
+    scenarios = list(SPEECH_PACES.items())[: sizes.speech_scenarios]
+    started: list[tuple[harness.Server, harness.Server]] = []
     out = {}
-    for name, pace in list(SPEECH_PACES.items())[: sizes.speech_scenarios]:
-        home = folder / f"speech-{len(out)}"
-        home.mkdir()
-        fakes = harness.start_fakes(pace, home)
-        parley = None
-        try:
-            parley = harness.start_parley(
-                fakes, home, f"sqlite://{home}/parley.sqlite3", speech=True
-            )
-            socket = await load.open_socket(parley.ws_url, load.device_id())
-            await load.enable_audio(socket)
-            await load.turn(socket, audio=True)  # warm-up
-            await load.timeline(fakes)
-            turns, steps = [], []
-            for _ in range(sizes.audio_turns):
-                turns.append(await load.turn(socket, audio=True))
-                steps.append(_speech_steps(turns[-1], await load.timeline(fakes)))
-            await socket.close()
-            sentence, done = pace.first_sentence()
-            out[name] = {
-                "pace": vars(pace),
-                "first_sentence_words": len(sentence.split()),
-                "first_sentence_done": done,
-                "ideal": pace.ideal_first_audio(),
-                "first_audio": [t.first_audio for t in turns],
-                "first_chunk": [t.first_chunk for t in turns],
-                "steps": steps,
-            }
-        finally:
-            for server in [parley, fakes]:
-                if server:
-                    server.stop()
-    return out
+    try:
+        for index, (_, pace) in enumerate(scenarios):
+            home = folder / f"speech-{index}"
+            home.mkdir()
+            fakes = harness.start_fakes(pace, home, wait=False)
+            db = f"sqlite://{home}/parley.sqlite3"
+            started.append((fakes, harness.start_parley(fakes, home, db, speech=True, wait=False)))
+        harness.listening([server for pair in started for server in pair])
+        for (name, pace), (fakes, parley) in zip(scenarios, started, strict=True):
+            out[name] = await _first_audio(pace, fakes, parley, sizes.audio_turns)
+            parley.stop()
+        return out
+    finally:
+        for pair in started:
+            for server in pair:
+                server.stop()
+
+
+async def _first_audio(
+    pace: Pace, fakes: harness.Server, parley: harness.Server, turns: int
+) -> dict:
+    """One scenario: a warm-up turn, then ``turns`` spoken turns, each timed."""
+    socket = await load.open_socket(parley.ws_url, load.device_id())
+    await load.enable_audio(socket)
+    await load.turn(socket, audio=True)  # warm-up
+    await load.timeline(fakes)
+    done_turns, steps = [], []
+    for _ in range(turns):
+        done_turns.append(await load.turn(socket, audio=True))
+        steps.append(_speech_steps(done_turns[-1], await load.timeline(fakes)))
+    await socket.close()
+    sentence, done = pace.first_sentence()
+    return {
+        "pace": vars(pace),
+        "first_sentence_words": len(sentence.split()),
+        "first_sentence_done": done,
+        "ideal": pace.ideal_first_audio(),
+        "first_audio": [t.first_audio for t in done_turns],
+        "first_chunk": [t.first_chunk for t in done_turns],
+        "steps": steps,
+    }
 
 
 def _speech_steps(turn: load.Turn, at: dict[str, float]) -> dict[str, float]:
@@ -170,14 +204,33 @@ def _speech_steps(turn: load.Turn, at: dict[str, float]) -> dict[str, float]:
     return {
         "to_llm_request": at["llm_request"] - turn.sent_at,
         "llm_to_first_sentence": at["llm_first_sentence"] - at["llm_request"],
-        "sentence_to_tts_request": at["tts_request"] - at["llm_first_sentence"],
+        "sentence_to_next_word": at["llm_next_word"] - at["llm_first_sentence"],
+        "next_word_to_tts_request": at["tts_request"] - at["llm_next_word"],
         "tts_to_first_byte": at["tts_first_byte"] - at["tts_request"],
         "first_byte_to_client": turn.sent_at + turn.first_audio - at["tts_first_byte"],
     }
 
 
-async def _anatomy(servers: list[harness.Server], fakes: harness.Server, turns: int) -> dict:
-    """One conversation at a time: where a text turn's time goes outside the LLM, per system."""
+def _user_message_stored_at(database: Path, table: str) -> float:
+    """Wall clock of the newest user message's ``created_at`` in a SQLite ``database``.
+
+    Both systems take it just before the message's INSERT (and commit), so a figure measured
+    from it includes storing the message: it errs on the slow side."""
+    with closing(sqlite3.connect(database)) as db:
+        (value,) = db.execute(
+            f"SELECT created_at FROM {table} WHERE role = 'user' ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+    return datetime.fromisoformat(value).timestamp()
+
+
+async def _anatomy(
+    servers: list[harness.Server],
+    fakes: harness.Server,
+    turns: int,
+    databases: dict[str, tuple[Path, str]],
+) -> dict:
+    """One conversation at a time: where a text turn's time goes outside the LLM, per system
+    (``databases``: each system's SQLite file and message table)."""
     sockets = {s.name: await load.open_socket(s.ws_url, load.device_id()) for s in servers}
     out: dict = {server.name: [] for server in servers}
     await load.timeline(fakes)
@@ -185,9 +238,11 @@ async def _anatomy(servers: list[harness.Server], fakes: harness.Server, turns: 
         for server in servers if i % 2 == 0 else servers[::-1]:
             turn = await load.turn(sockets[server.name])
             at = await load.timeline(fakes)
+            stored = _user_message_stored_at(*databases[server.name])
             out[server.name].append(
                 {
                     "to_llm_request": at["llm_request"] - turn.sent_at,
+                    "stored_to_llm_request": at["llm_request"] - stored,
                     "llm": at["llm_last_word"] - at["llm_request"],
                     "after_llm": turn.sent_at + turn.done - at["llm_last_word"],
                 }
@@ -288,7 +343,9 @@ async def scale(sizes: Sizes, folder: Path, postgres: str, redis: str) -> dict:
         for repeat in range(sizes.repeats):
             plans = [("1 process", servers[:1]), ("2 processes", servers)]
             for name, group in plans if repeat % 2 == 0 else plans[::-1]:
-                result = await load.load(group, sizes.scale_conversations, sizes.seconds)
+                result = await load.load(
+                    group, sizes.scale_conversations, sizes.seconds, warmup=sizes.warmup
+                )
                 runs[name].append(_summary(result, TEXT_PACE))
         return {"conversations": sizes.scale_conversations, "runs": runs}
     finally:
@@ -296,25 +353,3 @@ async def scale(sizes: Sizes, folder: Path, postgres: str, redis: str) -> dict:
             server.stop()
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
-
-
-def optional(script: Path, args: list[str], limit: float) -> dict:
-    """Run another branch's benchmark script (local voice, chaos) if it exists; its stdout.
-
-    Blocking: call it through ``asyncio.to_thread``."""
-    if not script.exists():
-        return {"available": False}
-    try:
-        done = subprocess.run(
-            [harness.PYTHON, str(script), *args],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=limit,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return {"available": True, "ok": False, "output": f"timed out after {limit:.0f} s"}
-    ok = done.returncode == 0
-    output = (done.stdout if ok else done.stdout + done.stderr).strip()  # logs only on failure
-    return {"available": True, "ok": ok, "output": output[-6000:]}

@@ -129,18 +129,20 @@ class _Speaker:
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._sender = asyncio.create_task(self._send())
 
-    def add(self, text: str) -> None:
-        """A sentence is complete: announce it and start its TTS request."""
+    def add(self, text: str) -> Sentence:
+        """A sentence is complete: start its TTS request; the Sentence event to announce.
+
+        The request's task is created before any event is handed on, so it runs before the
+        consumer wakes up to render the text (the audio is what waits on it)."""
         sentence = Sentence(self.message_id, self.sentences, text, self.character_id)
         self.sentences += 1
         self.timing.setdefault("first_sentence_ms", self.clock.ms())
-        self.out.put_nowait(sentence)
-        if self.failed:
-            return
-        job = _Job(sentence)
-        job.task = asyncio.create_task(self._synthesise(job))
-        self._jobs.append(job)
-        self._queue.put_nowait(job)
+        if not self.failed:
+            job = _Job(sentence)
+            job.task = asyncio.create_task(self._synthesise(job))
+            self._jobs.append(job)
+            self._queue.put_nowait(job)
+        return sentence
 
     async def _synthesise(self, job: _Job) -> None:
         provider_sink.set(self._spoke_with)  # this task's own context
@@ -312,13 +314,14 @@ async def _pump(
                 out.put_nowait(event)
                 state.speakers[event.message_id] = new_speaker(event)
             elif isinstance(event, TextDelta) and speaker is not None:
-                out.put_nowait(event)
-                for sentence in speaker.text.feed(event.text):
-                    speaker.add(sentence)
+                # TTS requests first, then the events: TextDelta, then the Sentences it completed.
+                sentences = [speaker.add(text) for text in speaker.text.feed(event.text)]
+                for item in (event, *sentences):
+                    out.put_nowait(item)
             elif isinstance(event, MessageCompleted) and speaker is not None:
                 if event.status == "complete":
-                    for sentence in speaker.text.flush():
-                        speaker.add(sentence)
+                    for text in speaker.text.flush():
+                        out.put_nowait(speaker.add(text))
                 out.put_nowait(event)
                 await speaker.finish()
             else:

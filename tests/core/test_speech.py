@@ -150,6 +150,27 @@ async def test_tts_of_sentence_one_starts_before_the_llm_finishes(make_engine):
     assert events.index(first_audio) < events.index(last_text)
 
 
+async def test_tts_request_starts_before_the_text_that_ended_the_sentence_is_handed_on(
+    make_engine,
+):
+    engine = make_engine()
+    engine.tts = tts = RecordingTTS()
+    go = asyncio.Event()
+    go.set()  # each piece after the first arrives after a pause, as from a socket
+    engine.llm = GatedLLM(["Hello"], [" there.", " And", " the", " rest."], go)
+    conv = await _conversation(engine)
+    asked_when_seen = {}
+    async for event in engine.turn(conv.id, Inbound(text="go"), speech=SpeechOptions()):
+        if isinstance(event, (TextDelta, Sentence)) and event.message_id:
+            key = event.text if isinstance(event, TextDelta) else f"sentence {event.index}"
+            asked_when_seen.setdefault(key, list(tts.started))
+    # " And" makes "Hello there." certain: its TTS request is already running when the consumer
+    # gets " And" (the audio, not the text on screen, is what the user waits for).
+    assert asked_when_seen[" there."] == []
+    assert asked_when_seen[" And"] == ["Hello there."]
+    assert asked_when_seen["sentence 0"] == ["Hello there."]
+
+
 async def test_head_sentence_audio_passes_through_as_it_arrives(make_engine, llm):
     engine = make_engine()
     engine.tts = tts = RecordingTTS(parts=2)

@@ -26,6 +26,12 @@ __all__ = ["ElevenLabsTTS"]
 
 NAME = "elevenlabs"
 
+KEEPALIVE_SECONDS = 120.0
+"""How long an idle connection is kept for the next sentence. httpx's default (5 s) is shorter
+than the pause between two spoken turns: each turn's first sentence would open a new TLS
+connection (two more round trips before the request leaves). A connection the server closed
+meanwhile is noticed and replaced (httpcore checks an idle socket before reusing it)."""
+
 
 class ElevenLabsTTS:
     """Streams speech from ElevenLabs; ``output_format`` is the default format."""
@@ -37,7 +43,14 @@ class ElevenLabsTTS:
     ) -> None:
         self.settings = settings
         self.output_format = settings.output_format
-        self._http = http_client or httpx.AsyncClient(timeout=settings.timeout)
+        self._http = http_client or httpx.AsyncClient(
+            timeout=settings.timeout,
+            limits=httpx.Limits(
+                max_connections=100,
+                max_keepalive_connections=20,
+                keepalive_expiry=KEEPALIVE_SECONDS,
+            ),
+        )
         self.client = AsyncElevenLabs(
             base_url=settings.base_url or None,
             api_key=settings.resolved_api_key(),

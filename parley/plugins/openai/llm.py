@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from parley.core.providers import (
     LLMChunk,
@@ -90,7 +91,8 @@ class OpenAILLM:
             self._client = None
 
     def request_arguments(self, request: LLMRequest) -> dict[str, Any]:
-        """The keyword arguments of ``chat.completions.create`` for ``request``."""
+        """The keyword arguments of ``chat.completions.create`` for ``request``: its JSON body,
+        plus ``extra_body`` (fields OpenAI does not define) when set."""
         model = self.settings.defaults().merged(request.model)
         kwargs: dict[str, Any] = {
             "model": model.model or self.settings.model,
@@ -115,7 +117,21 @@ class OpenAILLM:
         """Yield text pieces, tool-call fragments, the finish reason and usage as they arrive."""
         client = self.client
         try:
-            response = await client.chat.completions.create(**self.request_arguments(request))
+            # Not ``chat.completions.create``: it first walks the whole body against the SDK's
+            # typed parameters (about 0.15 ms per message, 3 ms for a 20-message history, between
+            # the stored user message and the request leaving; docs/benchmarks.md). The body is
+            # plain JSON already, so it goes through the SDK's documented ``post`` as it is:
+            # retries, auth, errors and the stream stay the SDK's.
+            body = self.request_arguments(request)
+            extra = body.pop("extra_body", {})
+            response = await client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=ChatCompletion,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+                options={"extra_json": extra},  # what create() does with extra_body
+            )
         except openai.OpenAIError as exc:
             raise self._error(exc) from exc
         try:

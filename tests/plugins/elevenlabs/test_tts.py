@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 import respx
+from aiohttp import web
+from httpcore._async import http11
 
 from parley.core.config import SettingsError
 from parley.core.loading import settings_from_dict
@@ -139,6 +144,40 @@ async def test_timeout_and_unreachable(mock, make_tts):
     mock.post(stream_url("v1")).mock(side_effect=httpx.ConnectError("refused"))
     with pytest.raises(ProviderUnavailable):
         await _speak(make_tts(), voice="v1")
+
+
+async def test_the_connection_outlives_a_pause_between_turns(monkeypatch):
+    """A turn's first sentence reuses the last turn's connection (no new TLS handshake)."""
+    peers: list[int] = []
+
+    async def speech(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername")[1])
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"\0" * 640)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/text-to-speech/{voice}/stream", speech)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    await web.SockSite(runner, listener).start()
+    tts = ElevenLabsTTS(ElevenLabsSettings(base_url=f"http://127.0.0.1:{port}", api_key=KEY))
+    pause = 0.0
+    real = time.monotonic
+    # The pool's clock only (asyncio keeps the real one): 30 s pass between the two turns.
+    monkeypatch.setattr(http11, "time", SimpleNamespace(monotonic=lambda: real() + pause))
+    try:
+        await _speak(tts)
+        pause = 30.0
+        await _speak(tts)
+    finally:
+        await tts.aclose()
+        await runner.cleanup()
+    assert len(peers) == 2
+    assert peers[0] == peers[1]
 
 
 async def test_unknown_format_is_refused(make_tts):
