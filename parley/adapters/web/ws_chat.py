@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from parley.adapters.web.access import check_language, check_text, owned_conversation
+from parley.adapters.web.access import check_text, owned_conversation
 from parley.adapters.web.admin import reload_from_socket
 from parley.adapters.web.client_frames import (
     ClientFrame,
@@ -124,9 +124,8 @@ class ChatFrames:
     async def on_new_conversation(self, frame: NewConversation) -> None:
         """Queue the start of a new conversation (the open one ends, reason new_conversation)."""
         template_id = frame.template_id
-        language = check_language(frame.language)
         self.engine.template(template_id)  # unknown_template now, not after the queue
-        self.jobs.put_nowait(partial(self.new_conversation, template_id, language))
+        self.jobs.put_nowait(partial(self.new_conversation, template_id, frame.language))
 
     async def on_resume(self, frame: Resume) -> None:
         """Send the history at once; switch to the conversation in order with queued messages."""
