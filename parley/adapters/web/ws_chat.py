@@ -174,10 +174,9 @@ class ChatFrames:
         self, text: str, metadata: dict[str, Any] | None = None, client_id: str | None = None
     ) -> None:
         """Answer one user message (typed, or a finished spoken utterance with its metadata):
-        a command to the live conversation, waited for until its turn is stored."""
-        conversation = await self.current_conversation()
-        if metadata is not None and "audio" in metadata:
-            await self.engine.hooks.call("transcribed", conversation=conversation, text=text)
+        a command to the live conversation, waited for until its turn is stored (the runtime
+        fires ``transcribed`` for an utterance)."""
+        await self.current_conversation()
         inbound = Inbound(text=text, metadata=dict(metadata or {}), idempotency_key=client_id)
         assert self.live is not None
         await self.live.submit(UserTurn(inbound, speech=self.speech(), origin=self.id))
