@@ -14,11 +14,22 @@ from parley.core.store.records import ConversationRecord
 from parley.core.text import clean
 from parley.server import ApiError
 
-__all__ = ["Language", "check_language", "check_text", "owned_conversation", "owned_message"]
+__all__ = [
+    "LANGUAGE_MAX",
+    "Language",
+    "check_language",
+    "check_text",
+    "owned_conversation",
+    "owned_message",
+]
+
+LANGUAGE_MAX = 16
+"""Longest language code: the stored conversation's column (``Conversation.language``)."""
 
 Language = Annotated[
     str,
     Meta(
+        max_length=LANGUAGE_MAX,
         pattern=r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$(?!\n)",  # Python's $ allows "\n"
         description="A language code like `en` or `pt-BR`.",
     ),
