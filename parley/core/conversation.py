@@ -34,6 +34,7 @@ from collections.abc import Callable
 from contextlib import aclosing, suppress
 from typing import Any
 
+from parley.core import conversation_run as run
 from parley.core import store
 from parley.core.bus import Deliver, Envelope, EventBus, Subscription
 from parley.core.config import Template
@@ -51,7 +52,6 @@ from parley.core.conversation_commands import (
 from parley.core.conversation_listening import Hearer, Listening
 from parley.core.conversation_queue import CommandQueue, Job
 from parley.core.conversation_record import follow, surely_open
-from parley.core.conversation_run import end, retrieve, say, set_model_settings
 from parley.core.conversation_silence import NUDGE, Silence
 from parley.core.engine import Engine, EngineError
 from parley.core.events import (
@@ -63,7 +63,6 @@ from parley.core.events import (
     TurnCompleted,
     TurnStarted,
 )
-from parley.core.providers import LiveSTTProvider
 from parley.core.speech import SpeechOptions
 from parley.core.store.records import ConversationRecord
 
@@ -168,9 +167,9 @@ class LiveConversation(CommandQueue):
     def submit(self, command: Command) -> asyncio.Future[Any]:
         """Hand the runtime a command; the future says when (and how) it was carried out."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(retrieve)
+        future.add_done_callback(run.retrieve)
         if isinstance(command, Interrupt):
-            self._settle(future, self.interrupt(command.metadata, barge_in=command.barge_in))
+            self._settle(future, self._interrupt(command))
             return future
         if isinstance(command, ModelSettings):
             self._settle(future, self._model_settings(command.values))
@@ -193,6 +192,17 @@ class LiveConversation(CommandQueue):
             return self.engine.template(template_id).barge_in
         except EngineError:
             return True
+
+    async def _interrupt(self, command: Interrupt) -> str | None:
+        """The reply in flight, or the one ``command.message_id`` names (see :class:`Interrupt`)."""
+        target = command.message_id
+        if target is None or target == self.streaming:
+            cut = await self.interrupt(command.metadata, barge_in=command.barge_in)
+            if cut is not None or target is None:
+                return cut
+        return await run.interrupt_finished(
+            self.engine, self.id, target, command.metadata, command.origin
+        )
 
     async def request_interrupt(self, message_id: str, origin: str | None = None) -> None:
         """Ask whichever process produces ``message_id`` to cut it short (``interrupted`` then
@@ -231,13 +241,9 @@ class LiveConversation(CommandQueue):
 
         ListeningUnavailable without a live STT provider; ProviderError when it fails to open.
         """
-        stt = self.engine.stt
-        if not isinstance(stt, LiveSTTProvider):
-            raise ListeningUnavailable("live speech recognition is not available")
         language = self.record.language if self.record else None
-        live = await stt.live(encoding=encoding, sample_rate=sample_rate, language=language)
-        listening = Listening(
-            self, hearer, live, encoding, sample_rate, provider=getattr(stt, "name", None)
+        listening = await Listening.open(
+            self, hearer, self.engine.stt, encoding, sample_rate, language
         )
         self.listenings.add(listening)
         listening.task.add_done_callback(lambda _: self._listening_over(listening))
@@ -250,6 +256,7 @@ class LiveConversation(CommandQueue):
     async def _execute(self, job: Job) -> None:
         command = job.command
         if isinstance(command, UserTurn):
+            await run.transcribed(self.engine, self.id, self.record, command.inbound)
             events = self.engine.turn(
                 self.id, command.inbound, speech=command.speech, origin=job.origin
             )
@@ -259,23 +266,15 @@ class LiveConversation(CommandQueue):
                         await self._answer_privately(job.origin, event)
                     self._published.clear()
         elif isinstance(command, Say):
-            await self._say(command.text, command.speech, command.end_reason, job.origin)
+            say = command
+            await run.say(self.engine, self.id, say.text, say.speech, say.end_reason, job.origin)
         elif isinstance(command, End):
-            await end(self.engine, self.id, command)
+            await run.end(self.engine, self.id, command)
         elif isinstance(command, SilencePrompt):
             await self._silence_prompt(command)
 
-    async def _say(
-        self,
-        text: str | None,
-        speech: SpeechOptions | None,
-        end_reason: str | None,
-        origin: str | None,
-    ) -> None:
-        await say(self.engine, self.id, text, speech, end_reason, origin)
-
     async def _model_settings(self, values: dict[str, Any]) -> ConversationRecord | None:
-        self.record = await set_model_settings(self.id, values) or self.record
+        self.record = await run.set_model_settings(self.id, values) or self.record
         return self.record
 
     def _busy(self) -> None:
@@ -311,9 +310,11 @@ class LiveConversation(CommandQueue):
         # Several processes may watch the conversation (sockets on each): one says the prompt.
         since = self.silence.since
         if command.phase == NUDGE:
-            await say(self.engine, self.id, prompts.nudge, self.speech, None, None, since)
+            await run.say(self.engine, self.id, prompts.nudge, self.speech, None, None, since)
         else:
-            await say(self.engine, self.id, prompts.timeout, self.speech, "timeout", None, since)
+            await run.say(
+                self.engine, self.id, prompts.timeout, self.speech, "timeout", None, since
+            )
 
     def _silence_changed(self, *, reset: bool) -> None:
         if not any(a.silence for a in self.attachments):

@@ -79,11 +79,19 @@ class Interrupt(Command):
     """Cut the reply in flight short (stored ``interrupted`` with its text so far).
 
     ``barge_in``: only when that reply is spoken and the template allows barge-in (otherwise a
-    stop: always). ``metadata`` is merged into the cut message's stored metadata.
+    stop: always). ``metadata`` is merged into the interrupted message's stored metadata.
+
+    ``message_id``: stop that reply only (a client's stop button names the reply it plays). It is
+    cut when it is the one in flight here; when it already finished (its audio may still play at
+    the client) and is the conversation's latest assistant message, complete, it is stored
+    ``interrupted`` (text kept) under the conversation's lock, and subscribers get
+    :class:`~parley.core.events.Interrupted` with ``origin``. Any other message: nothing.
     """
 
     barge_in: bool = False
     metadata: dict[str, Any] | None = None
+    message_id: str | None = None
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

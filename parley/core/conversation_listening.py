@@ -14,16 +14,26 @@ import logging
 from contextlib import suppress
 from typing import Any, Protocol
 
+from parley.core.conversation_commands import ListeningUnavailable
+from parley.core.inbound import Inbound
 from parley.core.listening import Heard, Utterances
 from parley.core.providers import (
     LiveResult,
     LiveSession,
+    LiveSTTProvider,
     LiveTranscript,
     ProviderError,
     SpeechStarted,
 )
 
-__all__ = ["CANCEL_TIMEOUT", "STOP_TIMEOUT", "Hearer", "Listening", "ListeningOwner"]
+__all__ = [
+    "CANCEL_TIMEOUT",
+    "STOP_TIMEOUT",
+    "Hearer",
+    "Listening",
+    "ListeningOwner",
+    "heard_live",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +42,14 @@ STOP_TIMEOUT = 10.0
 
 CANCEL_TIMEOUT = 1.0
 """Seconds :meth:`Listening.cancel` gives the provider's session to close."""
+
+
+def heard_live(inbound: Inbound) -> bool:
+    """Whether ``inbound`` is an utterance transcribed live (its metadata from
+    :meth:`Listening.metadata`, no recording): the runtime fires ``transcribed`` when it becomes
+    a turn (a recording is transcribed, and hooked, by the engine's turn)."""
+    audio = inbound.metadata.get("audio")
+    return inbound.audio is None and isinstance(audio, dict) and audio.get("live") is True
 
 
 class Hearer(Protocol):
@@ -99,6 +117,24 @@ class Listening:
         self.over = False
         """The session failed or ended; nothing more comes from it."""
         self.task = asyncio.create_task(self.read())
+
+    @classmethod
+    async def open(
+        cls,
+        owner: ListeningOwner,
+        hearer: Hearer,
+        stt: object,
+        audio_format: str,
+        sample_rate: int | None,
+        language: str | None,
+    ) -> Listening:
+        """A session of ``stt`` in ``language``: ListeningUnavailable when it is no live STT
+        provider, ProviderError when it fails to open."""
+        if not isinstance(stt, LiveSTTProvider):
+            raise ListeningUnavailable("live speech recognition is not available")
+        live = await stt.live(encoding=audio_format, sample_rate=sample_rate, language=language)
+        provider = getattr(stt, "name", None)
+        return cls(owner, hearer, live, audio_format, sample_rate, provider=provider)
 
     async def send(self, audio: bytes) -> None:
         """Pass microphone audio on; a failure ends the session (:meth:`Hearer.failed`)."""

@@ -10,12 +10,22 @@ from typing import Any
 
 from parley.core import store
 from parley.core.conversation_commands import End
+from parley.core.conversation_listening import heard_live
 from parley.core.engine import Engine
-from parley.core.events import ConversationEnded, TurnCompleted
+from parley.core.events import ConversationEnded, Interrupted, TurnCompleted
+from parley.core.inbound import Inbound
 from parley.core.speech import SpeechOptions
 from parley.core.store.records import ConversationRecord
 
-__all__ = ["end", "merge_metadata", "retrieve", "say", "set_model_settings"]
+__all__ = [
+    "end",
+    "interrupt_finished",
+    "merge_metadata",
+    "retrieve",
+    "say",
+    "set_model_settings",
+    "transcribed",
+]
 
 
 async def say(
@@ -80,6 +90,38 @@ async def merge_metadata(message_id: str, extra: dict[str, Any]) -> None:
     stored = await store.get_message(message_id)
     if stored is not None:
         await store.update_message(message_id, metadata={**stored.metadata, **extra})
+
+
+async def interrupt_finished(
+    engine: Engine,
+    conversation_id: str,
+    message_id: str,
+    metadata: dict[str, Any] | None,
+    origin: str | None,
+) -> str | None:
+    """Store the finished reply ``message_id`` as ``interrupted`` (text kept, ``metadata``
+    merged) and publish :class:`Interrupted`, both under the conversation's lock (no turn starts
+    in between): only when it is the latest assistant message of the conversation and
+    ``complete``. Returns it, or None."""
+    async with engine.locks.hold(conversation_id):
+        latest = await store.latest_message(conversation_id, role="assistant")
+        if latest is None or latest.id != message_id or latest.status != "complete":
+            return None
+        extra = {**latest.metadata, **(metadata or {})}
+        await store.update_message(message_id, status="interrupted", metadata=extra)
+        await engine.bus.publish(conversation_id, Interrupted(message_id), origin)
+    return message_id
+
+
+async def transcribed(
+    engine: Engine, conversation_id: str, known: ConversationRecord | None, inbound: Inbound
+) -> None:
+    """Fire the ``transcribed`` hook when ``inbound``, about to become a turn, is an utterance
+    heard live (:func:`~parley.core.conversation_listening.heard_live`); a recording's transcript
+    is hooked by the engine's turn. ``known``: the conversation's record, if at hand."""
+    if heard_live(inbound):
+        conversation = known or await store.get_conversation(conversation_id)
+        await engine.hooks.call("transcribed", conversation=conversation, text=inbound.text)
 
 
 def retrieve(future: asyncio.Future[Any]) -> None:

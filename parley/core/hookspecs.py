@@ -140,7 +140,8 @@ def conversation_ended(conversation: ConversationRecord, reason: str) -> None:
 
 @hookspec
 def transcribed(conversation: ConversationRecord, text: str) -> None:
-    """Speech of the user was transcribed to ``text`` (before the turn runs)."""
+    """Speech of the user was transcribed to ``text`` (before the turn runs): once per recording
+    (by the engine's turn) or live utterance (by the conversation runtime, as it becomes a turn)."""
 
 
 @hookspec(firstresult=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import re
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
 
 from parley.adapters.web.identity import Caller
 from parley.adapters.web.settings import WebSettings
@@ -11,9 +14,27 @@ from parley.core.store.records import ConversationRecord
 from parley.core.text import clean
 from parley.server import ApiError
 
-__all__ = ["check_language", "check_text", "owned_conversation", "owned_message"]
+__all__ = [
+    "LANGUAGE_MAX",
+    "Language",
+    "check_language",
+    "check_text",
+    "owned_conversation",
+    "owned_message",
+]
 
-_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}")
+LANGUAGE_MAX = 16
+"""Longest language code: the stored conversation's column (``Conversation.language``)."""
+
+Language = Annotated[
+    str,
+    Meta(
+        max_length=LANGUAGE_MAX,
+        pattern=r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$(?!\n)",  # Python's $ allows "\n"
+        description="A language code like `en` or `pt-BR`.",
+    ),
+]
+"""A language code, checked by its type (request bodies, client frames, :func:`check_language`)."""
 
 
 async def owned_conversation(
@@ -49,7 +70,10 @@ def check_text(text: str, settings: WebSettings, *, name: str, allow_empty: bool
 
 
 def check_language(language: str | None) -> str | None:
-    """A language code like ``en`` or ``pt-BR``; 422 otherwise."""
-    if language is not None and not _LANGUAGE.fullmatch(language):
-        raise ApiError(422, "validation_error", f"language: not a language code: {language!r}")
-    return language
+    """A :data:`Language` given outside a struct (a query parameter); 422 otherwise."""
+    try:
+        return msgspec.convert(language, Language | None)
+    except msgspec.ValidationError:
+        raise ApiError(
+            422, "validation_error", f"language: not a language code: {language!r}"
+        ) from None

@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import post
@@ -18,6 +18,7 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
+from msgspec import Meta
 
 from parley.adapters.web.access import check_text
 from parley.adapters.web.adapter import WebAdapter
@@ -44,16 +45,31 @@ MAX_MEDIA_URLS = 10
 MAX_AUDIO_URLS = 1
 """The engine transcribes one recording per turn."""
 MAX_URL_CHARS = 4096
+"""Longest http(s) media URL (a ``data:`` URL is bounded by ``web.max_body_bytes``)."""
+
+MediaUrl = Annotated[
+    str,
+    Meta(
+        pattern=rf"^(?:data:image/|(?=.{{1,{MAX_URL_CHARS}}}$)https?://)",
+        description=f"An http(s) URL of at most {MAX_URL_CHARS} characters, or a "
+        "`data:image/...` URL.",
+    ),
+]
 
 
 class ChatRequest(msgspec.Struct):
-    """``POST /chat/`` and ``/chat/stream``."""
+    """``POST /chat/`` and ``/chat/stream``: the fields' types are the rules (a bad value is a
+    422 ``validation_error`` naming the field)."""
 
     content: str = ""
     """The user's message (may be empty when media_urls carries images)."""
-    media_urls: list[str] = msgspec.field(default_factory=list)
+    media_urls: Annotated[list[MediaUrl], Meta(max_length=MAX_MEDIA_URLS)] = msgspec.field(
+        default_factory=list
+    )
     """Images for vision models: http(s) URLs or ``data:image/...`` URLs."""
-    audio_urls: list[str] = msgspec.field(default_factory=list)
+    audio_urls: Annotated[list[str], Meta(max_length=MAX_AUDIO_URLS)] = msgspec.field(
+        default_factory=list
+    )
     """Voice messages (at most one) fetched and transcribed before the turn; the transcript
     follows ``content``."""
 
@@ -71,21 +87,9 @@ class StreamEvent(msgspec.Struct):
 
 
 async def build_inbound(web: WebAdapter, body: ChatRequest) -> Inbound:
-    """Validate the request into an :class:`Inbound`, fetching its audio (422 / 413 when bad)."""
-    if len(body.media_urls) > MAX_MEDIA_URLS:
-        raise ApiError(422, "validation_error", f"media_urls: at most {MAX_MEDIA_URLS} URLs")
-    for url in body.media_urls:
-        is_data = url.startswith("data:image/")
-        if not (is_data or url.startswith(("https://", "http://"))):
-            raise ApiError(
-                422, "validation_error", "media_urls: each must be an http(s) or data:image/ URL"
-            )
-        if not is_data and len(url) > MAX_URL_CHARS:
-            raise ApiError(422, "validation_error", "media_urls: URL too long")
-    if len(body.audio_urls) > MAX_AUDIO_URLS:
-        raise ApiError(
-            422, "validation_error", f"audio_urls: at most {MAX_AUDIO_URLS} URL per request"
-        )
+    """The request (its types checked by Litestar) as an :class:`Inbound`, its audio fetched;
+    422 / 413 for what types cannot say (each audio URL's own rules, an empty request, text
+    longer than ``web.max_message_chars``)."""
     for url in body.audio_urls:
         check_url(url)
     if body.audio_urls and web.engine.stt is None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_type_hints
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from parley.adapters.web.access import Language
 from parley.adapters.web.frames import FrameError
 from parley.adapters.web.settings import AudioOutputFormat
 from parley.core.config import ModelSettings
@@ -66,8 +67,9 @@ class NewConversation(ClientFrame):
     """``new_conversation``: end the open conversation, start another."""
 
     type = "new_conversation"
+    field_codes = {"language": "validation_error"}
     template_id: str | None = None
-    language: str | None = None
+    language: Language | None = None
 
 
 class Resume(ClientFrame):

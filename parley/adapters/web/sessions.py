@@ -15,7 +15,7 @@ from litestar import delete, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
-from parley.adapters.web.access import check_language, check_text, owned_conversation
+from parley.adapters.web.access import Language, check_text, owned_conversation
 from parley.adapters.web.adapter import WebAdapter
 from parley.adapters.web.identity import (
     CHANNEL,
@@ -52,7 +52,7 @@ class SessionCreate(msgspec.Struct):
     """The host site's user id (with a token, it must be the token's ``sub``)."""
     template_id: str | None = None
     """Template of the conversation (default ``conversation.default_template``)."""
-    language: str | None = None
+    language: Language | None = None
     """Language code (default ``conversation.language``)."""
 
 
@@ -109,13 +109,12 @@ async def create_session(
         caller = await session_caller(web.settings, data.user_id, bearer_token(authorization))
     except IdentityError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
-    language = check_language(data.language)
     try:
         opened = await web.engine.open(
             caller.user_id,
             SESSION_CHANNEL,
             template_id=data.template_id,
-            language=language,
+            language=data.language,
             greet=web.settings.greeting,
         )
     except EngineError as exc:

@@ -34,6 +34,7 @@ from parley.adapters.web.ws_chat import ChatFrames
 from parley.adapters.web.ws_voice import Voice
 from parley.core import store
 from parley.core.bus import Envelope
+from parley.core.conversation_commands import Interrupt as InterruptCommand
 from parley.core.conversation_silence import Silence
 from parley.core.engine import EngineError
 from parley.core.events import (
@@ -42,7 +43,6 @@ from parley.core.events import (
     ConversationEnded,
     ErrorEvent,
     Event,
-    Interrupted,
     TurnCompleted,
     TurnStarted,
 )
@@ -351,15 +351,12 @@ class WebSession(ChatFrames):
             # comes back through the event bus.
             await self.live.request_interrupt(message_id, self.id)
             return
-        if message is None or conversation is None:
+        if message is None or conversation is None or self.live is None:
             return
-        latest = await store.latest_message(conversation.id, role="assistant")
-        if latest is None or latest.id != message.id or latest.status != "complete":
-            return
-        await store.update_message(
-            message.id, status="interrupted", metadata={**latest.metadata, **metadata}
-        )
-        await self.engine.bus.publish(conversation.id, Interrupted(message.id), self.id)
+        # Finished (its audio may still play at the client): the runtime marks it when it is
+        # still the latest reply, under the conversation's lock.
+        stop = InterruptCommand(metadata=metadata, message_id=message.id, origin=self.id)
+        await self.live.submit(stop)
 
     async def on_text(self, raw: str) -> None:
         """Parse and dispatch one text frame."""

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from parley.adapters.web.access import check_language, check_text, owned_conversation
+from parley.adapters.web.access import check_text, owned_conversation
 from parley.adapters.web.admin import reload_from_socket
 from parley.adapters.web.client_frames import (
     ClientFrame,
@@ -124,9 +124,8 @@ class ChatFrames:
     async def on_new_conversation(self, frame: NewConversation) -> None:
         """Queue the start of a new conversation (the open one ends, reason new_conversation)."""
         template_id = frame.template_id
-        language = check_language(frame.language)
         self.engine.template(template_id)  # unknown_template now, not after the queue
-        self.jobs.put_nowait(partial(self.new_conversation, template_id, language))
+        self.jobs.put_nowait(partial(self.new_conversation, template_id, frame.language))
 
     async def on_resume(self, frame: Resume) -> None:
         """Send the history at once; switch to the conversation in order with queued messages."""
@@ -175,10 +174,9 @@ class ChatFrames:
         self, text: str, metadata: dict[str, Any] | None = None, client_id: str | None = None
     ) -> None:
         """Answer one user message (typed, or a finished spoken utterance with its metadata):
-        a command to the live conversation, waited for until its turn is stored."""
-        conversation = await self.current_conversation()
-        if metadata is not None and "audio" in metadata:
-            await self.engine.hooks.call("transcribed", conversation=conversation, text=text)
+        a command to the live conversation, waited for until its turn is stored (the runtime
+        fires ``transcribed`` for an utterance)."""
+        await self.current_conversation()
         inbound = Inbound(text=text, metadata=dict(metadata or {}), idempotency_key=client_id)
         assert self.live is not None
         await self.live.submit(UserTurn(inbound, speech=self.speech(), origin=self.id))

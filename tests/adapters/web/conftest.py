@@ -179,7 +179,8 @@ def serve(make_settings: Callable[..., Settings], llm: ScriptedLLM) -> Callable[
     """``async with serve(extra) as web``: a real server over the test settings (``extra`` merged).
 
     ``settings`` replaces the built settings (e.g. loaded from a folder); ``provider`` replaces the
-    scripted LLM; ``stt`` and ``tts`` are speech providers (e.g. FakeLiveSTT, ToneTTS).
+    scripted LLM; ``stt`` and ``tts`` are speech providers (e.g. FakeLiveSTT, ToneTTS);
+    ``plugins`` are more plugin objects to register.
     """
 
     @asynccontextmanager
@@ -190,6 +191,7 @@ def serve(make_settings: Callable[..., Settings], llm: ScriptedLLM) -> Callable[
         provider: Any = None,
         stt: Any = None,
         tts: Any = None,
+        plugins: tuple[object, ...] = (),
     ) -> AsyncIterator[Web]:
         voice: dict[str, Any] = {}
         if stt is not None:
@@ -200,7 +202,10 @@ def serve(make_settings: Callable[..., Settings], llm: ScriptedLLM) -> Callable[
         settings = settings or make_settings(merged)
         provider = provider or llm
         plugin = LLMPlugin(provider, stt, tts)
-        pm = make_plugin_manager((), entry_points=False, extra=[("test-llm", plugin)])
+        extra_plugins = [(f"test-plugin-{i}", p) for i, p in enumerate(plugins)]
+        pm = make_plugin_manager(
+            (), entry_points=False, extra=[("test-llm", plugin), *extra_plugins]
+        )
         runtime = Runtime(settings, pm)
         app = create_app(settings, runtime)
         async with (

@@ -107,6 +107,26 @@ async def test_chat_bad_input(serve):
         assert await store.list_conversations((await _user(web.DEVICE)).id) == []
 
 
+async def test_media_url_rules_are_the_request_types(serve):
+    """Counts, schemes and lengths of URLs are checked by the request's types: a 422 naming the
+    field, and the OpenAPI document states the counts (Litestar leaves out a list item's rules)."""
+    async with serve() as web:
+        long_url = "https://img.example/" + "a" * 4096
+        refused = await web.http.post("/chat/", json={"content": "hi", "media_urls": [long_url]})
+        assert refused.status_code == 422
+        assert refused.json()["error"]["code"] == "validation_error"
+        assert refused.json()["error"]["message"].startswith("media_urls[0]: ")
+        data_url = "data:image/png;base64," + "A" * 8000  # bounded by web.max_body_bytes only
+        body = {"content": "hi", "media_urls": [data_url]}
+        assert (await web.http.post("/chat/", json=body)).status_code == 200
+        two = await web.http.post("/chat/", json={"content": "hi", "audio_urls": ["https://a"] * 2})
+        assert two.json()["error"]["message"].startswith("audio_urls: ")
+        schema = (await web.http.get("/schema/openapi.json")).json()
+    request = schema["components"]["schemas"]["ChatRequest"]["properties"]
+    assert request["media_urls"]["maxItems"] == 10
+    assert request["audio_urls"]["maxItems"] == 1
+
+
 async def _user(device_id):
     return await store.get_or_create_user("web", device_id)
 

@@ -131,8 +131,10 @@ async def test_bad_bodies_are_422_with_success_false(serve):
             assert response.status_code == 422, body
             assert response.json()["success"] is False
             assert response.json()["error"]["code"] == "validation_error"
-        bad_language = await web.http.post(SESSION, json={"user_id": "u", "language": "<x>"})
-        assert bad_language.status_code == 422
+        for language in ("<x>", "en\n", "Wg_IgZZuP-mG0cp5ni"):  # the last: longer than stored
+            bad = await web.http.post(SESSION, json={"user_id": "u", "language": language})
+            assert bad.status_code == 422, language
+            assert bad.json()["error"]["message"].startswith("language: "), language
         not_json = await web.http.post(
             SESSION, content=b"{nope", headers={"Content-Type": "application/json"}
         )

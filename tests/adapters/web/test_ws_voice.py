@@ -6,6 +6,7 @@ import math
 import struct
 import uuid
 
+from parley import hookimpl
 from parley.adapters.web.frames import parse_audio_frame
 from parley.core import store
 from parley.core.providers import LiveTranscript, ProviderUnavailable, SpeechStarted
@@ -196,3 +197,35 @@ async def test_listening_errors_leave_the_socket_usable(serve, llm):
         assert (await web.recv(socket))["code"] == "not_listening"
         await web.send(socket, "user_message", text="typing still works")
         assert (await web.recv_until(socket, "turn_complete"))[-1]["turn_count"] == 1
+
+
+class TranscribedSpy:
+    """Records every call of the ``transcribed`` hook."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    @hookimpl
+    def transcribed(self, conversation, text):
+        self.calls.append((conversation.id, text))
+
+
+async def test_transcribed_fires_once_per_live_utterance(serve, llm):
+    """The runtime fires ``transcribed`` as a live utterance becomes a turn: once each, and not
+    for typed messages."""
+    spy = TranscribedSpy()
+    stt = FakeLiveSTT()
+    llm.push("One.")
+    llm.push("Two.")
+    llm.push("Three.")
+    async with serve(stt=stt, plugins=(spy,)) as web, web.ws() as socket:
+        conversation_id = (await web.start_chat(socket))[0]["conversation_id"]
+        await web.send(socket, "start_listening", format="pcm16", sample_rate=16000)
+        await web.recv_until(socket, "audio_format")
+        await socket.send(pcm(0.1))
+        for text in ("first words", "second words"):
+            stt.sessions[0].push(LiveTranscript(text, is_final=True, speech_final=True))
+            await web.recv_until(socket, "turn_complete")
+        await web.send(socket, "user_message", text="typed")
+        await web.recv_until(socket, "turn_complete")
+    assert spy.calls == [(conversation_id, "first words"), (conversation_id, "second words")]

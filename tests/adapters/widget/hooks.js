@@ -1,7 +1,9 @@
 // Test hooks for the widget, loaded into test pages only (page.add_init_script): the production
-// script exposes nothing for tests on window.Parley; it announces the mounted widget with a
-// "parley:mounted" event, and this builds window.__parleyTest from it.
+// script exposes nothing for tests on window.Parley; a page that sets window.PARLEY_TEST_HOOKS
+// (this file does) gets the mounted widget in a "parley:mounted" event, and this builds
+// window.__parleyTest from it.
 (() => {
+  window.PARLEY_TEST_HOOKS = true;
   let widget = null;
   window.addEventListener("parley:mounted", (event) => {
     widget = event.detail;

@@ -325,3 +325,21 @@ async def test_a_message_from_another_tab_shows_in_order(page, fakes):
         "and here",
         "Own answer.",
     ]
+
+
+async def test_only_a_page_that_opts_in_gets_the_widget_object(browser, server):
+    """The ``parley:mounted`` event (the widget object) is a test hook: a production page, one
+    without ``window.PARLEY_TEST_HOOKS``, never gets it."""
+    listen = """window.__mounted = 0;
+        window.addEventListener("parley:mounted", () => { window.__mounted += 1; });"""
+    for opted_in in (False, True):
+        context = await browser.new_context(base_url=server.url)
+        flag = "window.PARLEY_TEST_HOOKS = true;" if opted_in else ""
+        await context.add_init_script(script=flag + listen)
+        try:
+            page = await context.new_page()
+            await open_demo(page)
+            assert await page.evaluate("window.__mounted") == (1 if opted_in else 0)
+            assert await page.evaluate("typeof window.__parleyTest") == "undefined"
+        finally:
+            await context.close()

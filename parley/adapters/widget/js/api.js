@@ -23,9 +23,12 @@ const Parley = {
     if (widget) widget.destroy();
     const start = () => {
       widget = new Widget(Object.assign(scriptOptions(), options || {}));
-      // For tests and debugging tools, not an API: the mounted widget, on an event rather than
-      // on the global (tests/adapters/widget/hooks.js listens for it).
-      window.dispatchEvent(new CustomEvent("parley:mounted", { detail: widget }));
+      // For tests and debugging tools, not an API, and only on pages that opt in by setting
+      // window.PARLEY_TEST_HOOKS = true before this script runs (tests/adapters/widget/hooks.js
+      // does): the mounted widget, on an event. Other pages never see the widget object.
+      if (window.PARLEY_TEST_HOOKS === true) {
+        window.dispatchEvent(new CustomEvent("parley:mounted", { detail: widget }));
+      }
     };
     if (document.body) start();
     else document.addEventListener("DOMContentLoaded", start, { once: true });
