@@ -18,6 +18,7 @@ class BackgroundTasks:
     def __init__(self, name: str) -> None:
         self.name = name
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._graces: dict[asyncio.Task[Any], float] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -27,16 +28,24 @@ class BackgroundTasks:
         return list(self._tasks)
 
     def spawn(
-        self, coro: Coroutine[Any, Any, Any], *, name: str | None = None
+        self,
+        coro: Coroutine[Any, Any, Any],
+        *,
+        name: str | None = None,
+        grace: float | None = None,
     ) -> asyncio.Task[Any]:
-        """Run ``coro`` in the background; an exception it raises is logged."""
+        """Run ``coro`` in the background; an exception it raises is logged. ``grace``: the
+        seconds it gets to finish when :meth:`drain` is given none."""
         task = asyncio.get_running_loop().create_task(coro, name=name or self.name)
         self._tasks.add(task)
+        if grace is not None:
+            self._graces[task] = grace
         task.add_done_callback(self._done)
         return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        self._graces.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: background task failed", self.name, exc_info=task.exception())
 
@@ -45,10 +54,15 @@ class BackgroundTasks:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def drain(self, grace: float) -> None:
-        """Give running tasks ``grace`` seconds to finish, then cancel the rest and wait."""
+    async def drain(self, grace: float | None = None) -> None:
+        """Give running tasks ``grace`` seconds to finish, then cancel the rest and wait.
+
+        ``grace`` None: the longest grace the running tasks were spawned with (0 for none).
+        """
         if not self._tasks:
             return
+        if grace is None:
+            grace = max(self._graces.values(), default=0.0)
         _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
         if pending:
             log.warning("%s: cancelling %d unfinished task(s) at shutdown", self.name, len(pending))

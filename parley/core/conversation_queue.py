@@ -14,6 +14,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from parley.core.background import BackgroundTasks
 from parley.core.bus import EventBus
 from parley.core.conversation_commands import Command
 from parley.core.conversation_run import merge_metadata
@@ -53,7 +54,8 @@ class CommandQueue:
         self._worker: asyncio.Task[None] | None = None
         self._cut: asyncio.Task[None] | None = None
         self._cut_metadata: dict[str, Any] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(f"conversation {conversation_id}")
+        """Work settled outside the FIFO (:meth:`_settle`), each in a task of its own."""
 
     async def _execute(self, job: Job) -> None:
         raise NotImplementedError
@@ -95,9 +97,7 @@ class CommandQueue:
             finally:
                 self._maybe_drop()
 
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(run())
 
     @property
     def replying(self) -> bool:

@@ -32,6 +32,7 @@ from typing import Annotated, Any
 from msgspec import Meta
 
 from parley.core import store
+from parley.core.background import BackgroundTasks
 from parley.core.outages import describe
 from parley.core.store.records import InboxRecord
 
@@ -82,13 +83,13 @@ class Inbox:
         self.handlers: dict[str, Handler] = {}
         self.jobs: dict[str, _Job] = {}
         self._held: dict[int, asyncio.Task[Any]] = {}
-        self._running: set[asyncio.Task[Any]] = set()
+        self._running = BackgroundTasks("inbox")
+        """The items answered from the claim loop, each spawned with its channel's ``drain``."""
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._drains: dict[str, float] = {}
-        self._channels: dict[asyncio.Task[Any], str] = {}
         self.register(JOB_CHANNEL, self._run_job, drain=0.0)
 
     # -- registration ----------------------------------------------------------------------
@@ -190,9 +191,6 @@ class Inbox:
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming; give running items ``grace`` seconds (default: the longest ``drain`` of
         their channels), then give the rest back to the inbox (``queued``)."""
-        if grace is None:
-            running = {self._channels.get(task, "") for task in self._running}
-            grace = max((self._drains.get(channel, 5.0) for channel in running), default=0.0)
         self._stopping = True
         for task in (self._loop_task, self._renew_task):
             if task is not None:
@@ -200,13 +198,7 @@ class Inbox:
                 with suppress(asyncio.CancelledError):
                     await task
         self._loop_task = self._renew_task = None
-        if self._running:
-            _, pending = await asyncio.wait(set(self._running), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("inbox: %d item(s) unfinished at shutdown, given back", len(pending))
-                await asyncio.gather(*pending, return_exceptions=True)
+        await self._running.drain(grace)
 
     @property
     def busy(self) -> int:
@@ -252,14 +244,11 @@ class Inbox:
             self.holder, list(self.handlers), lease=self.settings.lease, limit=free
         )
         for item in items:
-            task = asyncio.create_task(self._run(item), name=f"inbox:{item.channel}:{item.id}")
-            self._running.add(task)
-            self._channels[task] = item.channel
-            task.add_done_callback(self._forget)
-
-    def _forget(self, task: asyncio.Task[Any]) -> None:
-        self._running.discard(task)
-        self._channels.pop(task, None)
+            self._running.spawn(
+                self._run(item),
+                name=f"inbox:{item.channel}:{item.id}",
+                grace=self._drains[item.channel],
+            )
 
     async def _run(self, item: InboxRecord) -> None:
         if item.attempts > self.settings.max_attempts:

@@ -1,7 +1,8 @@
 """Retry with exponential backoff and jitter: one policy for every outbound call, through stamina.
 
-Used by the WhatsApp Graph client, the ``notify`` plugin and the Telegram webhook set-up. The
-vendor SDKs (openai, deepgram, elevenlabs) retry inside themselves with ``max_retries``.
+Used by the WhatsApp Graph client, the ``notify`` plugin, the Telegram webhook set-up and the
+Telegram Bot API's 429 flood control (waiting the server's ``retry_after``). The vendor SDKs
+(openai, deepgram, elevenlabs) retry inside themselves with ``max_retries``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramRetryAfter
 
+from parley.core.retry import retrying
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
@@ -61,29 +63,43 @@ class DownloadError(Exception):
 
 
 class RetryAfterMiddleware(BaseRequestMiddleware):
-    """Retries a request the Bot API answered with 429, after its ``retry_after`` seconds."""
+    """Retries a request the Bot API answered with 429, after its ``retry_after`` seconds.
+
+    Through the one retry policy (:func:`parley.core.retry.retrying`): the server-given delay is
+    the wait; a delay over ``max_wait`` and any other error are raised at once.
+    """
 
     def __init__(self, *, attempts: int = 3, max_wait: float = 60.0) -> None:
         self.attempts = attempts
         self.max_wait = max_wait
 
+    def _wait(self, exc: Exception) -> bool | float:
+        """``retry_after`` of a 429 (False: not a 429, or a wait longer than ``max_wait``)."""
+        if isinstance(exc, TelegramRetryAfter) and exc.retry_after <= self.max_wait:
+            return float(exc.retry_after)
+        return False
+
     async def __call__(
         self, make_request: Any, bot: Bot, method: TelegramMethod[Any]
     ) -> Response[Any]:
-        """Call the next layer; on 429 sleep ``retry_after`` and try again (bounded)."""
-        for attempt in range(1, self.attempts + 1):
-            try:
+        """Call the next layer; on 429 wait ``retry_after`` and try again (bounded)."""
+        async for attempt in retrying(
+            f"Bot API {type(method).__name__}",
+            on=self._wait,
+            retries=self.attempts - 1,
+            backoff=0.0,  # never used: every retry waits the server-given delay
+            max_backoff=self.max_wait,
+            describe=_flood_control,
+            logger=log,
+        ):
+            with attempt:
                 return await make_request(bot, method)
-            except TelegramRetryAfter as exc:
-                if attempt == self.attempts or exc.retry_after > self.max_wait:
-                    raise
-                log.warning(
-                    "Bot API flood control on %s: retrying in %s s",
-                    type(method).__name__,
-                    exc.retry_after,
-                )
-                await asyncio.sleep(exc.retry_after)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _flood_control(exc: Exception) -> str:
+    retry_after = getattr(exc, "retry_after", "?")
+    return f"flood control (429), retrying in {retry_after} s"
 
 
 class TokenFilter(logging.Filter):

@@ -142,23 +142,35 @@ async def test_a_job_runs_once_across_processes(db: str) -> None:
     assert len(runs) == 1
 
 
-async def test_stop_gives_unfinished_items_back(db: str) -> None:
+async def _stop_while_answering(takes: float, drain: float) -> InboxRecord:
+    """Stop an inbox while its one item's handler (``takes`` seconds) runs; the item after."""
     started = asyncio.Event()
 
-    async def slow(item: InboxRecord) -> dict[str, Any]:
+    async def handle(item: InboxRecord) -> dict[str, Any]:
         started.set()
-        await asyncio.sleep(30)
-        return {}
+        await asyncio.sleep(takes)
+        return {"finished": True}
 
     inbox = Inbox(FAST, holder="p1")
-    inbox.register("chat", slow, drain=0.1)
+    inbox.register("chat", handle, drain=drain)
     await inbox.put("chat", "k", "lane")
     await inbox.start()
     async with asyncio.timeout(10):
         await started.wait()
     await inbox.stop()
     item = await store.get_inbox("chat", "k")
-    assert item is not None and item.status == "queued" and item.claimed_by is None
+    assert item is not None
+    return item
+
+
+async def test_stop_gives_unfinished_items_back(db: str) -> None:
+    item = await _stop_while_answering(30, drain=0.1)
+    assert item.status == "queued" and item.claimed_by is None
+
+
+async def test_stop_lets_running_items_finish_within_their_channels_drain(db: str) -> None:
+    item = await _stop_while_answering(0.3, drain=5.0)
+    assert item.status == "done" and item.result == {"finished": True}
 
 
 async def test_an_outage_does_not_use_up_the_items_attempts(db: str) -> None:
