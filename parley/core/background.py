@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = ["BackgroundTasks"]
@@ -42,6 +43,19 @@ class BackgroundTasks:
             self._graces[task] = grace
         task.add_done_callback(self._done)
         return task
+
+    @contextmanager
+    def holding(self, task: asyncio.Task[Any] | None) -> Iterator[None]:
+        """Count ``task`` (one this set did not start: a framework's handler) as running while
+        the block runs, so :meth:`drain` waits for it (and cancels it after the grace)."""
+        if task is None:
+            yield
+            return
+        self._tasks.add(task)
+        try:
+            yield
+        finally:
+            self._tasks.discard(task)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

@@ -50,3 +50,24 @@ async def test_drain_without_graces_cancels_at_once():
     tasks.spawn(_sleep(0.2, done))
     await tasks.drain()
     assert done == [] and len(tasks) == 0
+
+
+async def test_a_held_task_is_drained_like_a_spawned_one() -> None:
+    """A task the set did not start (a framework's handler) counts while it is held."""
+    tasks = BackgroundTasks("held")
+    gate = asyncio.Event()
+    finished = []
+
+    async def handler() -> None:
+        with tasks.holding(asyncio.current_task()):
+            await gate.wait()
+            finished.append("held")
+        await asyncio.sleep(3600)  # the framework's own work after the handler: not held
+
+    task = asyncio.create_task(handler())
+    await asyncio.sleep(0)
+    assert len(tasks) == 1
+    asyncio.get_running_loop().call_later(0.05, gate.set)
+    await tasks.drain(1.0)  # waits for the held part, not for the framework's sleep
+    assert finished == ["held"] and len(tasks) == 0
+    task.cancel()

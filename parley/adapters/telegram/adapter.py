@@ -36,6 +36,7 @@ from parley.adapters.telegram.replies import SEND_SCOPE, Replier, SendScope
 from parley.adapters.telegram.settings import TelegramSettings
 from parley.adapters.telegram.transport import TokenFilter, log, make_bot, poll_under_lease
 from parley.core import store
+from parley.core.background import BackgroundTasks
 from parley.core.inbox_turns import settle_leftovers
 from parley.core.leases import make_lease
 from parley.core.locks import LocalLocks
@@ -75,7 +76,8 @@ class TelegramAdapter:
         self.handlers: Handlers | None = None
         self.token_filter = TokenFilter(settings.resolved_token())
         self._chat_locks = LocalLocks()
-        self._inflight: set[asyncio.Task[Any]] = set()
+        self._inflight = BackgroundTasks("telegram updates")
+        """Update handlers running now (aiogram's tasks): stop gives them ``grace``."""
         self._background: asyncio.Task[None] | None = None
         self._started = False
         self.failure: str | None = None
@@ -108,12 +110,7 @@ class TelegramAdapter:
             with suppress(asyncio.CancelledError, Exception):
                 await self._background
             self._background = None
-        if self._inflight:
-            _done, pending = await asyncio.wait(set(self._inflight), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=grace)
+        await self._inflight.drain(grace)
         await self.bot.session.close()
         self.token_filter.uninstall()
         self._started = False
@@ -184,12 +181,10 @@ class TelegramAdapter:
             await self.enqueue(update.model_dump(mode="json", by_alias=True, exclude_none=True))
             return None
         chat_id = message.chat.id
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
         try:
-            async with self._chat_locks.hold(str(chat_id)):
-                return await handler(update, data)
+            with self._inflight.holding(asyncio.current_task()):
+                async with self._chat_locks.hold(str(chat_id)):
+                    return await handler(update, data)
         except store.DuplicateMessage:
             log.info("Telegram message %s:%s already stored: skipped", chat_id, message.message_id)
         except Exception as exc:
@@ -202,9 +197,6 @@ class TelegramAdapter:
                 exc_info=exc,
             )
             await self.replier.apologise(chat_id)
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
         return None
 
     # -- the inbox -------------------------------------------------------------------------
