@@ -101,6 +101,7 @@ class FakeOpenAIServer:
     ``("silent",)`` sends the stream's headers and then nothing; ``("stall", [pieces])`` streams the
     pieces and then nothing. ``requests`` counts the requests served; ``closed`` the streams whose
     client went away. Use ``async with FakeOpenAIServer() as server`` and ``server.base_url``.
+    It runs on aiohttp: ``pip install 'parley[testing]'``.
     """
 
     def __init__(self, *behaviours: tuple[Any, ...]) -> None:
@@ -153,7 +154,12 @@ class FakeOpenAIServer:
         return response
 
     async def __aenter__(self) -> FakeOpenAIServer:
-        from aiohttp import web
+        try:
+            from aiohttp import web
+        except ImportError as exc:
+            from parley.core.providers import MissingDependency
+
+            raise MissingDependency("aiohttp", "testing") from exc
 
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)

@@ -32,20 +32,36 @@ class PluginGroup(click.Group):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        from parley.core.plugins import Hooks
-
-        extra = click.Group()
         try:
             pm = self.plugin_manager()
         except Exception as exc:  # a broken plugin must not take the built-in commands down
             log.warning("plugin commands unavailable: %s: %s", type(exc).__name__, exc)
             return
-        Hooks(pm).call_sync("register_commands", cli=extra)
-        for name, command in extra.commands.items():
-            if name in self.commands:
-                log.warning("a plugin's command %r is ignored: the name is taken", name)
-                continue
-            self.add_command(command, name)
+        owners: dict[str, str] = {}
+        # Hook order (the last registered first, tryfirst/trylast move), as Hooks calls them.
+        for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+            for name, command in self._commands_of(impl).items():
+                if name in self.commands:
+                    taken_by = (
+                        f"plugin {owners[name]!r}" if name in owners else "a built-in command"
+                    )
+                    log.warning(
+                        "command %r of plugin %r is refused: the name is taken by %s",
+                        name, impl.plugin_name, taken_by,
+                    )  # fmt: skip
+                    continue
+                owners[name] = impl.plugin_name
+                self.add_command(command, name)
+
+    @staticmethod
+    def _commands_of(impl: pluggy.HookImpl) -> dict[str, click.Command]:
+        """The commands one plugin's ``register_commands`` adds (none when it raises)."""
+        group = click.Group()
+        try:
+            impl.function(**{arg: group for arg in impl.argnames if arg == "cli"})
+        except Exception:
+            log.exception("hook register_commands of plugin %r failed", impl.plugin_name)
+        return group.commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Built-in and plugin commands, sorted."""

@@ -5,7 +5,8 @@
   transcript) and a local OpenAI-compatible server playing it;
 - :mod:`parley.testing_servers`: Parley served in this event loop or as ``parley`` child
   processes, free ports, a clean environment;
-- here: collecting a turn's events, installing a plugin distribution into a folder.
+- here: a runtime with your plugins for a plugin's own tests (:func:`running_parley`),
+  collecting a turn's events, installing a plugin distribution into a folder.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parley.fake_services import openai_chunk, openai_sse, openai_text, openai_tool_calls
 from parley.testing_providers import (
@@ -37,6 +39,10 @@ from parley.testing_servers import (
     running_server,
 )
 
+if TYPE_CHECKING:
+    from parley.core.adapter_context import AdapterContext
+    from parley.core.config import Settings
+
 __all__ = [
     "PARLEY",
     "FakeLiveSTT",
@@ -55,6 +61,7 @@ __all__ = [
     "openai_text",
     "openai_tool_calls",
     "run_parley",
+    "running_parley",
     "running_server",
     "tool_call",
 ]
@@ -63,6 +70,36 @@ __all__ = [
 async def collect(events: AsyncIterable[Any]) -> list[Any]:
     """Every event of a turn, in order."""
     return [event async for event in events]
+
+
+@asynccontextmanager
+async def running_parley(
+    settings: Settings | dict[str, Any],
+    *,
+    plugins: Iterable[tuple[str, object]] = (),
+    adapters: bool = False,
+) -> AsyncIterator[AdapterContext]:
+    """Parley started in this event loop with the built-in plugins and ``plugins`` (``(name,
+    plugin)`` pairs; entry points are not loaded), stopped at the end.
+
+    ``settings`` is a :class:`parley.Settings` or a dict of settings sections (validated as
+    ``settings.toml`` is). It yields the :class:`parley.AdapterContext`: ``engine``,
+    ``conversations``, ``store`` and the rest of what a plugin or adapter gets. Adapters are
+    built but not started unless ``adapters`` is true.
+    """
+    from parley.core.loading import settings_from_dict
+    from parley.core.plugins import make_plugin_manager
+    from parley.core.runtime import Runtime
+
+    if isinstance(settings, dict):
+        settings = settings_from_dict(settings)
+    pm = make_plugin_manager(settings.plugins.disable, entry_points=False, extra=plugins)
+    runtime = Runtime(settings, pm)
+    try:
+        await runtime.start(adapters=adapters)
+        yield runtime.adapter_context
+    finally:
+        await runtime.stop()
 
 
 def install_distribution(source: Any, target: Any) -> None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from parley.core.store.records import ConversationRecord, MessageRecord
 
@@ -26,4 +26,3 @@ class Opened:
     conversation: ConversationRecord
     greeting: MessageRecord | None = None
     resumed: bool = False
-    ended: list[ConversationRecord] = field(default_factory=list)

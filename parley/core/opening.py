@@ -138,12 +138,11 @@ async def resume_or_open(
         if opened is not None:
             return opened
     async with engine.locks.hold(f"user:{user_id}:{channel}"):
-        ended = []
         current = await store.find_open_conversation(user_id, channel)
         if current is not None and engine.is_expired(current):
-            ended.append(await engine.end(current.id, "expired", farewell=False, announce=False))
+            await engine.end(current.id, "expired", farewell=False, announce=False)
             current = None
         if current is not None:
             return Opened(current, None, resumed=True)
         opened = await open_conversation(engine, user_id, channel, template_id, language, greet)
-        return Opened(opened.conversation, opened.greeting, ended=ended)
+        return opened

@@ -573,3 +573,32 @@ def test_hook_register_commands():
     broken_group.plugin_manager = broken
     assert runner.invoke(broken_group, ["builtin"]).output == "the built-in\n"
     assert runner.invoke(broken_group, ["hello"]).exit_code == 2  # no such command, no crash
+
+
+def test_register_commands_refuses_a_later_duplicate(caplog):
+    """Two plugins adding one command name: the first in hook order (the last registered) keeps
+    it, the other's is refused with a warning naming both plugins (docs/hooks.md)."""
+    import click
+    from click.testing import CliRunner
+
+    from parley.plugin_commands import PluginGroup
+
+    def plugin(says):
+        class Plugin:
+            @hookimpl
+            def register_commands(self, cli):
+                @cli.command()
+                def hello():
+                    click.echo(says)
+
+        return Plugin()
+
+    group = PluginGroup(name="parley")
+    group.plugin_manager = lambda: make_plugin_manager(
+        (), entry_points=False, extra=[("alpha", plugin("alpha's")), ("beta", plugin("beta's"))]
+    )
+    assert CliRunner().invoke(group, ["hello"]).output == "beta's\n"
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refusals == [
+        "command 'hello' of plugin 'alpha' is refused: the name is taken by plugin 'beta'"
+    ]

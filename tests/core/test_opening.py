@@ -26,7 +26,7 @@ async def test_a_new_identity_gets_its_user_and_greeted_conversation(make_engine
     started = Started()
     engine = make_engine(plugins=(started,))
     opened = await engine.resume_or_open(None, "web", identity="device-1", template_id="duo")
-    assert not opened.resumed and opened.ended == []
+    assert not opened.resumed
     assert opened.conversation.template_id == "duo" and opened.conversation.channel == "web"
     assert opened.greeting is not None and opened.greeting.content == "Hi there!"
     assert opened.greeting.character_id == "maya"  # the template's speaker

@@ -78,9 +78,19 @@ def test_docs_quote_the_example_as_it_is():
     source = (ROOT / "examples" / "parley-weather" / "parley_weather" / "__init__.py").read_text()
     docs = (ROOT / "docs" / "plugins.md").read_text()
     snippets = re.findall(r"```python\n(.*?)```", docs, re.S)
-    quoted = [s for s in snippets if "make_plugin_manager" not in s]
+    quoted = [s for s in snippets if "running_parley" not in s]
     assert len(quoted) == 5
     for snippet in quoted:
         assert snippet in source, snippet
     pyproject = (ROOT / "examples" / "parley-weather" / "pyproject.toml").read_text()
     assert '[project.entry-points.parley]\nweather = "parley_weather"' in pyproject
+
+
+async def test_the_plugin_test_in_the_docs_passes(monkeypatch, tmp_path):
+    """docs/plugins.md, "6. Test it": its test of the plugin inside one process, run as quoted."""
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    (block,) = [s for s in re.findall(r"```python\n(.*?)```", docs, re.S) if "running_parley" in s]
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "parley-weather"))
+    namespace: dict = {}
+    exec(compile(block, "docs/plugins.md", "exec"), namespace)
+    await namespace["test_weather_in_paris"](tmp_path)
