@@ -299,6 +299,32 @@ async def test_null_or_empty_choices_and_comments(mock, make_llm):
     ]
 
 
+async def test_fields_of_the_wrong_type_count_as_absent(mock, make_llm):
+    # Chunks are read as the JSON they are (no SDK model per chunk): what a sloppy compatible
+    # server sends in the wrong shape is skipped, never a crash mid-reply.
+    mock.post(URL).mock(
+        return_value=sse_response(
+            chunk({"content": 5}),
+            {"choices": "nope"},
+            [1, 2],
+            {"choices": [None]},
+            chunk(None),
+            chunk({"content": "a", "tool_calls": "x"}),
+            chunk({"tool_calls": [7, {"index": "0", "function": "f", "id": 3}]}),
+            chunk({"content": "b"}, 9),
+            {"choices": [], "usage": {"prompt_tokens": "4", "completion_tokens": 2}},
+            {"choices": [], "usage": "lots"},
+        )
+    )
+    chunks = await collect(make_llm())
+    assert chunks == [
+        LLMChunk(text="a"),
+        LLMChunk(tool_calls=(ToolCallDelta(index=1, id=None, name=None, arguments=""),)),
+        LLMChunk(text="b"),
+        LLMChunk(usage=Usage(0, 2)),
+    ]
+
+
 async def test_stream_without_usage_chunk(mock, make_llm):
     mock.post(URL).mock(return_value=sse_response(chunk({"content": "a"}), chunk({}, "length")))
     chunks = await collect(make_llm())
