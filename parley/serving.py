@@ -11,6 +11,7 @@ only through PostgreSQL and Redis, which is why ``--workers`` refuses SQLite and
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from contextlib import suppress
@@ -59,6 +60,22 @@ def _quiet_logs(settings: Settings) -> None:
     configure_logging(settings)
 
 
+def settle_heap() -> None:
+    """Move everything built so far (modules, the app, settings) out of the garbage collector's
+    sight, once, before serving.
+
+    They live as long as the process, yet every full collection would walk them again: with
+    the imports of a served app that is most of the heap (about 150,000 objects), and a full
+    collection under load then took up to 0.2 s of the event loop. Young collections run every
+    5,000 allocations instead of 700: a turn allocates thousands of short-lived objects, freed
+    by reference counting anyway. Together about half the collector's time under load
+    (bench/notes.md).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(5000, 10, 10)
+
+
 def worker_app() -> Any:
     """The app of one worker process (uvicorn calls this factory in each worker)."""
     from parley.core.runtime import Runtime
@@ -66,7 +83,9 @@ def worker_app() -> Any:
 
     settings = load_settings(os.environ.get(SETTINGS_ENV))
     _quiet_logs(settings)
-    return create_app(settings, Runtime(settings))
+    app = create_app(settings, Runtime(settings))
+    settle_heap()
+    return app
 
 
 async def _migrate(url: str) -> list[str]:
@@ -91,6 +110,7 @@ def serve(
     if workers <= 1:
         config = uvicorn.Config(app, host=host, port=port, **options)
         _quiet_logs(settings)  # after uvicorn.Config: it configures uvicorn's loggers
+        settle_heap()
         with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
             uvicorn.Server(config).run()
         return
