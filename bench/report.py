@@ -84,7 +84,8 @@ def _window(data: dict) -> str:
     if not window:
         return ""
     return (
-        f" (and {window['warmup']:g} s more) and lasts {window['seconds']:g} s; "
+        f" (and {window['warmup']:g} s more) and lasts {window['seconds']:g} s, or as long as "
+        f"that first round took, up to {2 * window['seconds']:g} s; "
         f"{window['repeats']} repeat{'s' if window['repeats'] != 1 else ''}, the systems "
         "interleaved"
     )
