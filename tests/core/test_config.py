@@ -723,3 +723,24 @@ def test_docs_tables_hold_every_key_its_default_and_its_range() -> None:
             if documented != (getattr(defaults, f.name) or type(documented)()):
                 wrong.append(f"{section}.{f.name}: default {default}")
     assert wrong == [], "\n".join(wrong)
+
+
+def test_a_plugin_section_validated_every_turn_resolves_its_types_once(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    from parley.core import validation
+
+    @dataclass
+    class Phone:
+        number_id: str = ""
+        retries: int = 1
+
+    folder = write(tmp_path / "s", settings="[phone]\nnumber_id = 123\nretries = 2\n")
+    settings = load_settings(folder)
+
+    first = settings.section("phone", Phone)
+    assert Phone in validation._HINTS  # resolved once, kept for the next call
+    second = settings.section("phone", Phone)
+
+    # The kept types still turn a number given for a str field into a string, every time.
+    assert first == second == Phone(number_id="123", retries=2)
