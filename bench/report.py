@@ -214,10 +214,15 @@ def goals_section(results: dict) -> list[str]:
             f"| p95 added latency at {level} <= 1.2x baseline | {added:.2f}x "
             f"| {verdict(added <= 1.2)} |"
         )
-    stored = field(results["text"]["anatomy"]["parley"], "stored_to_llm_request")
+    # The two goals in milliseconds move with the machine: the baseline's figure of the same
+    # run stands beside Parley's.
+    anatomy = results["text"]["anatomy"]
+    stored = field(anatomy["parley"], "stored_to_llm_request")
+    base_stored = median(field(anatomy["baseline"], "stored_to_llm_request")) * 1000
     rows.append(
         "| LLM request leaves within 2 ms of the stored user message (one conversation) "
-        f"| {spread(stored, 1000, 1)} ms | {verdict(median(stored) * 1000 <= 2)} |"
+        f"| {spread(stored, 1000, 1)} ms (baseline {base_stored:.1f}) "
+        f"| {verdict(median(stored) * 1000 <= 2)} |"
     )
     for name, row in results["speech"].items():
         first = speech_ratio(row)
@@ -231,7 +236,11 @@ def goals_section(results: dict) -> list[str]:
     rows.append(
         f"| Memory per idle socket <= 64 KiB | {memory:.1f} KiB | {verdict(memory <= 64)} |"
     )
-    rows.append(f"| CPU per new connection <= 2 ms | {cpu:.2f} ms | {verdict(cpu <= 2)} |")
+    base_cpu = median(field(results["sockets"]["baseline"], "cpu_per_connection")) * 1000
+    rows.append(
+        f"| CPU per new connection <= 2 ms | {cpu:.2f} ms (baseline {base_cpu:.2f}) "
+        f"| {verdict(cpu <= 2)} |"
+    )
     history = results["history"]["rows"]
     sizes = sorted(history, key=int)
     small, big = (median(field(history[s], "latency")) for s in (sizes[0], sizes[-1]))
