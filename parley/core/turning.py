@@ -2,11 +2,13 @@
 conversation's lock: the conversation read once, the user's message stored (first, durable), the
 replies streamed (:mod:`parley.core.answering`), then the turn counted in one UPDATE.
 
-A plain text turn runs 5 SQL statements: the conversation, the user's message, the reply's
-pending row (inserted once the LLM request has left) and its final UPDATE, the turn count.
-Nothing reaches the database between the stored user message and the LLM request: the history
-window is kept in memory on SQLite (:mod:`parley.core.store.window`), and what is remembered
-about the user comes from the memory plugin (``before_llm``).
+A plain text turn runs 4 SQL statements: the user's message, the reply's pending row (inserted
+once the LLM request has left) and its final UPDATE, the turn count. The conversation is read
+from memory on SQLite once read (:mod:`parley.core.store.conversation_cache`; from the database
+on PostgreSQL, a fifth statement). Nothing reaches the database between the stored user message
+and the LLM request: the history window is kept in memory on SQLite
+(:mod:`parley.core.store.window`), and what is remembered about the user comes from the memory
+plugin (``before_llm``).
 """
 
 from __future__ import annotations

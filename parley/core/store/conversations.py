@@ -18,6 +18,7 @@ from parley.core.store._common import (
     _utc,
     _uuid,
 )
+from parley.core.store.conversation_cache import conversations as kept
 from parley.core.store.models import (
     Conversation,
     Message,
@@ -148,10 +149,25 @@ async def _get_conversation(conversation_id: str) -> Conversation | None:
     return await Conversation.get_or_none(id=cid) if cid else None
 
 
+def _key(conversation_id: str) -> str:
+    cid = _uuid(conversation_id)
+    return str(cid) if cid else conversation_id
+
+
 async def get_conversation(conversation_id: str) -> ConversationRecord | None:
-    """The conversation, or None (also for a malformed id)."""
+    """The conversation, or None (also for a malformed id). Kept in memory on SQLite: see
+    :mod:`parley.core.store.conversation_cache`."""
+    key = _key(conversation_id)
+    record = kept.get(key)
+    if record is not None:
+        return record
+    version = kept.version(key)
     conv = await _get_conversation(conversation_id)
-    return _conversation_record(conv) if conv else None
+    if conv is None:
+        return None
+    record = _conversation_record(conv)
+    kept.read(record, version)
+    return record
 
 
 _OPEN_CONVERSATION = (
@@ -197,21 +213,26 @@ async def list_conversations(
 async def update_conversation(conversation_id: str, **fields: Any) -> ConversationRecord:
     """Set fields (state, turn_count, last_activity_at, expires_at, template_id, language...)."""
     _check_fields(fields, _CONVERSATION_FIELDS, "conversation")
-    conv = await _get_conversation(conversation_id)
-    if conv is None:
-        raise LookupError(f"no conversation {conversation_id!r}")
-    if not fields:
-        return _conversation_record(conv)
-    if "state" in fields:
-        _count_state_write()
-    for key, value in fields.items():
-        if isinstance(value, datetime):
-            value = _utc(value)
-        elif key == "state":
-            value = dict(value or {})
-        setattr(conv, key, value)
-    await conv.save(update_fields=list(fields))
-    return _conversation_record(conv)
+    key, record = _key(conversation_id), None
+    version = kept.version(key)
+    try:
+        conv = await _get_conversation(conversation_id)
+        if conv is None:
+            raise LookupError(f"no conversation {conversation_id!r}")
+        if fields:
+            if "state" in fields:
+                _count_state_write()
+            for name, value in fields.items():
+                if isinstance(value, datetime):
+                    value = _utc(value)
+                elif name == "state":
+                    value = dict(value or {})
+                setattr(conv, name, value)
+            await conv.save(update_fields=list(fields))
+        record = _conversation_record(conv)
+        return record
+    finally:
+        kept.wrote(key, version, record)
 
 
 async def set_conversation_fields(conversation_id: str, **fields: Any) -> None:
@@ -220,8 +241,17 @@ async def set_conversation_fields(conversation_id: str, **fields: Any) -> None:
     _check_fields(fields, _CONVERSATION_FIELDS - {"state"}, "conversation")
     cid = _uuid(conversation_id)
     values = {k: _utc(v) if isinstance(v, datetime) else v for k, v in fields.items()}
-    if cid is None or not await Conversation.filter(id=cid).update(**values):
+    key = _key(conversation_id)
+    version = kept.version(key)
+    try:
+        found = cid is not None and await Conversation.filter(id=cid).update(**values)
+    except BaseException:
+        kept.wrote(key, version, None)
+        raise
+    if not found:
+        kept.wrote(key, version, None)
         raise LookupError(f"no conversation {conversation_id!r}")
+    kept.changed(key, version, **values)
 
 
 def _count_state_write() -> None:
@@ -243,21 +273,27 @@ async def update_state(
     _check_fields(fields, _CONVERSATION_FIELDS - {"state"}, "conversation")
     cid = _uuid(conversation_id)
     _count_state_write()
-    async with in_transaction() as conn:
-        conv = (
-            await Conversation.filter(id=cid).using_db(conn).select_for_update().first()
-            if cid
-            else None
-        )
-        if conv is None:
-            raise LookupError(f"no conversation {conversation_id!r}")
-        state = dict(conv.state or {})
-        change(state)
-        conv.state = state
-        for key, value in fields.items():
-            setattr(conv, key, _utc(value) if isinstance(value, datetime) else value)
-        await conv.save(using_db=conn, update_fields=["state", *fields])
-    return _conversation_record(conv)
+    key, record = _key(conversation_id), None
+    version = kept.version(key)
+    try:
+        async with in_transaction() as conn:
+            conv = (
+                await Conversation.filter(id=cid).using_db(conn).select_for_update().first()
+                if cid
+                else None
+            )
+            if conv is None:
+                raise LookupError(f"no conversation {conversation_id!r}")
+            state = dict(conv.state or {})
+            change(state)
+            conv.state = state
+            for name, value in fields.items():
+                setattr(conv, name, _utc(value) if isinstance(value, datetime) else value)
+            await conv.save(using_db=conn, update_fields=["state", *fields])
+        record = _conversation_record(conv)
+        return record
+    finally:
+        kept.wrote(key, version, record)
 
 
 async def end_conversation(conversation_id: str, reason: str) -> ConversationRecord:
@@ -272,17 +308,23 @@ async def end_open_conversation(
     ends it (its reason wins), so only that one announces the end and calls its hooks."""
     cid = _uuid(conversation_id)
     ended = False
-    if cid is not None:
-        # Conditional update: concurrent calls end it once, the first reason wins.
-        ended = bool(
-            await Conversation.filter(id=cid, status="open").update(
-                status="ended", ended_at=_now(), reason_ended=reason
+    key, record = _key(conversation_id), None
+    version = kept.version(key)
+    try:
+        if cid is not None:
+            # Conditional update: concurrent calls end it once, the first reason wins.
+            ended = bool(
+                await Conversation.filter(id=cid, status="open").update(
+                    status="ended", ended_at=_now(), reason_ended=reason
+                )
             )
-        )
-    conv = await _get_conversation(conversation_id)
-    if conv is None:
-        raise LookupError(f"no conversation {conversation_id!r}")
-    return _conversation_record(conv), ended
+        conv = await _get_conversation(conversation_id)
+        if conv is None:
+            raise LookupError(f"no conversation {conversation_id!r}")
+        record = _conversation_record(conv)
+        return record, ended
+    finally:
+        kept.wrote(key, version, record)
 
 
 async def delete_conversation(conversation_id: str) -> None:
@@ -290,7 +332,11 @@ async def delete_conversation(conversation_id: str) -> None:
     cid = _uuid(conversation_id)
     if cid is None:
         return
-    async with in_transaction() as conn:
-        await Message.filter(conversation_id=cid).using_db(conn).delete()
-        await Conversation.filter(id=cid).using_db(conn).delete()
+    version = kept.version(str(cid))
+    try:
+        async with in_transaction() as conn:
+            await Message.filter(conversation_id=cid).using_db(conn).delete()
+            await Conversation.filter(id=cid).using_db(conn).delete()
+    finally:
+        kept.wrote(str(cid), version, None)
     windows.drop(str(cid))

@@ -8,6 +8,7 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext, get_current_context
 from tortoise.migrations.executor import MigrationExecutor
 
+from parley.core.store.conversation_cache import conversations
 from parley.core.store.models import (
     tortoise_config,
 )
@@ -84,8 +85,10 @@ async def connect(db_url: str, *, migrate_first: bool = True) -> None:
             config=tortoise_config(with_sqlite_pragmas(db_url)), _enable_global_fallback=True
         )
     _ctx, _db_url = ctx, db_url
-    # This process is a SQLite database's one writer: its history windows can live in memory.
+    # This process is a SQLite database's one writer: its history windows and conversation
+    # records can live in memory.
     windows.reset(enabled=db_url.startswith("sqlite"))
+    conversations.reset(enabled=db_url.startswith("sqlite"))
     if migrate_first:
         try:
             await _apply_migrations(ctx)
@@ -122,5 +125,6 @@ async def close() -> None:
     global _ctx, _db_url
     ctx, _ctx, _db_url = _ctx, None, None
     windows.reset(enabled=False)
+    conversations.reset(enabled=False)
     if ctx is not None:
         await ctx.close_connections()

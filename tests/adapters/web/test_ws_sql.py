@@ -20,10 +20,11 @@ from parley.testing import ScriptedLLM
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 TRANSACTION = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
-MAX_STATEMENTS = 5
-"""Statements of a plain text turn (11 before issue 13): the conversation (read under its lock),
-the user's message, the reply (pending, then final) and the conversation's turn count. Never
-raise it."""
+MAX_STATEMENTS = 4
+"""Statements of a plain text turn (11 before issue 13): the user's message, the reply (pending,
+then final) and the conversation's turn count. The conversation itself is read under its lock
+from memory (``parley.core.store.conversation_cache``; its first turn in the process reads it from
+the database). Never raise it."""
 MAX_COMMITS = 4
 """Commits (autocommitted writes plus COMMITs) of a plain text turn today; the aim is one after
 the user's message."""
