@@ -45,6 +45,7 @@ SMOKE = Sizes(
     database_rows=300,
     history_turns=1,
     scale_conversations=2,
+    scale_repeats=1,
 )
 BUDGET = 580.0
 """Seconds the whole run may take (issue 13: under 10 minutes on 2 cores)."""
