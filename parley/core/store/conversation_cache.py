@@ -18,14 +18,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from itertools import count
+from typing import Any
 
 from parley.core.store.records import ConversationRecord
 
-__all__ = ["MAX_CONVERSATIONS", "ConversationCache", "conversations"]
+__all__ = ["MAX_CONVERSATIONS", "ConversationCache", "Write", "conversations"]
 
 MAX_CONVERSATIONS = 16384
 """Conversations whose version (and record) is kept, least recently used dropped first."""
+
+
+@dataclass(slots=True)
+class Write:
+    """What a write of a conversation tells the cache when it is done (see
+    :meth:`ConversationCache.writing`): the record as it is now, or the fields it set."""
+
+    record: ConversationRecord | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 class ConversationCache:
@@ -63,13 +76,27 @@ class ConversationCache:
         if kept is None or self._versions.get(conversation_id) != kept[1]:
             return None
         self._versions.move_to_end(conversation_id)
-        record = kept[0]
-        return dataclasses.replace(record, state=dict(record.state))
+        return _own(kept[0])
 
     def read(self, record: ConversationRecord, version: int) -> None:
         """``record`` was read from the database, ``version`` noted before the read."""
         if self.enabled and self._versions.get(record.id) == version:
             self._records[record.id] = (_own(record), version)
+
+    @contextmanager
+    def writing(self, conversation_id: str) -> Iterator[Write]:
+        """Around a write of the conversation: the version is noted before it, and when it ends
+        (accepted or failed) the cache keeps what the write set on :class:`Write`, if no other
+        write came in between; otherwise it forgets the conversation."""
+        version = self.version(conversation_id)
+        write = Write()
+        try:
+            yield write
+        finally:
+            if write.fields:
+                self.changed(conversation_id, version, **write.fields)
+            else:
+                self.wrote(conversation_id, version, write.record)
 
     def wrote(self, conversation_id: str, version: int, record: ConversationRecord | None) -> None:
         """The conversation was written (``version`` noted before; call it once the database

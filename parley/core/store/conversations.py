@@ -149,20 +149,21 @@ async def _get_conversation(conversation_id: str) -> Conversation | None:
     return await Conversation.get_or_none(id=cid) if cid else None
 
 
-def _key(conversation_id: str) -> str:
-    cid = _uuid(conversation_id)
+def _key(cid: uuid.UUID | None, conversation_id: str) -> str:
+    """The cache's key: the id in its canonical form (as given when malformed)."""
     return str(cid) if cid else conversation_id
 
 
 async def get_conversation(conversation_id: str) -> ConversationRecord | None:
     """The conversation, or None (also for a malformed id). Kept in memory on SQLite: see
     :mod:`parley.core.store.conversation_cache`."""
-    key = _key(conversation_id)
+    cid = _uuid(conversation_id)
+    key = _key(cid, conversation_id)
     record = kept.get(key)
     if record is not None:
         return record
     version = kept.version(key)
-    conv = await _get_conversation(conversation_id)
+    conv = await Conversation.get_or_none(id=cid) if cid else None
     if conv is None:
         return None
     record = _conversation_record(conv)
@@ -213,9 +214,7 @@ async def list_conversations(
 async def update_conversation(conversation_id: str, **fields: Any) -> ConversationRecord:
     """Set fields (state, turn_count, last_activity_at, expires_at, template_id, language...)."""
     _check_fields(fields, _CONVERSATION_FIELDS, "conversation")
-    key, record = _key(conversation_id), None
-    version = kept.version(key)
-    try:
+    with kept.writing(_key(_uuid(conversation_id), conversation_id)) as write:
         conv = await _get_conversation(conversation_id)
         if conv is None:
             raise LookupError(f"no conversation {conversation_id!r}")
@@ -229,10 +228,8 @@ async def update_conversation(conversation_id: str, **fields: Any) -> Conversati
                     value = dict(value or {})
                 setattr(conv, name, value)
             await conv.save(update_fields=list(fields))
-        record = _conversation_record(conv)
-        return record
-    finally:
-        kept.wrote(key, version, record)
+        write.record = _conversation_record(conv)
+        return write.record
 
 
 async def set_conversation_fields(conversation_id: str, **fields: Any) -> None:
@@ -241,17 +238,10 @@ async def set_conversation_fields(conversation_id: str, **fields: Any) -> None:
     _check_fields(fields, _CONVERSATION_FIELDS - {"state"}, "conversation")
     cid = _uuid(conversation_id)
     values = {k: _utc(v) if isinstance(v, datetime) else v for k, v in fields.items()}
-    key = _key(conversation_id)
-    version = kept.version(key)
-    try:
-        found = cid is not None and await Conversation.filter(id=cid).update(**values)
-    except BaseException:
-        kept.wrote(key, version, None)
-        raise
-    if not found:
-        kept.wrote(key, version, None)
-        raise LookupError(f"no conversation {conversation_id!r}")
-    kept.changed(key, version, **values)
+    with kept.writing(_key(cid, conversation_id)) as write:
+        if cid is None or not await Conversation.filter(id=cid).update(**values):
+            raise LookupError(f"no conversation {conversation_id!r}")
+        write.fields = values
 
 
 def _count_state_write() -> None:
@@ -273,9 +263,7 @@ async def update_state(
     _check_fields(fields, _CONVERSATION_FIELDS - {"state"}, "conversation")
     cid = _uuid(conversation_id)
     _count_state_write()
-    key, record = _key(conversation_id), None
-    version = kept.version(key)
-    try:
+    with kept.writing(_key(cid, conversation_id)) as write:
         async with in_transaction() as conn:
             conv = (
                 await Conversation.filter(id=cid).using_db(conn).select_for_update().first()
@@ -290,10 +278,8 @@ async def update_state(
             for name, value in fields.items():
                 setattr(conv, name, _utc(value) if isinstance(value, datetime) else value)
             await conv.save(using_db=conn, update_fields=["state", *fields])
-        record = _conversation_record(conv)
-        return record
-    finally:
-        kept.wrote(key, version, record)
+        write.record = _conversation_record(conv)
+        return write.record
 
 
 async def end_conversation(conversation_id: str, reason: str) -> ConversationRecord:
@@ -308,9 +294,7 @@ async def end_open_conversation(
     ends it (its reason wins), so only that one announces the end and calls its hooks."""
     cid = _uuid(conversation_id)
     ended = False
-    key, record = _key(conversation_id), None
-    version = kept.version(key)
-    try:
+    with kept.writing(_key(cid, conversation_id)) as write:
         if cid is not None:
             # Conditional update: concurrent calls end it once, the first reason wins.
             ended = bool(
@@ -321,10 +305,8 @@ async def end_open_conversation(
         conv = await _get_conversation(conversation_id)
         if conv is None:
             raise LookupError(f"no conversation {conversation_id!r}")
-        record = _conversation_record(conv)
-        return record, ended
-    finally:
-        kept.wrote(key, version, record)
+        write.record = _conversation_record(conv)
+        return write.record, ended
 
 
 async def delete_conversation(conversation_id: str) -> None:
@@ -332,11 +314,8 @@ async def delete_conversation(conversation_id: str) -> None:
     cid = _uuid(conversation_id)
     if cid is None:
         return
-    version = kept.version(str(cid))
-    try:
+    with kept.writing(str(cid)):  # nothing kept: the conversation is gone
         async with in_transaction() as conn:
             await Message.filter(conversation_id=cid).using_db(conn).delete()
             await Conversation.filter(id=cid).using_db(conn).delete()
-    finally:
-        kept.wrote(str(cid), version, None)
     windows.drop(str(cid))
