@@ -10,26 +10,24 @@ from parley.core.context import build_messages
 from parley.core.store.records import MessageRecord
 
 
+def _record(id: str, role: str, content: str, metadata: dict) -> MessageRecord:
+    return MessageRecord(
+        id=id,
+        conversation_id="c",
+        role=role,
+        content=content,
+        status="complete",
+        created_at=datetime.now(UTC),
+        metadata=metadata,
+    )
+
+
 def test_editing_the_messages_leaves_the_records_alone() -> None:
     call = {"id": "c1", "type": "function", "function": {"name": "clock", "arguments": "{}"}}
-    reply = MessageRecord(
-        id="r1",
-        conversation_id="c",
-        role="assistant",
-        content="It is noon.",
-        status="complete",
-        created_at=datetime.now(UTC),
-        metadata={"tool_steps": [{"text": "", "calls": [call]}]},
+    reply = _record(
+        "r1", "assistant", "It is noon.", {"tool_steps": [{"text": "", "calls": [call]}]}
     )
-    result = MessageRecord(
-        id="t1",
-        conversation_id="c",
-        role="tool",
-        content="12:00",
-        status="complete",
-        created_at=datetime.now(UTC),
-        metadata={"reply_id": "r1", "tool_call_id": "c1"},
-    )
+    result = _record("t1", "tool", "12:00", {"reply_id": "r1", "tool_call_id": "c1"})
     messages = build_messages(Persona(id="alex", name="Alex"), "en", [reply, result])
     (asking,) = [m for m in messages if m.get("tool_calls")]
     asking["tool_calls"][0]["function"]["arguments"] = '{"edited": true}'
