@@ -125,12 +125,23 @@ def start_fakes(pace: Pace, folder: Path, *, wait: bool = True) -> Server:
     return start("fakes", argv, port, folder, wait=wait)
 
 
-def start_baseline(fakes: Server, folder: Path, db: str, *, wait: bool = True) -> Server:
-    """The bare baseline endpoint on the fakes."""
+def probed(commits: Path | None) -> dict:
+    """The environment that loads the commit probe (``bench/probe``) into a server, writing to
+    ``commits``; nothing without it."""
+    if commits is None:
+        return {}
+    path = os.pathsep.join(p for p in (str(BENCH / "probe"), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "PARLEY_BENCH_COMMITS": str(commits)}
+
+
+def start_baseline(
+    fakes: Server, folder: Path, db: str, *, wait: bool = True, commits: Path | None = None
+) -> Server:
+    """The bare baseline endpoint on the fakes (``commits``: see :func:`probed`)."""
     port = free_port()
     argv = [PYTHON, str(BENCH / "baseline.py"), "--port", str(port), "--db", db]
     argv += ["--llm", f"http://127.0.0.1:{fakes.port}/v1"]
-    return start("baseline", argv, port, folder, wait=wait)
+    return start("baseline", argv, port, folder, env=probed(commits), wait=wait)
 
 
 def parley_settings(folder: Path, fakes: Server, db: str, *, speech: bool, redis: str = "") -> Path:
@@ -184,14 +195,16 @@ def start_parley(
     speech: bool = False,
     redis: str = "",
     wait: bool = True,
+    commits: Path | None = None,
 ) -> Server:
-    """``parley serve`` on the fakes (a settings folder of its own under ``folder``)."""
+    """``parley serve`` on the fakes (a settings folder of its own under ``folder``;
+    ``commits``: see :func:`probed`)."""
     port = free_port()
     home = folder / f"parley-{port}"
     home.mkdir()
     settings = parley_settings(home, fakes, db, speech=speech, redis=redis)
     argv = [PARLEY, "serve", "--port", str(port), "--settings", str(settings)]
-    env = {"PARLEY_SETTINGS_DIR": str(settings)}
+    env = {"PARLEY_SETTINGS_DIR": str(settings), **probed(commits)}
     return start("parley", argv, port, home, env=env, wait=wait)
 
 

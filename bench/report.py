@@ -217,13 +217,16 @@ def goals_section(results: dict) -> list[str]:
         )
     # The two goals in milliseconds move with the machine: the baseline's figure of the same
     # run stands beside Parley's.
+    # "Stored" is the commit (the probe's clock, bench/probe); the figure from the message's
+    # created_at, taken before its INSERT, stands beside it.
     anatomy = results["text"]["anatomy"]
-    stored = field(anatomy["parley"], "stored_to_llm_request")
-    base_stored = median(field(anatomy["baseline"], "stored_to_llm_request")) * 1000
+    committed = field(anatomy["parley"], "committed_to_llm_request")
+    stored = median(field(anatomy["parley"], "stored_to_llm_request")) * 1000
+    base = median(field(anatomy["baseline"], "committed_to_llm_request")) * 1000
     rows.append(
-        "| LLM request leaves within 2 ms of the stored user message (one conversation) "
-        f"| {spread(stored, 1000, 1)} ms (baseline {base_stored:.1f}) "
-        f"| {verdict(median(stored) * 1000 <= 2)} |"
+        "| LLM request leaves within 2 ms of the stored (committed) user message (one "
+        f"conversation) | {spread(committed, 1000, 1)} ms (baseline {base:.1f}; from before the "
+        f"INSERT {stored:.1f}) | {verdict(median(committed) * 1000 <= 2)} |"
     )
     for name, row in results["speech"].items():
         first = speech_ratio(row)

@@ -91,18 +91,31 @@ async def text(sizes: Sizes, folder: Path) -> dict:
     fakes = harness.start_fakes(TEXT_PACE, folder)
     servers = []
     try:
+        commits = {name: folder / f"{name}-commits.txt" for name in ("baseline", "parley")}
         servers.append(
-            harness.start_baseline(fakes, folder, f"sqlite://{folder}/base.sqlite3", wait=False)
+            harness.start_baseline(
+                fakes,
+                folder,
+                f"sqlite://{folder}/base.sqlite3",
+                wait=False,
+                commits=commits["baseline"],
+            )
         )
         servers.append(
-            harness.start_parley(fakes, folder, f"sqlite://{folder}/parley.sqlite3", wait=False)
+            harness.start_parley(
+                fakes,
+                folder,
+                f"sqlite://{folder}/parley.sqlite3",
+                wait=False,
+                commits=commits["parley"],
+            )
         )
         harness.listening(servers)  # started together: nothing is measured yet
         for server in servers:
             await _warm(server)
         databases = {
-            "baseline": (folder / "base.sqlite3", "base_message"),
-            "parley": (folder / "parley.sqlite3", "parley_message"),
+            "baseline": (folder / "base.sqlite3", "base_message", commits["baseline"]),
+            "parley": (folder / "parley.sqlite3", "parley_message", commits["parley"]),
         }
         anatomy = await _anatomy(servers, fakes, sizes.anatomy_turns, databases)
         runs: dict = {s.name: {n: [] for n in sizes.levels} for s in servers}
@@ -214,6 +227,13 @@ def _speech_steps(turn: load.Turn, at: dict[str, float]) -> dict[str, float]:
     }
 
 
+def _committed_before(commits: Path, moment: float) -> float:
+    """The last message INSERT the commit probe (``bench/probe``) saw committed before
+    ``moment`` (wall clock): in a turn, the user's message (the reply's comes after the request)."""
+    times = [float(line) for line in commits.read_text().split()]
+    return max(t for t in times if t <= moment)
+
+
 def _user_message_stored_at(database: Path, table: str) -> float:
     """Wall clock of the newest user message's ``created_at`` in a SQLite ``database``.
 
@@ -230,10 +250,10 @@ async def _anatomy(
     servers: list[harness.Server],
     fakes: harness.Server,
     turns: int,
-    databases: dict[str, tuple[Path, str]],
+    databases: dict[str, tuple[Path, str, Path]],
 ) -> dict:
     """One conversation at a time: where a text turn's time goes outside the LLM, per system
-    (``databases``: each system's SQLite file and message table)."""
+    (``databases``: each system's SQLite file, message table and commit probe's file)."""
     sockets = {s.name: await load.open_socket(s.ws_url, load.device_id()) for s in servers}
     out: dict = {server.name: [] for server in servers}
     await load.timeline(fakes)
@@ -241,11 +261,14 @@ async def _anatomy(
         for server in servers if i % 2 == 0 else servers[::-1]:
             turn = await load.turn(sockets[server.name])
             at = await load.timeline(fakes)
-            stored = _user_message_stored_at(*databases[server.name])
+            database, table, commits = databases[server.name]
+            stored = _user_message_stored_at(database, table)
+            committed = _committed_before(commits, at["llm_request"])
             out[server.name].append(
                 {
                     "to_llm_request": at["llm_request"] - turn.sent_at,
                     "stored_to_llm_request": at["llm_request"] - stored,
+                    "committed_to_llm_request": at["llm_request"] - committed,
                     "llm": at["llm_last_word"] - at["llm_request"],
                     "after_llm": turn.sent_at + turn.done - at["llm_last_word"],
                 }

@@ -47,6 +47,12 @@ def test_bench_smoke_writes_every_section(tmp_path):
             assert all(run["turns"] > 0 and run["cpu_per_turn"] > 0 for run in runs), level
             assert all(not run["errors"] for run in runs), runs
         assert [s["count"] for s in results["sockets"][system]] == [5]
+    for system, turns in results["text"]["anatomy"].items():
+        # Causality, not speed: the commit probe saw the user's message committed after its
+        # created_at and before the LLM request arrived.
+        assert turns, system
+        for turn in turns:
+            assert 0 < turn["committed_to_llm_request"] <= turn["stored_to_llm_request"], turn
     for row in results["speech"].values():
         # Causality, not speed: audio cannot start before the first sentence is written.
         assert all(t > row["first_sentence_done"] for t in row["first_audio"])
