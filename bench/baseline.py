@@ -3,7 +3,9 @@
 A Litestar WebSocket, the openai SDK and Tortoise on SQLite, nothing else: on connect it finds or
 creates the device's conversation; per user message it stores the message, reads the same
 history window as Parley (20), streams the LLM's reply to the socket and stores the reply:
-3 SQL statements and 2 commits a turn. It speaks the subset of Parley's ``/ws`` frames the
+3 SQL statements and 2 commits a turn. On SQLite it runs with the durability ``parley serve``
+has by default (WAL, ``synchronous=NORMAL``: no sync per commit), so neither system is timed
+with a sync the other skips. It speaks the subset of Parley's ``/ws`` frames the
 benchmark client reads (``conversation_started``, ``turn_started``, ``message_started``,
 ``llm_chunk``, ``message_complete``, ``turn_complete``), so one client drives both.
 
@@ -105,8 +107,11 @@ def main() -> None:
     parser.add_argument("--db", required=True, help="Tortoise URL, e.g. sqlite:///tmp/b.sqlite3")
     parser.add_argument("--llm", required=True, help="OpenAI-compatible base URL")
     args = parser.parse_args()
+    db = args.db
+    if db.startswith("sqlite://") and "synchronous=" not in db:
+        db += ("&" if "?" in db else "?") + "synchronous=NORMAL"  # as `parley serve`
     uvicorn.run(
-        make_app(args.db, args.llm),
+        make_app(db, args.llm),
         host="127.0.0.1",
         port=args.port,
         log_level="info",  # as `parley serve` (and uvicorn's default)

@@ -124,7 +124,8 @@ def _header(sizes_name: str, results: dict) -> list[str]:
         f"{', '.join(f'{x:.1f}' for x in results['load_average'])}.",
         "",
         "- **baseline** (`bench/baseline.py`): a Litestar WebSocket, the openai SDK and Tortoise "
-        "on SQLite, the same history window (20), 3 SQL statements a turn.",
+        "on SQLite (WAL, `synchronous=NORMAL`, as Parley), the same history window (20), "
+        "3 SQL statements a turn.",
         "- **Parley**: `parley serve` with the `openai` and `elevenlabs` providers, SQLite.",
         "- Both talk to the same fake LLM and TTS servers (`bench/fakes.py`, OpenAI and "
         "ElevenLabs wire formats over loopback HTTP); the load client is `bench/load.py`.",

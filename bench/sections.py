@@ -31,7 +31,7 @@ class Sizes:
     repeats: int = 3
     sockets: int = 1000
     audio_turns: int = 7
-    anatomy_turns: int = 12
+    anatomy_turns: int = 20
     speech_scenarios: int = 3
     history: tuple[int, ...] = (10_000, 100_000)
     database_rows: int = 1_000_000
@@ -256,6 +256,8 @@ async def _anatomy(
     (``databases``: each system's SQLite file, message table and commit probe's file)."""
     sockets = {s.name: await load.open_socket(s.ws_url, load.device_id()) for s in servers}
     out: dict = {server.name: [] for server in servers}
+    for _, _, commits in databases.values():
+        commits.touch()  # the probe notes commits while its file exists
     await load.timeline(fakes)
     for i in range(turns):
         for server in servers if i % 2 == 0 else servers[::-1]:
@@ -275,6 +277,8 @@ async def _anatomy(
             )
     for socket in sockets.values():
         await socket.close()
+    for _, _, commits in databases.values():
+        commits.unlink()
     return out
 
 
