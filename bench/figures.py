@@ -29,9 +29,16 @@ def ratio(a: list[float], b: list[float]) -> float:
     return median(a) / over if over and not math.isnan(over) else float("nan")
 
 
+def paired(parley: list[float], baseline: list[float]) -> list[float]:
+    """The ratio of each repeat (the two systems' runs of one repeat sit side by side)."""
+    return [p / b for p, b in zip(parley, baseline, strict=True) if p is not None and b]
+
+
 def ratio_text(parley: list[float], baseline: list[float]) -> str:
-    """``ratio`` as ``0.97x``."""
-    return f"{ratio(parley, baseline):.2f}x"
+    """``ratio`` as ``0.97x``, with the spread of the repeats' own ratios: ``0.97x [0.90-1.02]``."""
+    text = f"{ratio(parley, baseline):.2f}x"
+    each = paired(parley, baseline) if len(parley) == len(baseline) else []
+    return f"{text} [{min(each):.2f}-{max(each):.2f}]" if len(each) > 1 else text
 
 
 def field(runs: list[dict], key: str) -> list[float]:

@@ -9,7 +9,8 @@ times each turn from the end of the user's input to the first byte of spoken rep
   a microphone would, followed by silence until the voice activity detector ends the utterance.
 
 The spoken figure includes ``local.stt.silence_ms`` of waiting for the pause. Prints a Markdown
-table (medians over the runs; the ratio is spoken against typed, measured in the same run).
+table (median and [min-max] over the runs, typed and spoken turns interleaved; the ratio is
+spoken against typed, measured in the same run).
 
     python bench/local_voice.py [--runs N]
 """
@@ -97,17 +98,16 @@ async def bench(runs: int) -> list[tuple[str, list[float], list[float]]]:
             await _until(socket, "message_complete")  # the greeting
             await socket.send(json.dumps({"type": "audio_settings", "data": {"enabled": True}}))
             await _until(socket, "audio_format")
-            for run in range(runs):
+            start = {"type": "start_listening", "data": {"format": "pcm16", "sample_rate": 16000}}
+            for run in range(runs):  # interleaved: a typed turn, then the same question spoken
                 question = QUESTIONS[run % len(QUESTIONS)]
                 started = time.perf_counter()
                 message = {"type": "user_message", "data": {"text": question}}
                 await socket.send(json.dumps(message))
                 typed.append((await _first_audio(socket, started))[0])
-            start = {"type": "start_listening", "data": {"format": "pcm16", "sample_rate": 16000}}
-            await socket.send(json.dumps(start))
-            await _until(socket, "listening_started")
-            for run in range(runs):
-                speech = await _speech(runtime, QUESTIONS[run % len(QUESTIONS)])
+                await socket.send(json.dumps(start))
+                await _until(socket, "listening_started")
+                speech = await _speech(runtime, question)
                 for offset in range(0, len(speech), FRAME):
                     await socket.send(speech[offset : offset + FRAME])
                     await asyncio.sleep(0.1)
@@ -117,6 +117,8 @@ async def bench(runs: int) -> list[tuple[str, list[float], list[float]]]:
                 silence.cancel()
                 spoken.append(first)
                 transcribed.append(heard or 0.0)
+                await socket.send(json.dumps({"type": "stop_listening"}))
+                await _until(socket, "listening_stopped")
     return [("typed (baseline)", typed, []), ("spoken", spoken, transcribed)]
 
 
@@ -133,16 +135,22 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(bench(args.runs))
     baseline = statistics.median(results[0][1])
-    print(f"Local spoken turn, {args.runs} runs each (medians; seconds from the end of input)\n")
-    print("| turn | transcript | first audio | slowest first audio | vs typed |")
-    print("|---|---|---|---|---|")
+    print(
+        f"Local spoken turn, {args.runs} runs each, typed and spoken interleaved (median "
+        "[min-max]; seconds from the end of input)\n"
+    )
+    print("| turn | transcript | first audio | vs typed |")
+    print("|---|---|---|---|")
     for name, firsts, heard in results:
         median = statistics.median(firsts)
-        transcript = f"{statistics.median(heard):.2f}" if heard else "-"
         print(
-            f"| {name} | {transcript} | {median:.2f} | {max(firsts):.2f} "
+            f"| {name} | {_spread(heard) if heard else '-'} | {_spread(firsts)} "
             f"| {median / baseline:.1f}x |"
         )
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
 if __name__ == "__main__":

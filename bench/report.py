@@ -123,18 +123,22 @@ def history_section(data: dict, images: Path, prefix: str) -> list[str]:
         "",
         f"One SQLite database; conversations are grown and the database filled to "
         f"{data['database_rows']:,} messages by bulk SQL (copies of rows Parley stored, "
-        f"{data['seed_seconds']:.0f} s), then turns are timed on each conversation, interleaved. "
-        "The first row is the same small conversation before the database was filled.",
+        f"{data['seed_seconds']:.0f} s), then `parley serve` is restarted and turns are timed "
+        "on each conversation, interleaved. The first row is the same small conversation before "
+        "the database was filled. *Added* is the turn minus the fake LLM's generation time; "
+        "*cold turn* is a conversation's first turn after the restart, which reads its history "
+        "window from the database (later turns keep it in memory).",
         "",
-        "| Messages in the conversation | Messages in the database | Turn (ms) | First chunk (ms) "
-        "| CPU per turn (ms) |",
-        "|---:|---:|---:|---:|---:|",
+        "| Messages in the conversation | Messages in the database | Turn (ms) | Added (ms) "
+        "| Cold turn (ms) | First chunk (ms) | CPU per turn (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     small = data["small_database"]
 
     def line(size: str, total: str, runs: list[dict]) -> str:
         return (
             f"| {size} | {total} | {spread(field(runs, 'latency'), 1000)} "
+            f"| {spread(field(runs, 'added'), 1000, 1)} | {runs[0]['first'] * 1000:.0f} "
             f"| {spread(field(runs, 'first_chunk'), 1000)} "
             f"| {spread(field(runs, 'cpu_per_turn'), 1000, 2)} |"
         )
@@ -201,18 +205,20 @@ def goals_section(results: dict) -> list[str]:
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
 
+    # Ratio of the medians, [min-max] of each repeat's own ratio.
     for level in sorted(text["parley"], key=int):
-        if int(level) < 100:
-            continue
         p, b = text["parley"][level], text["baseline"][level]
-        turns = ratio(field(p, "throughput"), field(b, "throughput"))
-        rows.append(
-            f"| Throughput at {level} conversations >= 0.95x baseline | {turns:.2f}x "
-            f"| {verdict(turns >= 0.95)} |"
-        )
+        if int(level) >= 100:
+            turns = ratio(field(p, "throughput"), field(b, "throughput"))
+            rows.append(
+                f"| Throughput at {level} conversations >= 0.95x baseline "
+                f"| {ratio_text(field(p, 'throughput'), field(b, 'throughput'))} "
+                f"| {verdict(turns >= 0.95)} |"
+            )
         added = ratio(field(p, "p95_added"), field(b, "p95_added"))
         rows.append(
-            f"| p95 added latency at {level} <= 1.2x baseline | {added:.2f}x "
+            f"| p95 added latency at {level} <= 1.2x baseline "
+            f"| {ratio_text(field(p, 'p95_added'), field(b, 'p95_added'))} "
             f"| {verdict(added <= 1.2)} |"
         )
     # The two goals in milliseconds move with the machine: the baseline's figure of the same
@@ -228,11 +234,13 @@ def goals_section(results: dict) -> list[str]:
         f"conversation) | {spread(committed, 1000, 1)} ms (baseline {base:.1f}; from before the "
         f"INSERT {stored:.1f}) | {verdict(median(committed) * 1000 <= 2)} |"
     )
+    # Against the ideal as run (the fakes' own clocks: their sleeps overshoot, which is not
+    # Parley's); against the set latencies beside it.
     for name, row in results["speech"].items():
         first = speech_ratio(row)
         rows.append(
-            f"| Time to first audio <= 1.05x ideal ({name}) | {first:.3f}x "
-            f"| {verdict(first <= 1.05)} |"
+            f"| Time to first audio <= 1.05x ideal ({name}) | {first:.3f}x (set latencies "
+            f"{median(row['first_audio']) / row['ideal']:.3f}x) | {verdict(first <= 1.05)} |"
         )
     sockets = results["sockets"]["parley"]
     memory = median(field(sockets, "rss_per_socket")) / 1024
@@ -245,13 +253,18 @@ def goals_section(results: dict) -> list[str]:
         f"| CPU per new connection <= 2 ms | {cpu:.2f} ms (baseline {base_cpu:.2f}) "
         f"| {verdict(cpu <= 2)} |"
     )
+    # Flat: what Parley adds to a turn (not the fake LLM's 390 ms) and its CPU, at the largest
+    # conversation against the smallest, in the same full database.
     history = results["history"]["rows"]
     sizes = sorted(history, key=int)
-    small, big = (median(field(history[s], "latency")) for s in (sizes[0], sizes[-1]))
+    small, big = history[sizes[0]], history[sizes[-1]]
+    added = ratio(field(big, "added"), field(small, "added"))
+    cpu = ratio(field(big, "cpu_per_turn"), field(small, "cpu_per_turn"))
     rows.append(
         f"| Turn flat up to {int(sizes[-1]):,} messages in a conversation, "
-        f"{results['history']['database_rows']:,} in the database "
-        f"| {big / small:.2f}x the turn at {int(sizes[0]):,} | {verdict(big / small <= 1.1)} |"
+        f"{results['history']['database_rows']:,} in the database (added latency and CPU per "
+        f"turn <= 1.2x those at {int(sizes[0]):,}) | added {added:.2f}x, CPU {cpu:.2f}x "
+        f"| {verdict(added <= 1.2 and cpu <= 1.2)} |"
     )
     return [
         "## Goals (issue 13), this run",

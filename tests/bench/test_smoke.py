@@ -12,13 +12,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import REDIS_URL
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_smoke_writes_every_section(tmp_path):
+def test_bench_smoke_writes_every_section(tmp_path, postgres_url):
     out = tmp_path / "benchmarks.md"
+    argv = [sys.executable, str(ROOT / "bench/run.py"), "--smoke", "--out", str(out)]
+    argv += ["--postgres", postgres_url, "--redis", REDIS_URL]  # the servers the tests use
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench/run.py"), "--smoke", "--out", str(out)],
+        argv,
         cwd=tmp_path,
         capture_output=True,
         text=True,

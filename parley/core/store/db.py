@@ -26,7 +26,7 @@ SQLITE_PRAGMAS = {"synchronous": "NORMAL"}
 In WAL mode ``synchronous=NORMAL`` syncs the log at checkpoints, not at every commit: a commit
 survives a crash of the process, but the last commits before a power loss or an OS crash may be
 rolled back (the database is never corrupted). ``?synchronous=FULL`` in the URL restores a sync
-per commit. docs/benchmarks.md measures the difference."""
+per commit. docs/benchmarks.md ("SQLite durability") writes the trade-off down."""
 
 
 def with_sqlite_pragmas(db_url: str) -> str:
