@@ -35,9 +35,10 @@ class Sizes:
     speech_scenarios: int = 3
     history: tuple[int, ...] = (10_000, 100_000)
     database_rows: int = 1_000_000
-    history_turns: int = 10
+    history_turns: int = 6
     """Turns per conversation and repeat (their median is one figure; spread over repeats). CPU
-    time is read in 10 ms ticks: ten turns make it 1 ms a turn."""
+    time is read in 10 ms ticks: six turns make it 1.7 ms a turn (three made it 3.3 ms); more
+    would take ``make bench`` past ten minutes on a slower machine."""
     scale_conversations: int = 100
     scale_repeats: int = 2
     """1 vs 2 processes is no goal of issue 13: two repeats (not three) keep ``make bench``

@@ -7,6 +7,7 @@ connection, which sees only committed rows), and nothing reaches the database in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -98,6 +99,7 @@ async def test_plain_text_turn_sql(serve, make_settings, tmp_path):
         await connection.set_trace_callback(_recorder(trace))
         await web.send(socket, "user_message", text="the measured turn")
         frames = await web.recv_until(socket, "turn_complete")
+        await asyncio.sleep(0.25)  # a write left for after turn_complete is counted too
         await connection.set_trace_callback(None)
     assert frames[-2]["type"] == "message_complete" and frames[-2]["status"] == "complete"
     with closing(sqlite3.connect(path)) as other:
