@@ -30,7 +30,9 @@ async def test_a_voice_note_gets_a_spoken_answer(
         conversation = await store.find_open_conversation(user.id, "telegram")
         stored = await store.list_messages(conversation.id)
     question = next(m for m in stored if m.role == "user")
-    assert question.content.lower().rstrip("?.") == QUESTION.lower().rstrip("?")
+    # What was said, give or take a word (tiny.en now and then hears "friends" after the voice
+    # note's lossy codec; the recogniser's accuracy has its own test).
+    assert word_error_rate(QUESTION, question.content) < 0.2, question.content
     answer = [m for m in stored if m.role == "assistant"][-1]
     assert answer.content.strip() and answer.status == "complete"
     spoken = voice.upload("voice")

@@ -10,6 +10,7 @@ from parley.core import store
 from parley.core.config import LLMSettings
 from parley.plugins.local.llm import LocalLLM
 from parley.plugins.local.settings import LocalLLMSettings
+from tests.plugins.local.test_models import word_error_rate
 
 from .conftest import STORY, HeldLLM
 
@@ -38,7 +39,10 @@ async def test_a_spoken_turn_on_the_local_models(
         await _speak(socket, microphone)
         heard = await web.recv_until(socket, "transcription_finished", WAIT)
         assert heard[0] == {"type": "speech_started"}
-        assert heard[-1]["text"].lower().rstrip("?.") == QUESTION.lower().rstrip("?")
+        # What was said, give or take a word: through the live session's voice activity
+        # detector tiny.en now and then hears "friends" even for a synthesis it heard right
+        # whole (the recogniser's accuracy has its own test).
+        assert word_error_rate(QUESTION, heard[-1]["text"]) < 0.2, heard[-1]["text"]
         frames = await web.recv_mixed(socket, "turn_complete", WAIT)
         texts = [f for f in frames if isinstance(f, dict)]
         audio = [parse_audio_frame(f) for f in frames if isinstance(f, bytes)]

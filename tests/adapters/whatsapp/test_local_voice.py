@@ -36,7 +36,9 @@ async def test_a_voice_note_gets_a_spoken_answer(
         user = await store.get_or_create_user("whatsapp", meta.ANN)
         conversation = await store.find_open_conversation(user.id, "whatsapp")
         question, reply = await store.list_messages(conversation.id)
-    assert question.content.lower().rstrip("?.") == QUESTION.lower().rstrip("?")
+    # What was said, give or take a word (tiny.en now and then hears "friends" after the voice
+    # note's lossy codec; the recogniser's accuracy has its own test).
+    assert word_error_rate(QUESTION, question.content) < 0.2, question.content
     assert reply.content.strip() and reply.status == "complete"
     upload = graph.of("upload")[0]
     assert upload.file[:4] == b"OggS"
