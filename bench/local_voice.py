@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from figures import spread  # bench/ is on sys.path (run as a script)
 from websockets.asyncio.client import connect
 
 from parley.core.loading import load_settings
@@ -144,13 +145,9 @@ def main() -> None:
     for name, firsts, heard in results:
         median = statistics.median(firsts)
         print(
-            f"| {name} | {_spread(heard) if heard else '-'} | {_spread(firsts)} "
+            f"| {name} | {spread(heard, digits=2) if heard else '-'} | {spread(firsts, digits=2)} "
             f"| {median / baseline:.1f}x |"
         )
-
-
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
 if __name__ == "__main__":
