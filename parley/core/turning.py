@@ -2,13 +2,15 @@
 conversation's lock: the conversation read once, the user's message stored (first, durable), the
 replies streamed (:mod:`parley.core.answering`), then the turn counted in one UPDATE.
 
-A plain text turn runs 4 SQL statements: the user's message, the reply's pending row (inserted
-once the LLM request has left) and its final UPDATE, the turn count. The conversation is read
-from memory on SQLite once read (:mod:`parley.core.store.conversation_cache`; from the database
-on PostgreSQL, a fifth statement). Nothing reaches the database between the stored user message
-and the LLM request: the history window is kept in memory on SQLite
-(:mod:`parley.core.store.window`), and what is remembered about the user comes from the memory
-plugin (``before_llm``).
+A plain text turn runs 4 SQL statements on SQLite: the user's message, the reply's pending row
+(inserted once the LLM request has left) and its final UPDATE, the turn count. The conversation
+is read from memory there once read (:mod:`parley.core.store.conversation_cache`), and nothing
+reaches the database between the stored user message and the LLM request: the history window
+is kept in memory too (:mod:`parley.core.store.window`), and what is remembered about the user
+comes from the memory plugin (``before_llm``). On PostgreSQL, where other processes write, a
+turn runs 8: the conversation's read, the history window's read (between the user's message and
+the request) and the message sequence's ``nextval`` before each INSERT come on top
+(``tests/adapters/web/test_ws_sql.py`` counts both).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The SQL of one plain text turn over ``/ws``, and of a new device's connection, counted where
-SQLite runs it (its trace hook).
+SQLite runs it (its trace hook); on PostgreSQL, where asyncpg sends it (its query loggers).
 
 The user's message is committed before the LLM request leaves (read back from a second
 connection, which sees only committed rows), and nothing reaches the database in between.
@@ -11,8 +11,11 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, closing
+from contextlib import AsyncExitStack, asynccontextmanager, closing
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 from tortoise import Tortoise
 
 from parley.core.providers import LLMChunk, LLMRequest
@@ -74,7 +77,7 @@ def _count(statements: list[str]) -> tuple[list[str], int]:
     """The statements that are not transaction control, and the commits among all of them."""
     plain, commits, in_transaction = [], 0, False
     for sql in statements:
-        head = sql.lstrip().split(None, 1)[0].upper()
+        head = sql.lstrip().split(None, 1)[0].upper().rstrip(";")
         if head in ("BEGIN", "SAVEPOINT"):
             in_transaction = True
         elif head in ("COMMIT", "RELEASE") and in_transaction:
@@ -85,6 +88,24 @@ def _count(statements: list[str]) -> tuple[list[str], int]:
             plain.append(sql)
             commits += head in WRITES and not in_transaction
     return plain, commits
+
+
+def _check_turn(trace: list[str], at_request: tuple[int, bool], most: int, most_before: int) -> str:
+    """Check a turn's ``trace``: at most ``most`` statements and ``MAX_COMMITS`` commits, the
+    user's message committed before the LLM request (``at_request``: the trace's length then,
+    and whether it was) and at most ``most_before`` statements between its INSERT and the
+    request. Returns the turn's first message INSERT."""
+    statements, commits = _count(trace)
+    report = "\n".join(statements)
+    assert len(statements) <= most, report
+    assert commits <= MAX_COMMITS, "\n".join(trace)
+    length, committed = at_request
+    assert committed, "the user's message must be committed before the LLM request"
+    before, _ = _count(trace[:length])
+    stored = [i for i, sql in enumerate(before) if sql.startswith('INSERT INTO "parley_message"')]
+    assert stored, report
+    assert len(before) - stored[0] - 1 <= most_before, report
+    return before[stored[0]]
 
 
 async def test_plain_text_turn_sql(serve, make_settings, tmp_path):
@@ -110,16 +131,92 @@ async def test_plain_text_turn_sql(serve, make_settings, tmp_path):
     assert (content, status, tokens_out) == ("ok", "complete", 1)
     assert "llm_ms" in json.loads(metadata)  # the reply's one UPDATE wrote all of it
 
-    statements, commits = _count(trace)
-    report = "\n".join(statements)
-    assert len(statements) <= MAX_STATEMENTS, report
-    assert commits <= MAX_COMMITS, "\n".join(trace)
-    at_request, committed = llm.at_request[-1]
-    assert committed, "the user's message must be committed before the LLM request"
-    before, _ = _count(trace[:at_request])
-    stored = [i for i, sql in enumerate(before) if sql.startswith('INSERT INTO "parley_message"')]
-    assert "'user'" in before[stored[0]], report  # the user's message is the turn's first write
-    assert len(before) - stored[0] - 1 <= MAX_BEFORE_REQUEST, report
+    first_write = _check_turn(trace, llm.at_request[-1], MAX_STATEMENTS, MAX_BEFORE_REQUEST)
+    assert "'user'" in first_write  # the user's message is the turn's first write
+
+
+# -- on PostgreSQL ----------------------------------------------------------------------------
+
+PG_MAX_STATEMENTS = 8
+"""Statements of a plain text turn on PostgreSQL, where other processes write too: the four of
+SQLite, the conversation's read under its lock and the history window's read (neither is kept
+in memory there), and the message sequence's ``nextval`` before each of the two INSERTs (one
+order across processes; SQLite takes a clock). Never raise it."""
+PG_MAX_BEFORE_REQUEST = 1
+"""Statements between the stored user message and the LLM request on PostgreSQL: the history
+window's read."""
+PG_BACKGROUND = ('FROM "parley_inbox"', 'UPDATE "parley_inbox"', '"status"=$1 AND "created_at"<$2')
+"""The inbox's poll and the pending-reply sweep (see ``BACKGROUND``), as asyncpg sends them."""
+PG_RESET = "SELECT pg_advisory_unlock_all();"
+"""asyncpg's reset of a connection released to its pool (see ``DRIVER``): not counted."""
+
+
+class PgWatchedLLM(ScriptedLLM):
+    """:class:`WatchedLLM` on PostgreSQL: reads the user's message from a connection of its own."""
+
+    def __init__(self, url: str, trace: list[str]) -> None:
+        super().__init__()
+        parts = urlsplit(url)
+        self.dsn = parts._replace(query="").geturl()
+        self.schema = parse_qs(parts.query)["schema"][0]
+        self.trace = trace
+        self.at_request: list[tuple[int, bool]] = []
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        at = len(self.trace)
+        text = request.messages[-1]["content"]
+        other = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
+        try:
+            committed = await other.fetchval(
+                "SELECT count(*) FROM parley_message WHERE role = 'user' AND content = $1", text
+            )
+        finally:
+            await other.close()
+        self.at_request.append((at, committed == 1))
+        async for chunk in super().stream(request):
+            yield chunk
+
+
+@asynccontextmanager
+async def _pg_tracing(trace: list[str]) -> AsyncIterator[None]:
+    """The statements asyncpg sends on any of Tortoise's pooled connections inside the block
+    (every connection the pool may open is opened and watched: they are held together once)."""
+
+    def record(query: Any) -> None:
+        if not query.query.startswith(PG_RESET) and not any(
+            mark in query.query for mark in PG_BACKGROUND
+        ):
+            trace.append(query.query)
+
+    async def each(change: str) -> None:
+        client = Tortoise.get_connection("default")
+        async with AsyncExitStack() as held:
+            for _ in range(client.pool_maxsize):
+                connection = await held.enter_async_context(client.acquire_connection())
+                getattr(connection, change)(record)
+
+    await each("add_query_logger")
+    try:
+        yield
+    finally:
+        await each("remove_query_logger")
+
+
+async def test_plain_text_turn_sql_on_postgres(serve, pg_schema_url):
+    trace: list[str] = []
+    llm = PgWatchedLLM(pg_schema_url, trace)
+    async with serve({"database": {"url": pg_schema_url}}, provider=llm) as web:
+        async with web.ws() as socket:
+            await web.start_chat(socket)
+            await web.send(socket, "user_message", text="warm up")
+            await web.recv_until(socket, "turn_complete")
+            async with _pg_tracing(trace):
+                await web.send(socket, "user_message", text="the measured turn")
+                frames = await web.recv_until(socket, "turn_complete")
+                await asyncio.sleep(0.25)  # a write left for after turn_complete is counted too
+    assert frames[-2]["type"] == "message_complete" and frames[-2]["status"] == "complete"
+
+    _check_turn(trace, llm.at_request[-1], PG_MAX_STATEMENTS, PG_MAX_BEFORE_REQUEST)
 
 
 # -- a new device's connection ------------------------------------------------------------------
