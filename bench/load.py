@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import random
+import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -104,14 +105,38 @@ class LoadResult:
     conversations: int
     seconds: float
     turns: list[Turn] = field(default_factory=list)
+    cycles: list[float] = field(default_factory=list)
+    """Seconds from one message of a conversation to its next, for each turn that completed in
+    the window after an earlier turn of its conversation."""
     cpu: float = 0.0
     errors: list[str] = field(default_factory=list)
     """Conversations that ended in an error (an error frame, the socket closed by the server)."""
 
     @property
-    def throughput(self) -> float:
-        """Turns per second."""
+    def counted(self) -> float:
+        """Turns completed in the window, per second."""
         return len(self.turns) / self.seconds
+
+    @property
+    def throughput(self) -> float:
+        """Turns per second, from the conversations' cycles: every conversation always has a
+        turn running (it sends its next message as soon as a turn completes), so N of them
+        complete N / (mean cycle) turns a second (the response time law of a closed system).
+
+        Counting the turns that complete in the window says the same on average but swings
+        with the window's phase once a server is saturated: it then completes turns in waves
+        about a round (N turns) apart, and a window one or two rounds long can hold a wave
+        more or less (at 500 conversations, counts from 0.7x to 1.1x of this figure in
+        repeats of one run; bench/notes.md)."""
+        if not self.cycles:
+            return self.counted
+        return self.conversations / statistics.fmean(self.cycles)
+
+    @property
+    def cpu_per_turn(self) -> float | None:
+        """Server CPU seconds per turn in the window (at :attr:`throughput`)."""
+        turns = self.throughput * self.seconds
+        return self.cpu / turns if turns else None
 
 
 async def load(
@@ -130,8 +155,9 @@ async def load(
     lasts ``seconds``, or as long as that first round took if longer (a saturated server
     completes turns in bursts: a window shorter than a turn can catch few or none; a cap of
     twice ``seconds`` was tried, and at 500 conversations it caught the baseline between two
-    bursts, 70 turns where a full round holds 500); the turns that complete in it are counted,
-    and the servers' CPU time in it. Turns still running when it closes are cut."""
+    bursts, 70 turns where a full round holds 500); the turns that complete in it are kept with
+    their conversations' cycles (see :attr:`LoadResult.throughput`), and the servers' CPU time
+    in it. Turns still running when it closes are cut."""
     sockets = []
     for i in range(conversations):
         device = devices[i] if devices else device_id()
@@ -146,6 +172,7 @@ async def load(
 
     async def run(socket: ClientConnection) -> None:
         await asyncio.sleep(rng.uniform(0, stagger))
+        previous: Turn | None = None
         while True:
             try:
                 done = await turn(socket)
@@ -155,6 +182,9 @@ async def load(
                 return
             if window and window[0] <= time.perf_counter() <= window[1]:
                 result.turns.append(done)
+                if previous is not None:
+                    result.cycles.append(done.sent_at - previous.sent_at)
+            previous = done
             if id(socket) not in started:
                 started.add(id(socket))
                 if len(started) == len(opened):

@@ -37,9 +37,7 @@ async def main(args: argparse.Namespace) -> None:
         server = harness.start("profiled", argv, port, folder)
         try:
             result = await load.load([server], args.conversations, args.seconds)
-            print(
-                f"{result.throughput:.1f} turns/s, {result.cpu / len(result.turns) * 1000:.2f} ms CPU/turn"
-            )
+            print(f"{result.throughput:.1f} turns/s, {result.cpu_per_turn * 1000:.2f} ms CPU/turn")
         finally:
             server.popen.send_signal(signal.SIGINT)
             server.popen.wait(60)

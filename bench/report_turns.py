@@ -18,24 +18,28 @@ def anatomy_section(data: dict) -> list[str]:
         "",
         "One conversation per system, turns one after another (interleaved), timed on the "
         "client's, the servers' and the fake LLM's clocks (the same machine): from the message "
-        "sent to the LLM request arriving; from the user's message committed to that request "
-        "(the commit probe, `bench/probe`, loaded into both servers, notes the moment SQLite's "
-        "autocommit INSERT of a message returns on the database thread); from the message's "
-        "`created_at` (read from the database: taken before the INSERT, so this one also counts "
-        "storing the message); the LLM's own time; and from the LLM's last word to "
-        "`turn_complete` at the client. Median [min-max] of the turns, ms.",
+        "sent to the LLM request arriving at the fake; from the user's message committed to the "
+        "request sent, and how much of that the openai SDK's `post()` took (the probe, "
+        "`bench/probe`, loaded into both servers, notes the moment SQLite's autocommit INSERT "
+        "of a message returns on the database thread, the SDK's `post()` is called, and the "
+        "request's body is written to its socket); from the commit to the request arriving at "
+        "the fake (which adds the loopback and the fake's own HTTP parsing); the LLM's own "
+        "time; and from the LLM's last word to `turn_complete` at the client. Median [min-max] "
+        "of the turns, ms.",
         "",
-        "| | Message -> LLM request | Committed user message -> LLM request "
-        "| `created_at` -> LLM request | LLM (fake) | Last word -> turn_complete | Added, total |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| | Message -> LLM request at the fake | Committed user message -> request sent "
+        "| Of it, the SDK's `post()` | Committed -> request at the fake | LLM (fake) "
+        "| Last word -> turn_complete | Added, total |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ("baseline", "parley"):
         runs = data[name]
         added = [r["to_llm_request"] + r["after_llm"] for r in runs]
         out.append(
             f"| {name} | {spread(field(runs, 'to_llm_request'), 1000, 1)} "
+            f"| {spread(field(runs, 'committed_to_request_sent'), 1000, 1)} "
+            f"| {spread(field(runs, 'in_sdk_post'), 1000, 1)} "
             f"| {spread(field(runs, 'committed_to_llm_request'), 1000, 1)} "
-            f"| {spread(field(runs, 'stored_to_llm_request'), 1000, 1)} "
             f"| {spread(field(runs, 'llm'), 1000)} "
             f"| {spread(field(runs, 'after_llm'), 1000, 1)} | {spread(added, 1000, 1)} |"
         )

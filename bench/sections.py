@@ -70,10 +70,11 @@ def _summary(result: load.LoadResult, pace: Pace) -> dict:
     return {
         "turns": len(done),
         "throughput": result.throughput,
+        "counted": result.counted,
         "p50": percentile(done, 0.5) if done else None,
         "p95": percentile(done, 0.95) if done else None,
         "p95_added": percentile(added, 0.95) if added else None,
-        "cpu_per_turn": result.cpu / len(done) if done else None,
+        "cpu_per_turn": result.cpu_per_turn,
         "errors": result.errors,
     }
 
@@ -229,10 +230,17 @@ def _speech_steps(turn: load.Turn, at: dict[str, float]) -> dict[str, float]:
     }
 
 
-def _committed_before(commits: Path, moment: float) -> float:
-    """The last message INSERT the commit probe (``bench/probe``) saw committed before
-    ``moment`` (wall clock): in a turn, the user's message (the reply's comes after the request)."""
-    times = [float(line) for line in commits.read_text().split()]
+def _probed(path: Path) -> dict[str, list[float]]:
+    """The moments the probe (``bench/probe``) noted, by kind: ``commit``, ``post``, ``sent``."""
+    moments: dict[str, list[float]] = {"commit": [], "post": [], "sent": []}
+    for line in path.read_text().splitlines():
+        kind, _, at = line.partition(" ")
+        moments[kind].append(float(at))
+    return moments
+
+
+def _last_before(times: list[float], moment: float) -> float:
+    """The last of ``times`` at or before ``moment``."""
     return max(t for t in times if t <= moment)
 
 
@@ -259,7 +267,7 @@ async def _anatomy(
     sockets = {s.name: await load.open_socket(s.ws_url, load.device_id()) for s in servers}
     out: dict = {server.name: [] for server in servers}
     for _, _, commits in databases.values():
-        commits.touch()  # the probe notes commits while its file exists
+        commits.touch()  # the probe notes its moments while its file exists
     await load.timeline(fakes)
     for i in range(turns):
         for server in servers if i % 2 == 0 else servers[::-1]:
@@ -267,12 +275,21 @@ async def _anatomy(
             at = await load.timeline(fakes)
             database, table, commits = databases[server.name]
             stored = _user_message_stored_at(database, table)
-            committed = _committed_before(commits, at["llm_request"])
+            # In a turn: the SDK's post() called last before the request arrived, the request
+            # it wrote (noted once the write returned: the fake, on the other core, may have
+            # it by then), and the message committed before the call (the user's: the reply's
+            # INSERT comes after the request).
+            probed = _probed(commits)
+            posted = _last_before(probed["post"], at["llm_request"])
+            sent = min(t for t in probed["sent"] if t >= posted)
+            committed = _last_before(probed["commit"], posted)
             out[server.name].append(
                 {
                     "to_llm_request": at["llm_request"] - turn.sent_at,
-                    "stored_to_llm_request": at["llm_request"] - stored,
+                    "committed_to_request_sent": sent - committed,
+                    "in_sdk_post": sent - posted,
                     "committed_to_llm_request": at["llm_request"] - committed,
+                    "stored_to_llm_request": at["llm_request"] - stored,
                     "llm": at["llm_last_word"] - at["llm_request"],
                     "after_llm": turn.sent_at + turn.done - at["llm_last_word"],
                 }

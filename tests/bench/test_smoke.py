@@ -52,11 +52,13 @@ def test_bench_smoke_writes_every_section(tmp_path, postgres_url):
             assert all(not run["errors"] for run in runs), runs
         assert [s["count"] for s in results["sockets"][system]] == [5]
     for system, turns in results["text"]["anatomy"].items():
-        # Causality, not speed: the commit probe saw the user's message committed after its
-        # created_at and before the LLM request arrived.
+        # Causality, not speed: the probe saw the user's message committed after its
+        # created_at and before the LLM request arrived, and the SDK's post() called after
+        # the commit and before the request was sent.
         assert turns, system
         for turn in turns:
             assert 0 < turn["committed_to_llm_request"] <= turn["stored_to_llm_request"], turn
+            assert 0 < turn["in_sdk_post"] < turn["committed_to_request_sent"], turn
     for row in results["speech"].values():
         # Causality, not speed: audio cannot start before the first sentence is written.
         assert all(t > row["first_sentence_done"] for t in row["first_audio"])
