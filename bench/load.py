@@ -106,8 +106,8 @@ class LoadResult:
     seconds: float
     turns: list[Turn] = field(default_factory=list)
     cycles: list[float] = field(default_factory=list)
-    """Seconds from one message of a conversation to its next, for each turn that completed in
-    the window after an earlier turn of its conversation."""
+    """Seconds from the message of each turn that completed in the window to its
+    conversation's next message (the turn and the client's own step to the next)."""
     cpu: float = 0.0
     errors: list[str] = field(default_factory=list)
     """Conversations that ended in an error (an error frame, the socket closed by the server)."""
@@ -172,19 +172,20 @@ async def load(
 
     async def run(socket: ClientConnection) -> None:
         await asyncio.sleep(rng.uniform(0, stagger))
-        previous: Turn | None = None
+        counted: Turn | None = None  # the last turn, if it completed in the window
         while True:
+            if counted is not None:  # its cycle ends as this conversation's next message leaves
+                result.cycles.append(time.time() - counted.sent_at)
             try:
                 done = await turn(socket)
             except (ConnectionClosed, RuntimeError) as exc:  # counted, never hidden
                 result.errors.append(f"{type(exc).__name__}: {exc}")
                 started.add(id(socket))
                 return
+            counted = None
             if window and window[0] <= time.perf_counter() <= window[1]:
                 result.turns.append(done)
-                if previous is not None:
-                    result.cycles.append(done.sent_at - previous.sent_at)
-            previous = done
+                counted = done
             if id(socket) not in started:
                 started.add(id(socket))
                 if len(started) == len(opened):
