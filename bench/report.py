@@ -29,10 +29,11 @@ def text_section(data: dict, images: Path, prefix: str) -> list[str]:
         "complete; turns are measured in a window that opens once every conversation has had a "
         f"turn{_window(data)}. *Turns/s* is the conversations' count over their mean cycle "
         "(message to next message) in the window: a conversation always has a turn running, "
-        "so this is the rate of turns, and unlike a count of the turns completed in the window "
-        "it does not swing with the waves in which a saturated server completes them (see the "
-        "notes); *CPU ms/turn* is the server's CPU time in the window over the turns at that "
-        "rate. *Added latency* is the turn's time minus that generation time. "
+        "so this is the rate of turns, and it swings less than a count of the turns completed "
+        "in the window, which depends on where the window falls among the waves in which a "
+        "saturated server completes them (see the notes); *CPU ms/turn* is the server's CPU "
+        "time in the window over the turns at that rate. *Added latency* is the turn's time "
+        "minus that generation time. "
         "Median of the repeats, [min-max] across them.",
         "",
         "| Conversations | Turns/s baseline | Turns/s Parley | Ratio | p95 added ms baseline "
