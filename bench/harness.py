@@ -126,8 +126,8 @@ def start_fakes(pace: Pace, folder: Path, *, wait: bool = True) -> Server:
 
 
 def probed(commits: Path | None) -> dict:
-    """The environment that loads the commit probe (``bench/probe``) into a server, writing to
-    ``commits``; nothing without it."""
+    """The environment that loads the probe (``bench/probe``: commits, LLM requests) into a
+    server, writing its moments to ``commits``; nothing without it."""
     if commits is None:
         return {}
     path = os.pathsep.join(p for p in (str(BENCH / "probe"), os.environ.get("PYTHONPATH")) if p)

@@ -172,20 +172,20 @@ async def load(
 
     async def run(socket: ClientConnection) -> None:
         await asyncio.sleep(rng.uniform(0, stagger))
-        counted: Turn | None = None  # the last turn, if it completed in the window
+        in_window: Turn | None = None  # the last turn, if it completed in the window
         while True:
-            if counted is not None:  # its cycle ends as this conversation's next message leaves
-                result.cycles.append(time.time() - counted.sent_at)
+            if in_window is not None:  # its cycle ends as this conversation's next message leaves
+                result.cycles.append(time.time() - in_window.sent_at)
             try:
                 done = await turn(socket)
             except (ConnectionClosed, RuntimeError) as exc:  # counted, never hidden
                 result.errors.append(f"{type(exc).__name__}: {exc}")
                 started.add(id(socket))
                 return
-            counted = None
+            in_window = None
             if window and window[0] <= time.perf_counter() <= window[1]:
                 result.turns.append(done)
-                counted = done
+                in_window = done
             if id(socket) not in started:
                 started.add(id(socket))
                 if len(started) == len(opened):

@@ -263,7 +263,7 @@ async def _anatomy(
     databases: dict[str, tuple[Path, str, Path]],
 ) -> dict:
     """One conversation at a time: where a text turn's time goes outside the LLM, per system
-    (``databases``: each system's SQLite file, message table and commit probe's file)."""
+    (``databases``: each system's SQLite file, message table and probe's file)."""
     sockets = {s.name: await load.open_socket(s.ws_url, load.device_id()) for s in servers}
     out: dict = {server.name: [] for server in servers}
     for _, _, commits in databases.values():

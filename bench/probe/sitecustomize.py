@@ -13,7 +13,7 @@ With ``PARLEY_BENCH_COMMITS`` naming a file, and while that file exists, it appe
 
 The one-turn breakdown creates the file, measures *committed user message -> LLM request sent*
 from it (the goal's "stored" is the commit, and "leaves" is the write), and removes it: the load
-runs after it pay one ``stat`` per message INSERT and per LLM request.
+runs after it pay one ``stat`` per moment (a message INSERT, an LLM request called and sent).
 
 Both systems store through Tortoise and aiosqlite and call the LLM through the openai SDK, so
 both carry the same probe. Nothing else is changed; without the variable nothing is loaded.
