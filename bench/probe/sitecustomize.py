@@ -1,19 +1,26 @@
 """The benchmark's probe, loaded by both servers of the text section (``PYTHONPATH``).
 
 With ``PARLEY_BENCH_COMMITS`` naming a file, and while that file exists, it appends a line
-``<moment> <wall-clock time>`` to it for each of these moments, in the server's own process:
+``<moment> <wall-clock time>`` to it for each of these moments, in the server's own process
+(kept in memory when noted, written once the request has left, so that the probe's own file
+writes fall outside what it measures):
 
 - ``commit``: an INSERT into a ``*_message`` table that SQLite has committed when its statement
   returns (autocommit, as both systems store a user's message), on aiosqlite's database thread
   the moment the statement returns;
 - ``post``: the openai SDK's ``post()`` called for ``/chat/completions`` (both systems stream
   through it; the baseline's ``create()`` checks its arguments first, then calls it);
-- ``sent``: the body of an HTTP request to ``/chat/completions`` written to its socket by
-  httpcore (the transport under the SDK): the moment the request has left the process.
+- ``sent``: the last bytes of the body of an HTTP request to ``/chat/completions`` handed to
+  the socket by httpcore (the transport under the SDK): the moment the request leaves the
+  process. It is noted as the socket's ``send`` is entered (anyio's, under httpcore), the
+  write itself follows without passing through the event loop. Not when httpcore's body
+  write returns: anyio passes through the event loop after each write, so that moment also
+  holds whatever else ran meanwhile (the request had often reached the fake, in another
+  process, by then).
 
 The one-turn breakdown creates the file, measures *committed user message -> LLM request sent*
 from it (the goal's "stored" is the commit, and "leaves" is the write), and removes it: the load
-runs after it pay one ``stat`` per moment (a message INSERT, an LLM request called and sent).
+runs after it pay one ``stat`` per LLM request sent.
 
 Both systems store through Tortoise and aiosqlite and call the LLM through the openai SDK, so
 both carry the same probe. Nothing else is changed; without the variable nothing is loaded.
@@ -27,18 +34,33 @@ _PATH = os.environ.get("PARLEY_BENCH_COMMITS")
 
 if _PATH:
     import time
+    from collections import deque
+    from contextvars import ContextVar
     from typing import Any
 
     import aiosqlite.core
+    import anyio._backends._asyncio as _anyio
     import httpcore2._async.http11 as _http11
     import openai._base_client as _sdk
 
     _CHAT = "/chat/completions"
 
+    _noted: deque[tuple[str, float]] = deque()
+    """Moments not yet in the file (a deque: the database thread appends to it too)."""
+
     def _note(moment: str, now: float) -> None:
+        _noted.append((moment, now))
+
+    def _flush() -> None:
+        """Write the moments noted so far (once a request has left: no file is touched
+        between a commit and the request, on the database thread or the event loop)."""
+        lines = []
+        while _noted:
+            moment, now = _noted.popleft()
+            lines.append(f"{moment} {now!r}\n")
         if os.path.exists(_PATH):  # type: ignore[arg-type]
             with open(_PATH, "a") as out:  # type: ignore[arg-type]
-                out.write(f"{moment} {now!r}\n")
+                out.writelines(lines)
 
     _insert = aiosqlite.core.Connection._execute_insert
 
@@ -60,12 +82,31 @@ if _PATH:
         return await _post(self, path, *args, **kwargs)
 
     _body = _http11.AsyncHTTP11Connection._send_request_body
+    _writes: ContextVar[list[float] | None] = ContextVar("writes", default=None)
+    """While a chat request's body is being written: when each of its writes began."""
 
     async def _send_request_body(self: Any, request: Any) -> None:
-        await _body(self, request)
-        if request.url.target.endswith(_CHAT.encode()):
-            _note("sent", time.time())
+        if not request.url.target.endswith(_CHAT.encode()):
+            return await _body(self, request)
+        writes: list[float] = []
+        token = _writes.set(writes)
+        try:
+            await _body(self, request)
+        finally:
+            _writes.reset(token)
+        if writes:
+            _note("sent", writes[-1])
+        _flush()
+
+    _send = _anyio.SocketStream.send
+
+    async def _socket_send(self: Any, item: bytes) -> None:
+        writes = _writes.get()
+        if writes is not None:
+            writes.append(time.time())
+        await _send(self, item)
 
     aiosqlite.core.Connection._execute_insert = _execute_insert
     _sdk.AsyncAPIClient.post = _posted  # type: ignore[method-assign]
     _http11.AsyncHTTP11Connection._send_request_body = _send_request_body  # type: ignore[method-assign]
+    _anyio.SocketStream.send = _socket_send  # type: ignore[method-assign]
