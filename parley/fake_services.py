@@ -100,7 +100,7 @@ class FakeOpenAIServer:
     :func:`openai_tool_calls`); ``("status", code)`` answers that HTTP error;
     ``("silent",)`` sends the stream's headers and then nothing; ``("stall", [pieces])`` streams the
     pieces and then nothing. ``requests`` counts the requests served; ``closed`` the streams whose
-    client went away. Use ``async with FakeOpenAIServer() as server`` and ``server.base_url``.
+    client went away; ``connections`` the client connections they came on. Use ``async with FakeOpenAIServer() as server`` and ``server.base_url``.
     It runs on aiohttp: ``pip install 'parley[testing]'``.
     """
 
@@ -108,9 +108,15 @@ class FakeOpenAIServer:
         self.behaviours: deque[tuple[Any, ...]] = deque(behaviours)
         self.requests = 0
         self.closed = 0
+        self.peers: set[Any] = set()
         self.bodies: list[dict[str, Any]] = []
         self.base_url = ""
         self._runner: Any = None
+
+    @property
+    def connections(self) -> int:
+        """How many client connections requests came on."""
+        return len(self.peers)
 
     def push(self, *behaviours: tuple[Any, ...]) -> None:
         """Queue behaviours for the next requests."""
@@ -125,6 +131,7 @@ class FakeOpenAIServer:
         from aiohttp import web
 
         self.requests += 1
+        self.peers.add(request.transport.get_extra_info("peername") if request.transport else None)
         self.bodies.append(await request.json())
         behaviour = self._next()
         if behaviour[0] == "status":

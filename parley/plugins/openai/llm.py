@@ -44,6 +44,13 @@ NO_KEY_PLACEHOLDER = "not-needed"
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a connection (``llm.timeout`` bounds the rest of a request)."""
 
+REQUESTS_PER_CLIENT = 16
+"""Requests in flight on one SDK client (one connection pool) before the next client takes the
+overflow. httpcore goes over every connection of a pool each time a request starts or a response
+ends, so one pool holding hundreds of streams costs a tenth of the server's CPU under load
+(docs/benchmarks.md). Clients fill in order: at low traffic every request goes to the first one
+and reuses its connections, as a single pool would."""
+
 _ARGUMENTS = ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty")
 _EXTRA_BODY = ("top_k", "min_p", "repetition_penalty")
 
@@ -58,37 +65,62 @@ class OpenAILLM:
     ) -> None:
         self.settings = settings
         self._http_client = http_client
-        self._client: AsyncOpenAI | None = None
+        """Given (tests, proxies): the only client's; otherwise each SDK client has its own."""
+        self._clients: list[AsyncOpenAI] = []
+        self._in_flight: list[int] = []
+        """Requests streaming on each client (:data:`REQUESTS_PER_CLIENT`)."""
 
     @property
     def client(self) -> AsyncOpenAI:
-        """The SDK client, built on first use (a missing key fails the first call, not start-up)."""
-        if self._client is None:
-            api_key = self.settings.resolved_api_key()
-            if not api_key:
-                if not self.settings.base_url:
-                    raise ProviderAuthError(
-                        "LLM API key missing: set llm.api_key or OPENAI_API_KEY", provider=NAME
-                    )
-                api_key = NO_KEY_PLACEHOLDER
-            self._client = AsyncOpenAI(
-                base_url=self.settings.base_url or None,
-                api_key=api_key,
-                # A server that cannot be reached fails in seconds; a slow answer is bounded by
-                # the failover chain's first-token and stall watchdogs (docs/operations.md).
-                timeout=openai.Timeout(
-                    self.settings.timeout, connect=min(CONNECT_TIMEOUT, self.settings.timeout)
-                ),
-                max_retries=self.settings.max_retries,
-                http_client=self._http_client,
-            )
-        return self._client
+        """The first SDK client, built on first use (a missing key fails the first call, not
+        start-up)."""
+        return self._client_at(0)
+
+    @property
+    def in_flight(self) -> tuple[int, ...]:
+        """Requests streaming now on each SDK client, in the order they fill."""
+        return tuple(self._in_flight)
+
+    def _client_at(self, index: int) -> AsyncOpenAI:
+        """Client ``index``, built if it is the next one."""
+        if index < len(self._clients):
+            return self._clients[index]
+        api_key = self.settings.resolved_api_key()
+        if not api_key:
+            if not self.settings.base_url:
+                raise ProviderAuthError(
+                    "LLM API key missing: set llm.api_key or OPENAI_API_KEY", provider=NAME
+                )
+            api_key = NO_KEY_PLACEHOLDER
+        client = AsyncOpenAI(
+            base_url=self.settings.base_url or None,
+            api_key=api_key,
+            # A server that cannot be reached fails in seconds; a slow answer is bounded by
+            # the failover chain's first-token and stall watchdogs (docs/operations.md).
+            timeout=openai.Timeout(
+                self.settings.timeout, connect=min(CONNECT_TIMEOUT, self.settings.timeout)
+            ),
+            max_retries=self.settings.max_retries,
+            http_client=self._http_client,
+        )
+        self._clients.append(client)
+        self._in_flight.append(0)
+        return client
+
+    def _least_filled(self) -> int:
+        """The first client with room for one more request (a new one when all are full)."""
+        if self._http_client is not None:
+            return 0
+        for index, count in enumerate(self._in_flight):
+            if count < REQUESTS_PER_CLIENT:
+                return index
+        return len(self._clients)
 
     async def aclose(self) -> None:
-        """Close the SDK client and its connections."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        """Close the SDK clients and their connections."""
+        clients, self._clients, self._in_flight = self._clients, [], []
+        for client in clients:
+            await client.close()
 
     def request_arguments(self, request: LLMRequest) -> dict[str, Any]:
         """The keyword arguments of ``chat.completions.create`` for ``request``: its JSON body,
@@ -115,7 +147,11 @@ class OpenAILLM:
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         """Yield text pieces, tool-call fragments, the finish reason and usage as they arrive."""
-        client = self.client
+        index = self._least_filled()
+        client = self._client_at(index)
+        in_flight = self._in_flight
+        in_flight[index] += 1
+        response = None
         try:
             # Not ``chat.completions.create``: it first walks the whole body against the SDK's
             # typed parameters (about 0.15 ms per message, 3 ms for a 20-message history, between
@@ -135,9 +171,6 @@ class OpenAILLM:
                 stream_cls=openai.AsyncStream[object],
                 options={"extra_json": extra},  # what create() does with extra_body
             )
-        except openai.OpenAIError as exc:
-            raise self._error(exc) from exc
-        try:
             async for chunk in response:
                 out = _convert(chunk)
                 if out is not None:
@@ -146,7 +179,10 @@ class OpenAILLM:
             raise self._error(exc) from exc
         finally:
             # Also runs when the consumer stops early (aclose) or is cancelled.
-            await response.close()
+            if in_flight is self._in_flight:  # else the clients were closed meanwhile
+                in_flight[index] -= 1
+            if response is not None:
+                await response.close()
 
     def _error(self, exc: openai.OpenAIError) -> ProviderError:
         """Map an SDK error to a provider error; the API key never appears in the message."""
