@@ -230,9 +230,9 @@ def goals_section(results: dict) -> list[str]:
         )
     # The two goals in milliseconds move with the machine: the baseline's figure of the same
     # run stands beside Parley's.
-    # "Stored" is the commit and "leaves" the request's body written to its socket (the probe's
-    # clock, bench/probe); the openai SDK's own share, and the request's arrival at the fake,
-    # stand beside it.
+    # "Stored" is the commit and "leaves" the request's last bytes handed to its socket (the
+    # probe's clock, bench/probe); the openai SDK's own share, and the request's arrival at the
+    # fake (its headers), stand beside it.
     anatomy = results["text"]["anatomy"]
     sent = field(anatomy["parley"], "committed_to_request_sent")
     sdk = median(field(anatomy["parley"], "in_sdk_post")) * 1000
