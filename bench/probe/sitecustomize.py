@@ -7,7 +7,8 @@ writes fall outside what it measures):
 
 - ``commit``: an INSERT into a ``*_message`` table that SQLite has committed when its statement
   returns (autocommit, as both systems store a user's message), on aiosqlite's database thread
-  the moment the statement returns;
+  the moment the statement returns (through ``execute_insert``, as the ORM's ``create`` runs it,
+  or ``execute_fetchall``, as Parley's statements written out once run);
 - ``post``: the openai SDK's ``post()`` called for ``/chat/completions`` (both systems stream
   through it; the baseline's ``create()`` checks its arguments first, then calls it);
 - ``sent``: the last bytes of the body of an HTTP request to ``/chat/completions`` handed to
@@ -63,16 +64,24 @@ if _PATH:
                 out.writelines(lines)
 
     _insert = aiosqlite.core.Connection._execute_insert
+    _fetchall = aiosqlite.core.Connection._execute_fetchall
 
     def _execute_insert(self: Any, sql: str, parameters: Any) -> Any:
         row = _insert(self, sql, parameters)
-        now = time.time()
-        if not self._conn.in_transaction and _table(sql).endswith("_message"):
-            _note("commit", now)
+        _committed(self, sql, time.time())
         return row
 
-    def _table(sql: str) -> str:
-        return sql.partition('"')[2].partition('"')[0]
+    def _execute_fetchall(self: Any, sql: str, parameters: Any) -> Any:
+        rows = _fetchall(self, sql, parameters)
+        _committed(self, sql, time.time())
+        return rows
+
+    def _committed(connection: Any, sql: str, now: float) -> None:
+        """Note a message's INSERT that committed as it returned (the ORM's ``create`` goes
+        through ``execute_insert``, a statement written out once through ``execute_fetchall``)."""
+        if sql.startswith("INSERT") and not connection._conn.in_transaction:
+            if sql.partition('"')[2].partition('"')[0].endswith("_message"):
+                _note("commit", now)
 
     _post = _sdk.AsyncAPIClient.post
 
@@ -107,6 +116,7 @@ if _PATH:
         await _send(self, item)
 
     aiosqlite.core.Connection._execute_insert = _execute_insert
+    aiosqlite.core.Connection._execute_fetchall = _execute_fetchall
     _sdk.AsyncAPIClient.post = _posted  # type: ignore[method-assign]
     _http11.AsyncHTTP11Connection._send_request_body = _send_request_body  # type: ignore[method-assign]
     _anyio.SocketStream.send = _socket_send  # type: ignore[method-assign]

@@ -8,8 +8,8 @@ is read from memory there once read (:mod:`parley.core.store.conversation_cache`
 reaches the database between the stored user message and the LLM request: the history window
 is kept in memory too (:mod:`parley.core.store.window`), and what is remembered about the user
 comes from the memory plugin (``before_llm``). On PostgreSQL, where other processes write, a
-turn runs 8: the conversation's read, the history window's read (between the user's message and
-the request) and the message sequence's ``nextval`` before each INSERT come on top
+turn runs 6: the conversation's read and the history window's read (between the user's message
+and the request) come on top; each INSERT takes the message sequence's next value itself
 (``tests/adapters/web/test_ws_sql.py`` counts both).
 """
 

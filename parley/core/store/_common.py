@@ -57,13 +57,22 @@ def _next_seq() -> int:
     return _last_seq
 
 
+MESSAGE_SEQ = "nextval('parley_message_seq')"
+"""PostgreSQL: the next message ``seq``, from the database sequence (one order across processes
+and hosts)."""
+
+
+def _seq_from_database() -> bool:
+    """Whether messages take their ``seq`` from the database (PostgreSQL) or the process
+    (:func:`_next_seq`)."""
+    return bool(Message._meta.db.capabilities.dialect == "postgres")
+
+
 async def _seq() -> int:
-    """The next message ``seq``: the database sequence on PostgreSQL (one order across
-    processes and hosts), else :func:`_next_seq`."""
-    db = Message._meta.db
-    if db.capabilities.dialect != "postgres":
+    """The next message ``seq``: the database sequence on PostgreSQL, else :func:`_next_seq`."""
+    if not _seq_from_database():
         return _next_seq()
-    _, rows = await db.execute_query("SELECT nextval('parley_message_seq') AS seq")
+    _, rows = await Message._meta.db.execute_query(f"SELECT {MESSAGE_SEQ} AS seq")
     return int(rows[0]["seq"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -9,12 +10,15 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
 from parley.core.store._common import (
+    MESSAGE_SEQ,
     DuplicateMessage,
     _check_fields,
     _is_duplicate,
     _message_record,
+    _next_seq,
     _now,
     _seq,
+    _seq_from_database,
     _uuid,
 )
 from parley.core.store.models import (
@@ -25,6 +29,7 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     MessageRecord,
 )
+from parley.core.store.statements import insert_row
 from parley.core.store.window import windows
 
 __all__ = [
@@ -60,6 +65,9 @@ _MESSAGE_FIELDS = frozenset(
     }
 )
 
+_INSERTED = ("id", "conversation_id", "created_at", *sorted(_MESSAGE_FIELDS))
+"""A new message's columns besides ``seq`` (by the record's names, which are the model's)."""
+
 
 async def add_message(
     conversation_id: str,
@@ -79,39 +87,46 @@ async def add_message(
     message_id: str | None = None,
 ) -> MessageRecord:
     """Store a message (with ``message_id``, an id chosen ahead: a reply announced before it is
-    stored). Raises :class:`DuplicateMessage` when (channel, platform_message_id) exists."""
+    stored). Raises :class:`DuplicateMessage` when (channel, platform_message_id) exists.
+
+    One statement, written out once (:mod:`~parley.core.store.statements`): on PostgreSQL the
+    ``seq`` comes from the database's sequence in the INSERT itself (``RETURNING`` it)."""
     cid = _uuid(conversation_id)
     if cid is None:
         raise LookupError(f"no conversation {conversation_id!r}")
-    seq = await _seq()
-    extra = {} if message_id is None else {"id": _uuid(message_id)}
+    mid = (message_id is not None and _uuid(message_id)) or uuid.uuid4()
+    record = MessageRecord(
+        id=str(mid),
+        conversation_id=str(cid),
+        role=role,
+        content=content,
+        status=status,
+        created_at=_now(),
+        name=name,
+        character_id=character_id,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        intent=intent,
+        lang=lang,
+        metadata=dict(metadata or {}),
+        channel=channel,
+        platform_message_id=platform_message_id,
+    )
+    fields = {f: getattr(record, f) for f in _INSERTED}
+    fields.update(id=mid, conversation_id=cid)
     try:
-        msg = await Message.create(
-            **extra,
-            conversation_id=cid,
-            seq=seq,
-            role=role,
-            content=content,
-            status=status,
-            name=name,
-            character_id=character_id,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            intent=intent,
-            lang=lang,
-            metadata=dict(metadata or {}),
-            channel=channel,
-            platform_message_id=platform_message_id,
-            created_at=_now(),
-        )
+        if _seq_from_database():
+            seq = (await insert_row(Message, computed={"seq": MESSAGE_SEQ}, **fields))["seq"]
+        else:
+            seq = _next_seq()
+            await insert_row(Message, seq=seq, **fields)
     except IntegrityError as exc:
         if await _is_duplicate(channel, platform_message_id):
             raise DuplicateMessage(f"{channel}:{platform_message_id}") from exc
         if not await Conversation.exists(id=cid):
             raise LookupError(f"no conversation {conversation_id!r}") from exc
         raise
-    record = _message_record(msg)
-    windows.added(seq, record)
+    windows.added(int(seq), record)
     return record
 
 

@@ -1,5 +1,5 @@
 """Statements written out once, for the store's hottest calls (every WebSocket connection looks
-up its caller; a new device also gets a user and a conversation).
+up its caller; a new device also gets a user and a conversation; every message is inserted).
 
 The ORM builds each query anew (pypika), which costs several times what running it does
 (docs/benchmarks.md, "Idle sockets"). These statements are plain SQL with ``?`` placeholders,
@@ -46,20 +46,36 @@ async def select_rows(
 
 
 @cache
-def _insert_sql(model: type[Model], fields: tuple[str, ...], dialect: str) -> str:
-    columns = ", ".join(f'"{model._meta.fields_db_projection[name]}"' for name in fields)
-    marks = ", ".join("?" * len(fields))
-    return _styled(f'INSERT INTO "{model._meta.db_table}" ({columns}) VALUES ({marks})', dialect)
+def _insert_sql(
+    model: type[Model], fields: tuple[str, ...], computed: tuple[tuple[str, str], ...], dialect: str
+) -> str:
+    projection = model._meta.fields_db_projection
+    columns = ", ".join(f'"{projection[name]}"' for name in (*fields, *dict(computed)))
+    marks = ", ".join(["?"] * len(fields) + [expression for _, expression in computed])
+    sql = f'INSERT INTO "{model._meta.db_table}" ({columns}) VALUES ({marks})'
+    if computed:
+        sql += " RETURNING " + ", ".join(f'"{projection[name]}"' for name, _ in computed)
+    return _styled(sql, dialect)
 
 
 async def insert_row(
-    model: type[Model], db: BaseDBAsyncClient | None = None, **fields: Any
-) -> None:
+    model: type[Model],
+    db: BaseDBAsyncClient | None = None,
+    *,
+    computed: dict[str, str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     """Insert one row of ``model`` (``fields`` by field name, converted as the ORM does) on
-    ``db`` (a transaction) or ``model``'s connection."""
+    ``db`` (a transaction) or ``model``'s connection. ``computed``: fields whose values the
+    database works out in the same statement (field name -> SQL expression, e.g. a sequence's
+    ``nextval``); their values are returned by column name (nothing else is)."""
     client = _client(model, db)
     meta = model._meta
     values = [meta.fields_map[name].to_db_value(value, model) for name, value in fields.items()]
-    await client.execute_query(
-        _insert_sql(model, tuple(fields), client.capabilities.dialect), values
-    )
+    dialect = client.capabilities.dialect
+    sql = _insert_sql(model, tuple(fields), tuple((computed or {}).items()), dialect)
+    if not computed:
+        await client.execute_query(sql, values)
+        return {}
+    # Not execute_query: Tortoise's asyncpg client drops what an INSERT returns there.
+    return (await client.execute_query_dict(sql, values))[0]

@@ -137,11 +137,11 @@ async def test_plain_text_turn_sql(serve, make_settings, tmp_path):
 
 # -- on PostgreSQL ----------------------------------------------------------------------------
 
-PG_MAX_STATEMENTS = 8
+PG_MAX_STATEMENTS = 6
 """Statements of a plain text turn on PostgreSQL, where other processes write too: the four of
-SQLite, the conversation's read under its lock and the history window's read (neither is kept
-in memory there), and the message sequence's ``nextval`` before each of the two INSERTs (one
-order across processes; SQLite takes a clock). Never raise it."""
+SQLite, and the conversation's read under its lock and the history window's read (neither is
+kept in memory there). Each INSERT takes its message's place from the database's sequence
+itself (one order across processes; SQLite takes a clock). Never raise it."""
 PG_MAX_BEFORE_REQUEST = 1
 """Statements between the stored user message and the LLM request on PostgreSQL: the history
 window's read."""
