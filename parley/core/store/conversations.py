@@ -26,7 +26,7 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     ConversationRecord,
 )
-from parley.core.store.statements import insert_row, select_rows
+from parley.core.store.statements import insert_row, select_rows, update_row
 from parley.core.store.users import _add_user
 from parley.core.store.window import windows
 
@@ -239,7 +239,7 @@ async def set_conversation_fields(conversation_id: str, **fields: Any) -> None:
     cid = _uuid(conversation_id)
     values = {k: _utc(v) if isinstance(v, datetime) else v for k, v in fields.items()}
     with kept.writing(_key(cid, conversation_id)) as write:
-        if cid is None or not await Conversation.filter(id=cid).update(**values):
+        if cid is None or not await update_row(Conversation, cid, **values):
             raise LookupError(f"no conversation {conversation_id!r}")
         write.fields = values
 

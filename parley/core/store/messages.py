@@ -29,7 +29,7 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     MessageRecord,
 )
-from parley.core.store.statements import insert_row
+from parley.core.store.statements import insert_row, update_row
 from parley.core.store.window import windows
 
 __all__ = [
@@ -171,7 +171,7 @@ async def set_message_fields(message_id: str, **fields: Any) -> None:
     _check_fields(fields, _MESSAGE_FIELDS, "message")
     mid = _uuid(message_id)
     values = {k: dict(v or {}) if k == "metadata" else v for k, v in fields.items()}
-    if mid is None or not await Message.filter(id=mid).update(**values):
+    if mid is None or not await update_row(Message, mid, **values):
         raise LookupError(f"no message {message_id!r}")
     windows.set(str(mid), values)
 

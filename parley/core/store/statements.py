@@ -1,5 +1,6 @@
 """Statements written out once, for the store's hottest calls (every WebSocket connection looks
-up its caller; a new device also gets a user and a conversation; every message is inserted).
+up its caller; a new device also gets a user and a conversation; every message is inserted, and
+a reply and its conversation updated).
 
 The ORM builds each query anew (pypika), which costs several times what running it does
 (docs/benchmarks.md, "Idle sockets"). These statements are plain SQL with ``?`` placeholders,
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
-__all__ = ["insert_row", "select_rows"]
+__all__ = ["insert_row", "select_rows", "update_row"]
 
 M = TypeVar("M", bound=Model)
 
@@ -79,3 +80,23 @@ async def insert_row(
         return {}
     # Not execute_query: Tortoise's asyncpg client drops what an INSERT returns there.
     return (await client.execute_query_dict(sql, values))[0]
+
+
+@cache
+def _update_sql(model: type[Model], fields: tuple[str, ...], dialect: str) -> str:
+    projection = model._meta.fields_db_projection
+    sets = ", ".join(f'"{projection[name]}"=?' for name in fields)
+    key = projection[model._meta.pk_attr]
+    return _styled(f'UPDATE "{model._meta.db_table}" SET {sets} WHERE "{key}"=?', dialect)
+
+
+async def update_row(model: type[Model], pk: Any, **fields: Any) -> int:
+    """Set ``fields`` (by field name, converted as the ORM does) of ``model``'s row ``pk``; the
+    number of rows changed (0 or 1)."""
+    client = _client(model, None)
+    meta = model._meta
+    values = [meta.fields_map[name].to_db_value(value, model) for name, value in fields.items()]
+    values.append(meta.fields_map[meta.pk_attr].to_db_value(pk, model))
+    sql = _update_sql(model, tuple(fields), client.capabilities.dialect)
+    changed, _ = await client.execute_query(sql, values)
+    return changed
