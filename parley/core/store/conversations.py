@@ -163,20 +163,23 @@ async def get_conversation(conversation_id: str) -> ConversationRecord | None:
     if record is not None:
         return record
     version = kept.version(key)
-    conv = await Conversation.get_or_none(id=cid) if cid else None
-    if conv is None:
+    found = await select_rows(Conversation, _CONVERSATION, [str(cid)]) if cid else []
+    if not found:
         return None
-    record = _conversation_record(conv)
+    record = _conversation_record(found[0])
     kept.read(record, version)
     return record
 
 
-_OPEN_CONVERSATION = (
+_CONVERSATIONS = (
     "SELECT id, user_id, channel, template_id, language, status, started_at, ended_at,"
     " reason_ended, last_activity_at, turn_count, state, expires_at FROM parley_conversation"
-    " WHERE user_id = ? AND channel = ? AND status = 'open'"
+)
+_OPEN_CONVERSATION = (
+    f"{_CONVERSATIONS} WHERE user_id = ? AND channel = ? AND status = 'open'"
     " ORDER BY started_at DESC, id DESC LIMIT 1"
 )
+_CONVERSATION = f"{_CONVERSATIONS} WHERE id = ?"
 
 
 async def find_open_conversation(user_id: str, channel: str) -> ConversationRecord | None:

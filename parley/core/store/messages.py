@@ -29,7 +29,7 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     MessageRecord,
 )
-from parley.core.store.statements import insert_row, update_row
+from parley.core.store.statements import insert_row, select_rows, update_row
 from parley.core.store.window import windows
 
 __all__ = [
@@ -64,6 +64,13 @@ _MESSAGE_FIELDS = frozenset(
         "platform_message_id",
     }
 )
+
+_WINDOW = (
+    "SELECT id, conversation_id, seq, role, name, character_id, content, status, tokens_in,"
+    " tokens_out, intent, lang, metadata, channel, platform_message_id, created_at"
+    " FROM parley_message WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?"
+)
+"""The history window's read, written out once (on PostgreSQL it runs every turn)."""
 
 _INSERTED = ("id", "conversation_id", "created_at", *sorted(_MESSAGE_FIELDS))
 """A new message's columns besides ``seq`` (by the record's names, which are the model's)."""
@@ -198,7 +205,7 @@ async def recent_messages(conversation_id: str, limit: int) -> list[MessageRecor
     kept = windows.get(str(cid), limit) if windows.enabled else None
     if kept is not None:
         return list(kept)
-    msgs = await Message.filter(conversation_id=cid).order_by("-seq").limit(limit)
+    msgs = await select_rows(Message, _WINDOW, [str(cid), limit])
     rows = [(m.seq, _message_record(m)) for m in reversed(msgs)]
     windows.fill(str(cid), limit, rows)
     return [record for _, record in rows]
