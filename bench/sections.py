@@ -275,10 +275,10 @@ async def _anatomy(
             at = await load.timeline(fakes)
             database, table, commits = databases[server.name]
             stored = _user_message_stored_at(database, table)
-            # In a turn: the SDK's post() called last before the request arrived, the request
-            # it wrote (noted once the write returned: the fake, on the other core, may have
-            # it by then), and the message committed before the call (the user's: the reply's
-            # INSERT comes after the request).
+            # In a turn: the SDK's post() called last before the request arrived at the fake,
+            # the request it sent (its body's last bytes handed to the socket; the fake notes
+            # the arrival once the headers are in, so it may come first), and the message
+            # committed before the call (the user's: the reply's INSERT comes after it).
             probed = _probed(commits)
             posted = _last_before(probed["post"], at["llm_request"])
             sent = min(t for t in probed["sent"] if t >= posted)

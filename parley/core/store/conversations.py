@@ -154,6 +154,17 @@ def _key(cid: uuid.UUID | None, conversation_id: str) -> str:
     return str(cid) if cid else conversation_id
 
 
+_CONVERSATIONS = (
+    "SELECT id, user_id, channel, template_id, language, status, started_at, ended_at,"
+    " reason_ended, last_activity_at, turn_count, state, expires_at FROM parley_conversation"
+)
+_OPEN_CONVERSATION = (
+    f"{_CONVERSATIONS} WHERE user_id = ? AND channel = ? AND status = 'open'"
+    " ORDER BY started_at DESC, id DESC LIMIT 1"
+)
+_CONVERSATION = f"{_CONVERSATIONS} WHERE id = ?"
+
+
 async def get_conversation(conversation_id: str) -> ConversationRecord | None:
     """The conversation, or None (also for a malformed id). Kept in memory on SQLite: see
     :mod:`parley.core.store.conversation_cache`."""
@@ -169,17 +180,6 @@ async def get_conversation(conversation_id: str) -> ConversationRecord | None:
     record = _conversation_record(found[0])
     kept.read(record, version)
     return record
-
-
-_CONVERSATIONS = (
-    "SELECT id, user_id, channel, template_id, language, status, started_at, ended_at,"
-    " reason_ended, last_activity_at, turn_count, state, expires_at FROM parley_conversation"
-)
-_OPEN_CONVERSATION = (
-    f"{_CONVERSATIONS} WHERE user_id = ? AND channel = ? AND status = 'open'"
-    " ORDER BY started_at DESC, id DESC LIMIT 1"
-)
-_CONVERSATION = f"{_CONVERSATIONS} WHERE id = ?"
 
 
 async def find_open_conversation(user_id: str, channel: str) -> ConversationRecord | None:

@@ -59,6 +59,12 @@ def _insert_sql(
     return _styled(sql, dialect)
 
 
+def _db_values(model: type[Model], fields: dict[str, Any]) -> list[Any]:
+    """``fields``' values as the ORM writes them (its own conversion and checks)."""
+    fields_map = model._meta.fields_map
+    return [fields_map[name].to_db_value(value, model) for name, value in fields.items()]
+
+
 async def insert_row(
     model: type[Model],
     db: BaseDBAsyncClient | None = None,
@@ -71,8 +77,7 @@ async def insert_row(
     database works out in the same statement (field name -> SQL expression, e.g. a sequence's
     ``nextval``); their values are returned by column name (nothing else is)."""
     client = _client(model, db)
-    meta = model._meta
-    values = [meta.fields_map[name].to_db_value(value, model) for name, value in fields.items()]
+    values = _db_values(model, fields)
     dialect = client.capabilities.dialect
     sql = _insert_sql(model, tuple(fields), tuple((computed or {}).items()), dialect)
     if not computed:
@@ -94,9 +99,7 @@ async def update_row(model: type[Model], pk: Any, **fields: Any) -> int:
     """Set ``fields`` (by field name, converted as the ORM does) of ``model``'s row ``pk``; the
     number of rows changed (0 or 1)."""
     client = _client(model, None)
-    meta = model._meta
-    values = [meta.fields_map[name].to_db_value(value, model) for name, value in fields.items()]
-    values.append(meta.fields_map[meta.pk_attr].to_db_value(pk, model))
+    values = _db_values(model, {**fields, model._meta.pk_attr: pk})
     sql = _update_sql(model, tuple(fields), client.capabilities.dialect)
     changed, _ = await client.execute_query(sql, values)
     return changed
