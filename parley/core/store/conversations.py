@@ -26,8 +26,8 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     ConversationRecord,
 )
-from parley.core.store.statements import insert_row, select_rows, update_row
-from parley.core.store.users import _add_user
+from parley.core.store.statements import insert_row, insert_rows, select_rows, update_row
+from parley.core.store.users import _new_user
 from parley.core.store.window import windows
 
 __all__ = [
@@ -133,12 +133,9 @@ async def start_first_conversation(
     an open conversation on ``channel``, stored in one transaction. None when the identity
     exists already (a concurrent call created it first): nothing is stored then."""
     try:
-        async with in_transaction() as conn:
-            user = await _add_user(conn, channel, external_id)
-            fields = _new_conversation(
-                uuid.UUID(user.id), channel, template_id, language, expires_at
-            )
-            await insert_row(Conversation, conn, **fields)
+        user, rows = _new_user(channel, external_id)
+        fields = _new_conversation(uuid.UUID(user.id), channel, template_id, language, expires_at)
+        await insert_rows([*rows, (Conversation, fields)])
     except IntegrityError:
         return None
     return _record(fields)

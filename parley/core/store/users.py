@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from parley.core.store._common import (
     _now,
@@ -21,7 +19,7 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     UserRecord,
 )
-from parley.core.store.statements import insert_row, select_rows
+from parley.core.store.statements import Row, insert_rows, select_rows
 
 __all__ = [
     "find_user",
@@ -44,23 +42,27 @@ async def find_user(channel: str, external_id: str) -> UserRecord | None:
     return _user_record(users[0]) if users else None
 
 
-async def _add_user(
-    conn: BaseDBAsyncClient, channel: str, external_id: str, display_name: str | None = None
-) -> UserRecord:
-    """Insert a user and its identity (``channel``, ``external_id``) on ``conn`` (a transaction);
-    tortoise's IntegrityError when the identity exists."""
+def _new_user(
+    channel: str, external_id: str, display_name: str | None = None
+) -> tuple[UserRecord, list[Row]]:
+    """A new user with its identity (``channel``, ``external_id``): its record, and the rows to
+    insert (with :func:`~parley.core.store.statements.insert_rows`, after others of the same
+    transaction that need the user)."""
     user_id, now = uuid.uuid4(), _now()
-    await insert_row(User, conn, id=user_id, display_name=display_name, created_at=now)
-    await insert_row(
-        Identity,
-        conn,
-        id=uuid.uuid4(),
-        user_id=user_id,
-        channel=channel,
-        external_id=external_id,
-        created_at=now,
-    )
-    return UserRecord(id=str(user_id), display_name=display_name, memory=None, created_at=now)
+    rows: list[Row] = [
+        (User, {"id": user_id, "display_name": display_name, "created_at": now}),
+        (
+            Identity,
+            {
+                "id": uuid.uuid4(),
+                "user_id": user_id,
+                "channel": channel,
+                "external_id": external_id,
+                "created_at": now,
+            },
+        ),
+    ]
+    return UserRecord(id=str(user_id), display_name=display_name, memory=None, created_at=now), rows
 
 
 async def get_or_create_user(
@@ -78,8 +80,9 @@ async def get_or_create_user(
                 user = dataclasses.replace(user, display_name=display_name)
             return user
         try:
-            async with in_transaction() as conn:
-                return await _add_user(conn, channel, external_id, display_name or None)
+            user, rows = _new_user(channel, external_id, display_name or None)
+            await insert_rows(rows)
+            return user
         except IntegrityError:
             pass  # a concurrent call created the identity first: read it back
     raise RuntimeError(f"could not resolve identity {channel}:{external_id}")
