@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext, get_current_context
 from tortoise.migrations.executor import MigrationExecutor
@@ -37,6 +39,31 @@ def with_sqlite_pragmas(db_url: str) -> str:
     given = {part.split("=", 1)[0].lower() for part in query.split("&") if part}
     extra = [f"{key}={value}" for key, value in SQLITE_PRAGMAS.items() if key not in given]
     return path + "?" + "&".join([*filter(None, [query]), *extra]) if extra else db_url
+
+
+async def _keep_session(connection: Any) -> None:
+    """What a PostgreSQL connection goes through when it returns to the pool, after asyncpg has
+    rolled back a transaction left open: nothing more.
+
+    asyncpg's default also sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL;``, a round trip after every statement the ORM runs outside a transaction (about
+    40% of a statement's CPU, 45% of its time: docs/benchmarks.md). Parley changes no session
+    state on pooled connections: leases hold their advisory locks on connections of their own,
+    and nothing LISTENs, SETs or keeps a cursor open there. Code that does must use a connection
+    of its own too (docs/deployment.md)."""
+
+
+def connection_config(db_url: str) -> str | dict[str, Any]:
+    """What Tortoise connects with for ``db_url``: a SQLite URL with :data:`SQLITE_PRAGMAS`;
+    for PostgreSQL, the URL expanded as Tortoise expands it, with pooled connections kept as
+    they are on release (:func:`_keep_session`)."""
+    db_url = with_sqlite_pragmas(db_url)
+    if db_url.startswith("sqlite://"):
+        return db_url
+    config = expand_db_url(db_url)
+    if config["engine"] == "tortoise.backends.asyncpg":
+        config["credentials"]["reset"] = _keep_session
+    return config
 
 
 def _prepare_sqlite_dir(db_url: str) -> None:
@@ -82,7 +109,7 @@ async def connect(db_url: str, *, migrate_first: bool = True) -> None:
     # runs on the event loop that connected: asyncpg and aiosqlite connections are loop-bound.
     with ctx:  # init resolves connections through the current context
         await ctx.init(
-            config=tortoise_config(with_sqlite_pragmas(db_url)), _enable_global_fallback=True
+            config=tortoise_config(connection_config(db_url)), _enable_global_fallback=True
         )
     _ctx, _db_url = ctx, db_url
     # This process is a SQLite database's one writer: its history windows and conversation
@@ -106,7 +133,7 @@ async def migrate(db_url: str) -> list[str]:
     try:
         with ctx:  # lazy connection: only the migration executor uses it
             await ctx.init(
-                config=tortoise_config(with_sqlite_pragmas(db_url)), init_connections=False
+                config=tortoise_config(connection_config(db_url)), init_connections=False
             )
         return await _apply_migrations(ctx)
     finally:

@@ -30,10 +30,11 @@ __all__ = [
 APP_LABEL = "parley"
 
 
-def tortoise_config(db_url: str) -> dict[str, Any]:
-    """The Tortoise config for ``db_url``: one connection, the store's models and migrations."""
+def tortoise_config(db: str | dict[str, Any]) -> dict[str, Any]:
+    """The Tortoise config for ``db`` (a URL, or a connection's config): one connection, the
+    store's models and migrations."""
     return {
-        "connections": {"default": db_url},
+        "connections": {"default": db},
         "apps": {
             APP_LABEL: {
                 "models": ["parley.core.store.models"],

@@ -148,7 +148,8 @@ window's read."""
 PG_BACKGROUND = ('FROM "parley_inbox"', 'UPDATE "parley_inbox"', '"status"=$1 AND "created_at"<$2')
 """The inbox's poll and the pending-reply sweep (see ``BACKGROUND``), as asyncpg sends them."""
 PG_RESET = "SELECT pg_advisory_unlock_all();"
-"""asyncpg's reset of a connection released to its pool (see ``DRIVER``): not counted."""
+"""The start of asyncpg's default reset of a connection released to its pool, a round trip after
+each statement: Parley's pool skips it (``parley.core.store.db._keep_session``)."""
 
 
 class PgWatchedLLM(ScriptedLLM):
@@ -183,9 +184,7 @@ async def _pg_tracing(trace: list[str]) -> AsyncIterator[None]:
     (every connection the pool may open is opened and watched: they are held together once)."""
 
     def record(query: Any) -> None:
-        if not query.query.startswith(PG_RESET) and not any(
-            mark in query.query for mark in PG_BACKGROUND
-        ):
+        if not any(mark in query.query for mark in PG_BACKGROUND):
             trace.append(query.query)
 
     async def each(change: str) -> None:
@@ -216,6 +215,7 @@ async def test_plain_text_turn_sql_on_postgres(serve, pg_schema_url):
                 await asyncio.sleep(0.25)  # a write left for after turn_complete is counted too
     assert frames[-2]["type"] == "message_complete" and frames[-2]["status"] == "complete"
 
+    assert not [sql for sql in trace if sql.startswith(PG_RESET)], "pooled connections are reset"
     _check_turn(trace, llm.at_request[-1], PG_MAX_STATEMENTS, PG_MAX_BEFORE_REQUEST)
 
 
