@@ -252,14 +252,17 @@ async def _tracing() -> AsyncIterator[list[str]]:
 
 @asynccontextmanager
 async def _calls() -> AsyncIterator[list[str]]:
-    """The names of the functions aiosqlite runs on its database thread inside the block (one
-    call each: a statement, a commit, or several statements together)."""
+    """The calls aiosqlite makes on its database thread inside the block (one each: a statement,
+    a commit, or several statements together), not the background jobs' statements: the
+    function's name, and the statement's start when it is one."""
     connection = Tortoise.get_connection("default")._connection
     calls: list[str] = []
     run = connection._execute
 
     async def counted(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        calls.append(getattr(fn, "__name__", repr(fn)))
+        sql = args[0] if args and isinstance(args[0], str) else ""
+        if not any(mark in sql for mark in BACKGROUND):
+            calls.append(f"{getattr(fn, '__name__', repr(fn))} {sql[:40]}".strip())
         return await run(fn, *args, **kwargs)
 
     connection._execute = counted
