@@ -39,15 +39,14 @@ def _styled(sql: str, dialect: str) -> str:
     return re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
 
 
-def _client(model: type[Model], db: BaseDBAsyncClient | None) -> BaseDBAsyncClient:
-    return db if db is not None else model._meta.db
+def _client(model: type[Model]) -> BaseDBAsyncClient:
+    """``model``'s connection (a transaction's, inside one)."""
+    return model._meta.db
 
 
-async def select_rows(
-    model: type[M], sql: str, values: list[Any], db: BaseDBAsyncClient | None = None
-) -> list[M]:
+async def select_rows(model: type[M], sql: str, values: list[Any]) -> list[M]:
     """The rows of ``sql`` (every column of ``model``'s table, by name) as ``model`` instances."""
-    client = _client(model, db)
+    client = _client(model)
     _, rows = await client.execute_query(_styled(sql, client.capabilities.dialect), values)
     # The ORM's own row decoding (what its querysets do with each row).
     return [model._init_from_db(**dict(row)) for row in rows]
@@ -73,17 +72,13 @@ def _db_values(model: type[Model], fields: dict[str, Any]) -> list[Any]:
 
 
 async def insert_row(
-    model: type[Model],
-    db: BaseDBAsyncClient | None = None,
-    *,
-    computed: dict[str, str] | None = None,
-    **fields: Any,
+    model: type[Model], *, computed: dict[str, str] | None = None, **fields: Any
 ) -> dict[str, Any]:
-    """Insert one row of ``model`` (``fields`` by field name, converted as the ORM does) on
-    ``db`` (a transaction) or ``model``'s connection. ``computed``: fields whose values the
-    database works out in the same statement (field name -> SQL expression, e.g. a sequence's
-    ``nextval``); their values are returned by column name (nothing else is)."""
-    client = _client(model, db)
+    """Insert one row of ``model`` (``fields`` by field name, converted as the ORM does).
+    ``computed``: fields whose values the database works out in the same statement (field name
+    -> SQL expression, e.g. a sequence's ``nextval``); their values are returned by column name
+    (nothing else is)."""
+    client = _client(model)
     values = _db_values(model, fields)
     dialect = client.capabilities.dialect
     sql = _insert_sql(model, tuple(fields), tuple((computed or {}).items()), dialect)
@@ -105,7 +100,7 @@ def _update_sql(model: type[Model], fields: tuple[str, ...], dialect: str) -> st
 async def update_row(model: type[Model], pk: Any, **fields: Any) -> int:
     """Set ``fields`` (by field name, converted as the ORM does) of ``model``'s row ``pk``; the
     number of rows changed (0 or 1)."""
-    client = _client(model, None)
+    client = _client(model)
     values = _db_values(model, {**fields, model._meta.pk_attr: pk})
     sql = _update_sql(model, tuple(fields), client.capabilities.dialect)
     changed, _ = await client.execute_query(sql, values)
@@ -136,7 +131,7 @@ async def insert_rows(rows: Sequence[Row]) -> None:
     only way it offers to run several statements in one call), under the lock the ORM's own
     transactions take (through the ORM, a user, its identity and a conversation took six trips:
     its BEGIN takes two). Elsewhere it is an ordinary transaction."""
-    client = _client(rows[0][0], None)
+    client = _client(rows[0][0])
     dialect = client.capabilities.dialect
     statements = [
         (_insert_sql(model, tuple(fields), (), dialect), _db_values(model, fields))
