@@ -35,9 +35,14 @@ the user's message."""
 MAX_BEFORE_REQUEST = 0
 """Statements between storing the user's message and the LLM request (3 before issue 13: the
 user row for memory, the history window, the pending reply)."""
-BACKGROUND = ("parley_inbox", '"status"=\'pending\' AND "created_at"<')
+BACKGROUND = (
+    "parley_inbox",
+    '"status"=\'pending\' AND "created_at"<',
+    '"status"=? AND "created_at"<?',
+)
 """Work of the server's own background jobs, not part of what is measured (left out of the
-trace): the inbox's poll, and the sweep that settles replies a crash left ``pending``."""
+trace and of the calls): the inbox's poll, and the sweep that settles replies a crash left
+``pending`` (as the trace shows it, its values bound, and as aiosqlite is called, with ``?``)."""
 DRIVER = "SELECT last_insert_rowid()"
 """aiosqlite's bookkeeping after each INSERT (no table read): not counted."""
 
@@ -145,7 +150,7 @@ itself (one order across processes; SQLite takes a clock). Never raise it."""
 PG_MAX_BEFORE_REQUEST = 1
 """Statements between the stored user message and the LLM request on PostgreSQL: the history
 window's read."""
-PG_BACKGROUND = ('FROM "parley_inbox"', 'UPDATE "parley_inbox"', '"status"=$1 AND "created_at"<$2')
+PG_BACKGROUND = ("parley_inbox", '"status"=$3 AND "created_at"<$4')
 """The inbox's poll and the pending-reply sweep (see ``BACKGROUND``), as asyncpg sends them."""
 PG_RESET = "SELECT pg_advisory_unlock_all();"
 """The start of asyncpg's default reset of a connection released to its pool, a round trip after
