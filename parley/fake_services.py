@@ -99,7 +99,8 @@ class FakeOpenAIServer:
     ``("text", [pieces])`` streams the pieces; ``("raw", sse_bytes)`` sends that body (see
     :func:`openai_tool_calls`); ``("status", code)`` answers that HTTP error;
     ``("silent",)`` sends the stream's headers and then nothing; ``("stall", [pieces])`` streams the
-    pieces and then nothing. ``requests`` counts the requests served; ``closed`` the streams whose
+    pieces and then nothing; ``("drop", [pieces])`` streams the pieces and then cuts the
+    connection (no end of stream). ``requests`` counts the requests served; ``closed`` the streams whose
     client went away; ``connections`` the client connections they came on. Use
     ``async with FakeOpenAIServer() as server`` and ``server.base_url``. It runs on aiohttp:
     ``pip install 'parley[testing]'``.
@@ -151,10 +152,14 @@ class FakeOpenAIServer:
                 await response.write(openai_text(*behaviour[1]))
                 await response.write_eof()
                 return response
-            if behaviour[0] == "stall":
+            if behaviour[0] in ("stall", "drop"):
                 chunks = [openai_chunk({"role": "assistant", "content": ""})]
                 chunks += [openai_chunk({"content": piece}) for piece in behaviour[1]]
                 await response.write("".join(f"data: {json.dumps(c)}\n\n" for c in chunks).encode())
+            if behaviour[0] == "drop" and request.transport is not None:
+                await asyncio.sleep(0.05)  # the pieces reach the client first
+                request.transport.abort()
+                return response
             await asyncio.Event().wait()  # silent / stalled: until the client goes away
         except (asyncio.CancelledError, ConnectionError):
             self.closed += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import httpx2
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
@@ -44,12 +45,17 @@ NO_KEY_PLACEHOLDER = "not-needed"
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a connection (``llm.timeout`` bounds the rest of a request)."""
 
-REQUESTS_PER_CLIENT = 16
-"""Requests in flight on one SDK client (one connection pool) before the next client takes the
-overflow. httpcore goes over every connection of a pool each time a request starts or a response
-ends, so one pool holding hundreds of streams costs a tenth of the server's CPU under load
-(docs/benchmarks.md). Clients fill in order: at low traffic every request goes to the first one
-and reuses its connections, as a single pool would."""
+KEEPALIVE_SECONDS = 120.0
+"""How long an idle connection waits for the next request (the SDK's default is 5 s, shorter than
+the pause between two turns of a conversation: each turn would open a new TLS connection, two
+more round trips before the request leaves). A connection the server closes meanwhile leaves the
+pool when its close arrives, and the next request opens a new one."""
+CONNECTION_LIMITS = httpx2.Limits(
+    max_connections=openai.DEFAULT_CONNECTION_LIMITS.max_connections,
+    max_keepalive_connections=openai.DEFAULT_CONNECTION_LIMITS.max_keepalive_connections,
+    keepalive_expiry=KEEPALIVE_SECONDS,
+)
+"""The SDK's own limits (``openai.DEFAULT_CONNECTION_LIMITS``), idle connections kept longer."""
 
 _ARGUMENTS = ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty")
 _EXTRA_BODY = ("top_k", "min_p", "repetition_penalty")
@@ -65,26 +71,14 @@ class OpenAILLM:
     ) -> None:
         self.settings = settings
         self._http_client = http_client
-        """Given (tests, proxies): the only client's; otherwise each SDK client has its own."""
-        self._clients: list[AsyncOpenAI] = []
-        self._in_flight: list[int] = []
-        """Requests streaming on each client (:data:`REQUESTS_PER_CLIENT`)."""
+        """Given (tests, proxies): the SDK client's; otherwise aiohttp under the SDK."""
+        self._client: AsyncOpenAI | None = None
 
     @property
     def client(self) -> AsyncOpenAI:
-        """The first SDK client, built on first use (a missing key fails the first call, not
-        start-up)."""
-        return self._client_at(0)
-
-    @property
-    def in_flight(self) -> tuple[int, ...]:
-        """Requests streaming now on each SDK client, in the order they fill."""
-        return tuple(self._in_flight)
-
-    def _client_at(self, index: int) -> AsyncOpenAI:
-        """Client ``index``, built if it is the next one."""
-        if index < len(self._clients):
-            return self._clients[index]
+        """The SDK client, built on first use (a missing key fails the first call, not start-up)."""
+        if self._client is not None:
+            return self._client
         api_key = self.settings.resolved_api_key()
         if not api_key:
             if not self.settings.base_url:
@@ -92,7 +86,7 @@ class OpenAILLM:
                     "LLM API key missing: set llm.api_key or OPENAI_API_KEY", provider=NAME
                 )
             api_key = NO_KEY_PLACEHOLDER
-        client = AsyncOpenAI(
+        self._client = AsyncOpenAI(
             base_url=self.settings.base_url or None,
             api_key=api_key,
             # A server that cannot be reached fails in seconds; a slow answer is bounded by
@@ -101,25 +95,19 @@ class OpenAILLM:
                 self.settings.timeout, connect=min(CONNECT_TIMEOUT, self.settings.timeout)
             ),
             max_retries=self.settings.max_retries,
-            http_client=self._http_client,
+            # aiohttp under the SDK (its documented ``DefaultAioHttpClient``; the SDK's requests,
+            # retries and errors unchanged): a request costs about a quarter less CPU than through
+            # httpx's own transport, leaves sooner after the stored user message, and one pool
+            # holds hundreds of streams (httpcore went over every connection of its pool at each
+            # request's start and end; docs/benchmarks.md).
+            http_client=self._http_client or openai.DefaultAioHttpClient(limits=CONNECTION_LIMITS),
         )
-        self._clients.append(client)
-        self._in_flight.append(0)
-        return client
-
-    def _least_filled(self) -> int:
-        """The first client with room for one more request (a new one when all are full)."""
-        if self._http_client is not None:
-            return 0
-        for index, count in enumerate(self._in_flight):
-            if count < REQUESTS_PER_CLIENT:
-                return index
-        return len(self._clients)
+        return self._client
 
     async def aclose(self) -> None:
-        """Close the SDK clients and their connections."""
-        clients, self._clients, self._in_flight = self._clients, [], []
-        for client in clients:
+        """Close the SDK client and its connections."""
+        client, self._client = self._client, None
+        if client is not None:
             await client.close()
 
     def request_arguments(self, request: LLMRequest) -> dict[str, Any]:
@@ -147,10 +135,7 @@ class OpenAILLM:
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         """Yield text pieces, tool-call fragments, the finish reason and usage as they arrive."""
-        index = self._least_filled()
-        client = self._client_at(index)
-        in_flight = self._in_flight
-        in_flight[index] += 1
+        client = self.client
         response = None
         try:
             # Not ``chat.completions.create``: it first walks the whole body against the SDK's
@@ -179,8 +164,6 @@ class OpenAILLM:
             raise self._error(exc) from exc
         finally:
             # Also runs when the consumer stops early (aclose) or is cancelled.
-            if in_flight is self._in_flight:  # else the clients were closed meanwhile
-                in_flight[index] -= 1
             if response is not None:
                 await response.close()
 
@@ -273,10 +256,23 @@ def _server_message(exc: openai.APIError) -> str:
     return exc.message
 
 
+def _connect_failed(exc: BaseException) -> bool:
+    """Whether a connection could not be made (refused, reset, no route) rather than timed out:
+    the SDK's aiohttp transport reports both as a connect timeout, the cause tells them apart."""
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def _map_error(exc: openai.OpenAIError) -> ProviderError:
     """The provider error for an SDK error (raised before or during the stream)."""
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _connect_failed(exc):
         return ProviderTimeout("LLM request timed out", provider=NAME)
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderUnavailable("LLM server unreachable: connection failed", provider=NAME)
     if isinstance(exc, openai.APIConnectionError):
         return ProviderUnavailable(f"LLM server unreachable: {exc.message}", provider=NAME)
     if not isinstance(exc, openai.APIError):

@@ -1,9 +1,11 @@
-"""The openai provider's SDK clients: filled in order (``REQUESTS_PER_CLIENT`` streams each),
-each stream's place given back however it ends. Against a real local server."""
+"""The openai provider's SDK client on a real local server: one connection reused turn after
+turn and kept between turns; many streams at once; each stream's response closed however it ends;
+failures told apart (unreachable, timed out, cut)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -12,11 +14,19 @@ import httpx2
 import pytest
 
 from parley.core.config import LLMSettings, ModelSettings
-from parley.core.providers import LLMChunk, LLMRequest, ProviderError
+from parley.core.providers import (
+    LLMChunk,
+    LLMRequest,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from parley.fake_services import FakeOpenAIServer
-from parley.plugins.openai.llm import REQUESTS_PER_CLIENT, OpenAILLM
+from parley.plugins.openai.llm import OpenAILLM
 
 REQUEST = LLMRequest(messages=[{"role": "user", "content": "Hi"}], model=ModelSettings())
+MANY = 120
+"""Streams at once: more than one pool held before (16 each), fewer than its limit (1000)."""
 
 
 def provider(server: FakeOpenAIServer, **values: Any) -> OpenAILLM:
@@ -32,45 +42,38 @@ async def held(llm: OpenAILLM, count: int) -> list[AsyncIterator[LLMChunk]]:
     return streams
 
 
-async def test_sequential_requests_share_one_client_and_its_connection() -> None:
+async def test_sequential_requests_share_one_connection() -> None:
     async with FakeOpenAIServer(("text", ["Hello", " there"])) as server:
         llm = provider(server)
         try:
             for _ in range(5):
                 chunks = [chunk async for chunk in llm.stream(REQUEST)]
                 assert "".join(chunk.text for chunk in chunks) == "Hello there"
-            assert llm.in_flight == (0,)
             assert (server.requests, server.connections) == (5, 1)
         finally:
             await llm.aclose()
 
 
-async def test_a_full_client_overflows_to_the_next_and_places_come_back() -> None:
+async def test_many_streams_at_once_each_closed_when_given_up() -> None:
     async with FakeOpenAIServer(("stall", ["hi"])) as server:
         llm = provider(server)
         try:
-            streams = await held(llm, REQUESTS_PER_CLIENT + 1)
-            assert llm.in_flight == (REQUESTS_PER_CLIENT, 1)
-            await streams.pop().aclose()  # the overflow's place is given back
-            assert llm.in_flight == (REQUESTS_PER_CLIENT, 0)
-            await streams.pop().aclose()  # now the first client has room again
-            streams += await held(llm, 1)
-            assert llm.in_flight == (REQUESTS_PER_CLIENT, 0)
+            streams = await held(llm, MANY)
+            assert (server.requests, server.connections) == (MANY, MANY)
             for stream in streams:
                 await stream.aclose()
-            assert llm.in_flight == (0, 0)
+            await _until(lambda: server.closed == MANY)
         finally:
             await llm.aclose()
 
 
-async def test_failed_and_cancelled_streams_give_their_places_back() -> None:
+async def test_failed_and_cancelled_streams_close_their_responses() -> None:
     async with FakeOpenAIServer(("status", 500)) as server:
         llm = provider(server)
         try:
-            for _ in range(REQUESTS_PER_CLIENT + 2):
+            for _ in range(3):
                 with pytest.raises(ProviderError):
                     await anext(llm.stream(REQUEST))
-            assert llm.in_flight == (0,)
             server.behaviours.clear()
             server.push(("stall", ["hi"]))  # cancelled while waiting for the next chunk
             reading = [asyncio.Event() for _ in range(3)]
@@ -79,14 +82,23 @@ async def test_failed_and_cancelled_streams_give_their_places_back() -> None:
                 asyncio.ensure_future(_drain(s, e)) for s, e in zip(streams, reading, strict=True)
             ]
             await asyncio.gather(*(event.wait() for event in reading))
-            assert llm.in_flight == (3,)
             for task in waiting:
                 task.cancel()
             await asyncio.gather(*waiting, return_exceptions=True)
             assert all(task.cancelled() for task in waiting)
-            assert llm.in_flight == (0,)
+            await _until(lambda: server.closed == 3)
         finally:
             await llm.aclose()
+
+
+async def _until(condition: Any) -> None:
+    """Wait (up to 5 s) until ``condition()`` holds: the server notices a closed stream a moment
+    later."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
 
 
 async def _drain(stream: AsyncIterator[LLMChunk], reading: asyncio.Event) -> None:
@@ -98,14 +110,75 @@ async def _drain(stream: AsyncIterator[LLMChunk], reading: asyncio.Event) -> Non
             pass
 
 
-async def test_a_given_http_client_is_the_only_client() -> None:
-    async with FakeOpenAIServer(("stall", ["hi"])) as server, httpx2.AsyncClient() as http:
+async def test_a_given_http_client_is_used() -> None:
+    sent: list[str] = []
+
+    async def note(request: httpx2.Request) -> None:
+        sent.append(request.url.path)
+
+    async with (
+        FakeOpenAIServer(("text", ["ok"])) as server,
+        httpx2.AsyncClient(event_hooks={"request": [note]}) as http,
+    ):
         llm = OpenAILLM(LLMSettings(base_url=server.base_url, max_retries=0), http_client=http)
         try:
-            streams = await held(llm, REQUESTS_PER_CLIENT + 1)
-            assert llm.in_flight == (REQUESTS_PER_CLIENT + 1,)
-            for stream in streams:
-                await stream.aclose()
-            assert llm.in_flight == (0,)
+            assert "".join([c.text async for c in llm.stream(REQUEST)]) == "ok"
+            assert sent == ["/v1/chat/completions"]
+        finally:
+            await llm.aclose()
+
+
+# -- the transport (aiohttp under the SDK) -------------------------------------------------------
+
+
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_an_unreachable_server_is_unavailable_not_a_timeout() -> None:
+    llm = OpenAILLM(LLMSettings(base_url=f"http://127.0.0.1:{closed_port()}/v1", max_retries=0))
+    try:
+        with pytest.raises(ProviderUnavailable, match="unreachable"):
+            await anext(llm.stream(REQUEST))
+    finally:
+        await llm.aclose()
+
+
+async def test_a_silent_server_times_out() -> None:
+    async with FakeOpenAIServer(("silent",)) as server:
+        llm = provider(server, timeout=0.3)
+        try:
+            with pytest.raises(ProviderTimeout):
+                await anext(llm.stream(REQUEST))
+        finally:
+            await llm.aclose()
+
+
+async def test_a_stream_the_server_cuts_is_unavailable_after_its_pieces() -> None:
+    async with FakeOpenAIServer(("drop", ["par"])) as server:
+        llm = provider(server)
+        received: list[str] = []
+        try:
+            with pytest.raises(ProviderUnavailable):
+                async for chunk in llm.stream(REQUEST):
+                    received.append(chunk.text)
+            assert received == ["par"]
+        finally:
+            await llm.aclose()
+
+
+async def test_an_idle_connection_waits_for_the_next_turn() -> None:
+    """The SDK's own client drops a connection idle for 5 s: the next turn would pay a new
+    TLS connection. The provider keeps it (``KEEPALIVE_SECONDS``)."""
+    async with FakeOpenAIServer(("text", ["ok"])) as server:
+        llm = provider(server)
+        try:
+            for pause in (0, 5.5):
+                await asyncio.sleep(pause)
+                assert "".join([chunk.text async for chunk in llm.stream(REQUEST)]) == "ok"
+            assert (server.requests, server.connections) == (2, 1)
         finally:
             await llm.aclose()
