@@ -100,7 +100,7 @@ class FakeOpenAIServer:
     :func:`openai_tool_calls`); ``("status", code)`` answers that HTTP error;
     ``("silent",)`` sends the stream's headers and then nothing; ``("stall", [pieces])`` streams the
     pieces and then nothing; ``("drop", [pieces])`` streams the pieces and then cuts the
-    connection (no end of stream). ``requests`` counts the requests served; ``closed`` the streams whose
+    connection (no end of stream); ``("hangup",)`` closes the connection before answering. ``requests`` counts the requests served; ``closed`` the streams whose
     client went away; ``connections`` the client connections they came on. Use
     ``async with FakeOpenAIServer() as server`` and ``server.base_url``. It runs on aiohttp:
     ``pip install 'parley[testing]'``.
@@ -136,6 +136,9 @@ class FakeOpenAIServer:
         self.peers.add(request.transport.get_extra_info("peername") if request.transport else None)
         self.bodies.append(await request.json())
         behaviour = self._next()
+        if behaviour[0] == "hangup" and request.transport is not None:
+            request.transport.abort()
+            return web.Response()  # never sent: the connection is gone
         if behaviour[0] == "status":
             error = {"error": {"message": f"scripted {behaviour[1]}", "type": "server_error"}}
             return web.json_response(error, status=behaviour[1])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import httpx2
 import openai
 from openai import AsyncOpenAI
@@ -256,12 +257,14 @@ def _server_message(exc: openai.APIError) -> str:
     return exc.message
 
 
-def _connect_failed(exc: BaseException) -> bool:
-    """Whether a connection could not be made (refused, reset, no route) rather than timed out:
-    the SDK's aiohttp transport reports both as a connect timeout, the cause tells them apart."""
+def _connection_failed(exc: BaseException) -> bool:
+    """Whether the connection failed (refused, reset, closed by the server before it answered)
+    rather than timed out: the SDK's aiohttp transport reports all of them as a connect timeout,
+    the cause tells them apart."""
     cause = exc.__cause__
     while cause is not None:
-        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+        failed = isinstance(cause, (OSError, aiohttp.ClientConnectionError))
+        if failed and not isinstance(cause, TimeoutError):
             return True
         cause = cause.__cause__
     return False
@@ -269,7 +272,7 @@ def _connect_failed(exc: BaseException) -> bool:
 
 def _map_error(exc: openai.OpenAIError) -> ProviderError:
     """The provider error for an SDK error (raised before or during the stream)."""
-    if isinstance(exc, openai.APITimeoutError) and not _connect_failed(exc):
+    if isinstance(exc, openai.APITimeoutError) and not _connection_failed(exc):
         return ProviderTimeout("LLM request timed out", provider=NAME)
     if isinstance(exc, openai.APITimeoutError):
         return ProviderUnavailable("LLM server unreachable: connection failed", provider=NAME)

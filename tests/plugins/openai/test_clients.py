@@ -147,6 +147,17 @@ async def test_an_unreachable_server_is_unavailable_not_a_timeout() -> None:
         await llm.aclose()
 
 
+async def test_a_server_that_hangs_up_is_unavailable_not_a_timeout() -> None:
+    async with FakeOpenAIServer(("hangup",)) as server:
+        llm = provider(server)
+        try:
+            with pytest.raises(ProviderUnavailable, match="unreachable"):
+                await anext(llm.stream(REQUEST))
+            assert server.requests == 1
+        finally:
+            await llm.aclose()
+
+
 async def test_a_silent_server_times_out() -> None:
     async with FakeOpenAIServer(("silent",)) as server:
         llm = provider(server, timeout=0.3)
