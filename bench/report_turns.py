@@ -23,9 +23,10 @@ def anatomy_section(data: dict) -> list[str]:
         "`bench/probe`, loaded into both servers, notes the moment SQLite's autocommit INSERT "
         "of a message returns on the database thread, the SDK's `post()` is called, and the "
         "last bytes of the request's body are handed to its socket); from the commit to the "
-        "request arriving at the fake (its headers parsed: httpcore writes the headers, passes "
-        "through the event loop, then writes the body, so this can come before the body is "
-        "sent; it adds the loopback and the fake's own HTTP parsing); the LLM's own "
+        "request arriving at the fake (its headers parsed: under the baseline's SDK httpcore "
+        "writes the headers, passes through the event loop, then writes the body, so this can "
+        "come before the body is sent; Parley's aiohttp sends headers and body in one write; "
+        "it adds the loopback and the fake's own HTTP parsing); the LLM's own "
         "time; and from the LLM's last word to `turn_complete` at the client. Median [min-max] "
         "of the turns, ms.",
         "",
