@@ -100,8 +100,9 @@ class FakeOpenAIServer:
     :func:`openai_tool_calls`); ``("status", code)`` answers that HTTP error;
     ``("silent",)`` sends the stream's headers and then nothing; ``("stall", [pieces])`` streams the
     pieces and then nothing; ``("drop", [pieces])`` streams the pieces and then cuts the
-    connection (no end of stream); ``("hangup",)`` closes the connection before answering. ``requests`` counts the requests served; ``closed`` the streams whose
-    client went away; ``connections`` the client connections they came on. Use
+    connection (no end of stream); ``("hangup",)`` closes the connection before answering.
+    ``requests`` counts the requests served; ``closed`` the streams whose client went away;
+    ``connections`` the client connections they came on. Use
     ``async with FakeOpenAIServer() as server`` and ``server.base_url``. It runs on aiohttp:
     ``pip install 'parley[testing]'``.
     """

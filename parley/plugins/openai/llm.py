@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import httpx2
 import openai
+from aiohttp.http_exceptions import HttpProcessingError
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
@@ -53,10 +54,11 @@ more round trips before the request leaves). A connection the server closes mean
 pool when its close arrives, and the next request opens a new one."""
 CONNECTION_LIMITS = httpx2.Limits(
     max_connections=openai.DEFAULT_CONNECTION_LIMITS.max_connections,
-    max_keepalive_connections=openai.DEFAULT_CONNECTION_LIMITS.max_keepalive_connections,
     keepalive_expiry=KEEPALIVE_SECONDS,
 )
-"""The SDK's own limits (``openai.DEFAULT_CONNECTION_LIMITS``), idle connections kept longer."""
+"""At most the SDK's 1000 connections, idle ones kept 120 s. aiohttp has no separate cap on idle
+connections (the SDK's 100 would not apply): after a burst, the connections it opened wait for
+the next one, each until its 120 s pass."""
 
 _ARGUMENTS = ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty")
 _EXTRA_BODY = ("top_k", "min_p", "repetition_penalty")
@@ -163,6 +165,13 @@ class OpenAILLM:
                     yield out
         except openai.OpenAIError as exc:
             raise self._error(exc) from exc
+        except (aiohttp.ClientError, HttpProcessingError) as exc:
+            # What the SDK's aiohttp transport passes through unmapped (and so the SDK neither
+            # retries nor wraps): an answer that is not HTTP, headers it cannot parse, a broken
+            # chunked body.
+            raise ProviderUnavailable(
+                f"LLM server sent a broken response: {exc}", provider=NAME
+            ) from exc
         finally:
             # Also runs when the consumer stops early (aclose) or is cancelled.
             if response is not None:
@@ -257,25 +266,26 @@ def _server_message(exc: openai.APIError) -> str:
     return exc.message
 
 
-def _connection_failed(exc: BaseException) -> bool:
-    """Whether the connection failed (refused, reset, closed by the server before it answered)
-    rather than timed out: the SDK's aiohttp transport reports all of them as a connect timeout,
-    the cause tells them apart."""
+def _connection_failed(exc: BaseException) -> BaseException | None:
+    """The error under an SDK timeout when the connection failed (refused, no such host, TLS,
+    closed by the server before it answered) rather than timed out: the SDK's aiohttp transport
+    reports all of them as a connect timeout, the cause tells them apart. None for a timeout."""
     cause = exc.__cause__
     while cause is not None:
         failed = isinstance(cause, (OSError, aiohttp.ClientConnectionError))
         if failed and not isinstance(cause, TimeoutError):
-            return True
+            return cause
         cause = cause.__cause__
-    return False
+    return None
 
 
 def _map_error(exc: openai.OpenAIError) -> ProviderError:
     """The provider error for an SDK error (raised before or during the stream)."""
-    if isinstance(exc, openai.APITimeoutError) and not _connection_failed(exc):
-        return ProviderTimeout("LLM request timed out", provider=NAME)
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderUnavailable("LLM server unreachable: connection failed", provider=NAME)
+        failure = _connection_failed(exc)
+        if failure is None:
+            return ProviderTimeout("LLM request timed out", provider=NAME)
+        return ProviderUnavailable(f"LLM server unreachable: {failure}", provider=NAME)
     if isinstance(exc, openai.APIConnectionError):
         return ProviderUnavailable(f"LLM server unreachable: {exc.message}", provider=NAME)
     if not isinstance(exc, openai.APIError):

@@ -38,7 +38,7 @@ user row for memory, the history window, the pending reply)."""
 BACKGROUND = (
     "parley_inbox",
     '"status"=\'pending\' AND "created_at"<',
-    '"status"=? AND "created_at"<?',
+    'AND "created_at"<?',
 )
 """Work of the server's own background jobs, not part of what is measured (left out of the
 trace and of the calls): the inbox's poll, and the sweep that settles replies a crash left
@@ -150,7 +150,7 @@ itself (one order across processes; SQLite takes a clock). Never raise it."""
 PG_MAX_BEFORE_REQUEST = 1
 """Statements between the stored user message and the LLM request on PostgreSQL: the history
 window's read."""
-PG_BACKGROUND = ("parley_inbox", '"status"=$3 AND "created_at"<$4')
+PG_BACKGROUND = ("parley_inbox", 'AND "created_at"<$')
 """The inbox's poll and the pending-reply sweep (see ``BACKGROUND``), as asyncpg sends them."""
 PG_RESET = "SELECT pg_advisory_unlock_all();"
 """The start of asyncpg's default reset of a connection released to its pool, a round trip after

@@ -158,6 +158,27 @@ async def test_a_server_that_hangs_up_is_unavailable_not_a_timeout() -> None:
             await llm.aclose()
 
 
+async def test_an_answer_that_is_not_http_is_unavailable() -> None:
+    """aiohttp passes its parser's error through the SDK unmapped: the provider maps it."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    llm = OpenAILLM(LLMSettings(base_url=f"http://127.0.0.1:{port}/v1", max_retries=0))
+    try:
+        with pytest.raises(ProviderUnavailable, match="broken response"):
+            await anext(llm.stream(REQUEST))
+    finally:
+        await llm.aclose()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_silent_server_times_out() -> None:
     async with FakeOpenAIServer(("silent",)) as server:
         llm = provider(server, timeout=0.3)
@@ -182,12 +203,13 @@ async def test_a_stream_the_server_cuts_is_unavailable_after_its_pieces() -> Non
 
 
 async def test_an_idle_connection_waits_for_the_next_turn() -> None:
-    """The SDK's own client drops a connection idle for 5 s: the next turn would pay a new
-    TLS connection. The provider keeps it (``KEEPALIVE_SECONDS``)."""
+    """The SDK's own client drops a connection idle for 5 s (aiohttp closes it within the
+    next second): the next turn would pay a new TLS connection. The provider keeps it
+    (``KEEPALIVE_SECONDS``)."""
     async with FakeOpenAIServer(("text", ["ok"])) as server:
         llm = provider(server)
         try:
-            for pause in (0, 5.5):
+            for pause in (0, 6.2):
                 await asyncio.sleep(pause)
                 assert "".join([chunk.text async for chunk in llm.stream(REQUEST)]) == "ok"
             assert (server.requests, server.connections) == (2, 1)
