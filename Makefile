@@ -43,8 +43,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist; a test file stays on one), then the
+# tests marked serial run alone.
+TEST_WORKERS ?= 2
+
 test: lint browser espeak
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(VENV)/bin/pytest -q -m serial
 
 format: install
 	$(VENV)/bin/ruff check --fix .

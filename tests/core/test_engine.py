@@ -226,12 +226,19 @@ async def test_cancelled_turn_task_stores_interrupted(make_engine, llm):
     engine = make_engine()
     conv = (await _open(engine)).conversation
     llm.push(Step(["a ", "b ", "c ", "d"], delay=0.05))
-    task = asyncio.create_task(collect(engine.turn(conv.id, Inbound(text="talk"))))
-    await asyncio.sleep(0.08)
+    first_text = asyncio.Event()
+
+    async def run() -> None:
+        async for event in engine.turn(conv.id, Inbound(text="talk")):
+            if isinstance(event, TextDelta):
+                first_text.set()
+
+    task = asyncio.create_task(run())
+    await first_text.wait()  # cancelled mid-reply, however slowly the machine runs
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     messages = await store.list_messages(conv.id)
-    assert messages[-1].status == "interrupted" and messages[-1].content.startswith("a ")
+    assert (messages[-1].content, messages[-1].status) == ("a ", "interrupted")
 
 
 async def test_images_become_image_parts(make_engine, llm):

@@ -123,7 +123,9 @@ async def test_interrupt_of_another_conversations_message_is_refused(serve, llm)
         assert (await store.get_message(theirs)).status == "complete"
 
 
-@pytest.mark.parametrize("message_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize(
+    "message_id", [str(uuid.uuid4()), "not-a-uuid"], ids=["unknown", "not-a-uuid"]
+)
 async def test_interrupt_of_an_unknown_message_is_refused(serve, message_id):
     async with serve() as web, web.ws() as socket:
         await web.start_chat(socket)

@@ -42,6 +42,7 @@ def microphone(tmp_path, spoken_question):
     return path
 
 
+@pytest.mark.serial  # Chromium captures the file in real time: a busy machine drops samples
 async def test_a_spoken_question_gets_a_spoken_answer(local_models, microphone, chromium, server):
     from playwright.async_api import async_playwright
 
