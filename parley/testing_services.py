@@ -66,6 +66,11 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self.delay = 0.0
+        """Seconds each chunk is held before it is passed on, either way (a slow network)."""
+        self.chunks_sent = 0
+        """How many reads brought clients' bytes to the proxy (a client's write each, unless
+        the kernel joined or split them): requests that wait for their answer count one each."""
 
     @property
     def url(self) -> str:
@@ -110,6 +115,10 @@ class TcpProxy:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
                 while data := await source.read(65536):
+                    if source is reader:
+                        self.chunks_sent += 1
+                    if self.delay:
+                        await asyncio.sleep(self.delay)
                     sink.write(data)
                     await sink.drain()
             except (OSError, asyncio.IncompleteReadError):

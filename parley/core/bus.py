@@ -7,7 +7,10 @@ slowest subscriber (a socket's send), as a reply streamed straight to a socket w
 :class:`RedisEventBus` (setting ``redis.url``) also carries them between processes through Redis
 pub/sub, one channel per conversation (``<prefix><conversation id>``), encoded by
 :mod:`parley.core.event_codec`. A process subscribes to a conversation's channel only while it
-has a local subscriber of it, and skips what it published itself. Pub/sub is fire-and-forget: a
+has a local subscriber of it, and skips what it published itself. Publishing does not wait for
+Redis: one task sends the events in order, those waiting together in one pipeline, and the engine
+waits for them (:meth:`~EventBus.flush`) before it releases a conversation's lock, so another
+process's next turn never overtakes them. Pub/sub is fire-and-forget: a
 subscriber that attaches mid-turn sees the rest of the turn; while Redis is unreachable other
 processes miss events (logged) and turns go on (the store stays the source of truth).
 """
@@ -108,6 +111,10 @@ class EventBus:
     async def ready(self, conversation_id: str) -> None:
         """Return once events of the conversation from other processes reach this one."""
 
+    async def flush(self) -> None:
+        """Return once what was published before reached the other processes' channel (or was
+        given up); the engine calls it before it releases a conversation's lock."""
+
     async def start(self) -> None:
         """Start receiving from other processes."""
 
@@ -128,6 +135,10 @@ class RedisEventBus(EventBus):
     PUBLISH_TIMEOUT = 2.0
     """Seconds a publish (or a connection attempt) may take before it is given up (logged)."""
 
+    SEND_QUEUE = 10_000
+    """Events at most waiting to be sent to Redis; past it, publishing waits (a Redis that
+    stalls slows the turns down instead of filling the memory)."""
+
     def __init__(self, url: str, *, prefix: str = "parley:events:") -> None:
         super().__init__()
         import redis.asyncio as redis
@@ -145,19 +156,69 @@ class RedisEventBus(EventBus):
         self._ready: dict[str, asyncio.Event] = {}
         self._pumps: dict[str, _Pump] = {}
         self._send_failed = False
+        self._outgoing: asyncio.Queue[tuple[str, bytes] | asyncio.Future[None]] = asyncio.Queue(
+            self.SEND_QUEUE
+        )
+        """Events (channel, message) to send, in order, and :meth:`flush`'s markers."""
+        self._sender: asyncio.Task[None] | None = None
         self._leaving: dict[bytes, int] = {}
         """Channels unsubscribed whose confirmation is not read yet: a message read before it
         was sent before (it would reach a later subscriber of the channel, stale)."""
 
     async def _send(self, envelope: Envelope) -> None:
+        """Queue the envelope for Redis: publishing does not wait for the round trip. One task
+        sends the queue in order, everything waiting in one pipeline (a streamed reply's events
+        cost Redis one exchange per batch instead of one each)."""
         try:
-            await self.client.publish(self.prefix + envelope.conversation_id, encode(envelope))
-        except Exception as exc:  # Redis down: this process's subscribers still got it
-            if not self._send_failed:
-                log.warning("event fan-out to other processes failed: %s", exc)
-            self._send_failed = True
-        else:
-            self._send_failed = False
+            message = (self.prefix + envelope.conversation_id, encode(envelope))
+        except Exception as exc:
+            self._failed(exc)
+            return
+        await self._enqueue(message)
+
+    async def flush(self) -> None:
+        """Wait (at most PUBLISH_TIMEOUT) until every event queued so far was sent or failed."""
+        if self._sender is None:
+            return
+        done = asyncio.get_running_loop().create_future()
+        await self._enqueue(done)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(self.PUBLISH_TIMEOUT):
+                await asyncio.shield(done)
+
+    async def _enqueue(self, item: tuple[str, bytes] | asyncio.Future[None]) -> None:
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_queued(), name="parley-event-bus-send")
+        await self._outgoing.put(item)
+
+    async def _send_queued(self) -> None:
+        while True:
+            batch = [await self._outgoing.get()]
+            while not self._outgoing.empty():
+                batch.append(self._outgoing.get_nowait())
+            messages = [item for item in batch if isinstance(item, tuple)]
+            try:
+                if len(messages) == 1:
+                    await self.client.publish(*messages[0])
+                elif messages:
+                    pipeline = self.client.pipeline(transaction=False)
+                    for channel, message in messages:
+                        pipeline.publish(channel, message)
+                    await pipeline.execute()
+            except Exception as exc:  # Redis down: this process's subscribers still got them
+                self._failed(exc)
+            else:
+                if messages:
+                    self._send_failed = False
+            finally:
+                for item in batch:
+                    if isinstance(item, asyncio.Future) and not item.done():
+                        item.set_result(None)
+
+    def _failed(self, exc: Exception) -> None:
+        if not self._send_failed:
+            log.warning("event fan-out to other processes failed: %s", exc)
+        self._send_failed = True
 
     def _watch(self, conversation_id: str) -> None:
         self._ready.setdefault(conversation_id, asyncio.Event())
@@ -257,7 +318,14 @@ class RedisEventBus(EventBus):
         pump.put(envelope)
 
     async def close(self) -> None:
-        """Stop reading and close the Redis connections."""
+        """Send what is queued (at most PUBLISH_TIMEOUT), stop reading and close the Redis
+        connections."""
+        await self.flush()
+        if self._sender is not None:
+            self._sender.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._sender
+            self._sender = None
         for pump in list(self._pumps.values()):
             pump.task.cancel()
         if self._reader is not None:

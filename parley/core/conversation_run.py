@@ -103,7 +103,7 @@ async def interrupt_finished(
     merged) and publish :class:`Interrupted`, both under the conversation's lock (no turn starts
     in between): only when it is the latest assistant message of the conversation and
     ``complete``. Returns it, or None."""
-    async with engine.locks.hold(conversation_id):
+    async with engine.hold(conversation_id):
         latest = await store.latest_message(conversation_id, role="assistant")
         if latest is None or latest.id != message_id or latest.status != "complete":
             return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from datetime import UTC, datetime
 
 from parley.core import opening, saying, store, turning
@@ -257,12 +257,24 @@ class Engine:
         turn = turning.turn(self, conversation_id, inbound, speech)
         async with (
             self.telemetry.turn(conversation_id, inbound) as scope,  # span, timings, log line
-            self.locks.hold(conversation_id),
+            self.hold(conversation_id),
             aclosing(self._published(conversation_id, turn, origin)) as events,
         ):
             async for event in events:
                 scope.observe(event)
                 yield event
+
+    @asynccontextmanager
+    async def hold(self, conversation_id: str) -> AsyncIterator[None]:
+        """The conversation's lock, which its turns, prompts and interrupts run under. What was
+        published under it reaches the other processes before it is released (the bus's
+        :meth:`~parley.core.bus.EventBus.flush`): another process's next turn never overtakes
+        it."""
+        async with self.locks.hold(conversation_id):
+            try:
+                yield
+            finally:
+                await self.bus.flush()
 
     async def _published(
         self, conversation_id: str, events: AsyncIterator[Event], origin: str | None

@@ -8,14 +8,13 @@ greeting), as the same events a streamed reply produces, spoken when asked.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing
 from datetime import datetime
 from typing import Protocol
 
 from parley.core import store
 from parley.core.config import Settings, Template
 from parley.core.events import ConversationEnded, Event, MessageCompleted, MessageStarted, TextDelta
-from parley.core.locks import Locks
 from parley.core.opening import store_prompt
 from parley.core.plugins import Hooks
 from parley.core.providers import TTSProvider
@@ -31,12 +30,15 @@ class Speaker(Protocol):
 
     settings: Settings
     hooks: Hooks
-    locks: Locks
     tts: TTSProvider | None
 
     def template(self, template_id: str | None) -> Template: ...
 
     def is_expired(self, conversation: ConversationRecord) -> bool: ...
+
+    def hold(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
+        """The conversation's lock (see :meth:`parley.core.engine.Engine.hold`)."""
+        ...
 
 
 def message_events(message: MessageRecord) -> list[Event]:
@@ -83,7 +85,7 @@ async def say(
     conversation does not exist, is no longer open, or has expired, and, with ``once_since``,
     when its latest message is already ``text``, stored since then (another process said it).
     """
-    async with engine.locks.hold(conversation_id):
+    async with engine.hold(conversation_id):
         conversation = await store.get_conversation(conversation_id)
         if conversation is None or not conversation.is_open or engine.is_expired(conversation):
             return

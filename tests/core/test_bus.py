@@ -7,10 +7,14 @@ import os
 
 import msgspec
 import pytest
+import redis.asyncio as redis
 
+from parley.core import store
 from parley.core.bus import EventBus, RedisEventBus
 from parley.core.event_codec import VERSION, CodecError, Envelope, decode, encode
 from parley.core.events import AudioChunk, MessageCompleted, TextDelta, TurnCompleted
+from parley.core.inbound import Inbound
+from parley.testing import Step, collect
 from parley.testing_services import TcpProxy
 
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -197,7 +201,8 @@ async def test_a_stuck_subscriber_holds_up_only_its_own_conversation(redis_prefi
 
 
 async def test_a_redis_that_hangs_does_not_hang_a_publisher():
-    """A server that accepts and never answers (a black hole): the turn goes on."""
+    """A server that accepts and never answers (a black hole): the turn goes on; publishing
+    queues, and flush (and close) give up after PUBLISH_TIMEOUT."""
 
     async def swallow(reader, writer):
         while await reader.read(1024):
@@ -219,6 +224,105 @@ async def test_a_redis_that_hangs_does_not_hang_a_publisher():
     try:
         await asyncio.wait_for(bus.publish("c", TextDelta("m", "still here")), 10)
         assert seen == [TextDelta("m", "still here")]
+        async with asyncio.timeout(10):
+            for i in range(100):
+                await bus.publish("c", TextDelta("m", str(i)))
+            await bus.flush()
+        assert len(seen) == 101
     finally:
         await bus.close()
         server.close()
+
+
+async def test_a_burst_goes_to_redis_in_order_in_a_few_writes(redis_prefix):
+    """Publishing queues: one task sends what waits together, so 300 events (a long reply's
+    deltas) need a few exchanges with Redis, not 300 round trips."""
+    async with TcpProxy(REDIS_URL) as proxy:
+        here = RedisEventBus(proxy.url, prefix=redis_prefix)
+        there = RedisEventBus(REDIS_URL, prefix=redis_prefix)
+        await here.start()
+        await there.start()
+        remote: list[str] = []
+        arrived = asyncio.Event()
+
+        async def on_there(envelope):
+            remote.append(envelope.event.text)
+            if len(remote) == 301:
+                arrived.set()
+
+        try:
+            there.subscribe("c", on_there)
+            await there.ready("c")
+            await here.publish("c", TextDelta("m", "connect"))
+            await here.flush()
+            before = proxy.chunks_sent
+            for i in range(300):
+                await here.publish("c", TextDelta("m", str(i)))
+            await here.flush()
+            writes = proxy.chunks_sent - before
+            await asyncio.wait_for(arrived.wait(), 10)
+            assert remote == ["connect", *(str(i) for i in range(300))]
+            assert writes <= 10, writes
+        finally:
+            await here.close()
+            await there.close()
+
+
+async def _after_flush(channel: str, flushed) -> list[bytes]:
+    """What a raw subscriber of ``channel`` reads up to a marker published (on a connection of
+    its own) once ``flushed()`` returned: Redis runs commands in arrival order, so everything
+    flushed comes before the marker."""
+    reader = redis.from_url(REDIS_URL)
+    pubsub = reader.pubsub()
+    await pubsub.subscribe(channel)
+    try:
+        await flushed()
+        await reader.publish(channel, b"marker")
+        seen: list[bytes] = []
+        async with asyncio.timeout(10):
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    if message["data"] == b"marker":
+                        return seen
+                    seen.append(message["data"])
+    finally:
+        await pubsub.aclose()
+        await reader.aclose()
+    raise AssertionError("the marker never came")
+
+
+async def test_flush_returns_once_redis_has_every_queued_event(redis_prefix):
+    bus = RedisEventBus(REDIS_URL, prefix=redis_prefix)
+
+    async def publish_and_flush():
+        for i in range(50):
+            await bus.publish("c", TextDelta("m", str(i)))
+        await bus.flush()
+
+    try:
+        seen = await _after_flush(redis_prefix + "c", publish_and_flush)
+    finally:
+        await bus.close()
+    assert [decode(raw).event.text for raw in seen] == [str(i) for i in range(50)]
+
+
+async def test_a_turn_releases_its_lock_once_its_events_left(make_engine, llm, redis_prefix):
+    """Another process's next turn waits for the lock: it can never overtake this turn's events."""
+    engine = make_engine()
+    llm.push(Step([f"{i} " for i in range(30)]))
+    user = await store.get_or_create_user("test", "someone")
+    conversation = (await engine.open(user.id, "test")).conversation
+
+    async def turn():
+        await collect(engine.turn(conversation.id, Inbound(text="talk")))
+
+    async with TcpProxy(REDIS_URL) as slow:
+        slow.delay = 0.05  # the engine's way to Redis is slow; the marker's is not
+        engine.bus = RedisEventBus(slow.url, prefix=redis_prefix)
+        try:
+            raws = await _after_flush(redis_prefix + conversation.id, turn)
+        finally:
+            await engine.bus.close()
+    seen = [decode(raw).event for raw in raws]
+    assert [e.text for e in seen if isinstance(e, TextDelta)] == [f"{i} " for i in range(30)]
+    assert isinstance(seen[-1], TurnCompleted)
