@@ -8,9 +8,10 @@ slowest subscriber (a socket's send), as a reply streamed straight to a socket w
 pub/sub, one channel per conversation (``<prefix><conversation id>``), encoded by
 :mod:`parley.core.event_codec`. A process subscribes to a conversation's channel only while it
 has a local subscriber of it, and skips what it published itself. Publishing does not wait for
-Redis: one task sends the events in order, those waiting together in one pipeline, and the engine
-waits for them (:meth:`~EventBus.flush`) before it releases a conversation's lock, so another
-process's next turn never overtakes them. Pub/sub is fire-and-forget: a
+Redis: one task sends the events in order, those waiting together in one pipeline. The engine
+waits for them (:meth:`~EventBus.flush`, at most PUBLISH_TIMEOUT) before it releases a
+conversation's lock, so on Redis a turn's events come before those of the next turn, whichever
+process runs it (while Redis answers in time). Pub/sub is fire-and-forget: a
 subscriber that attaches mid-turn sees the rest of the turn; while Redis is unreachable other
 processes miss events (logged) and turns go on (the store stays the source of truth).
 """
@@ -112,8 +113,8 @@ class EventBus:
         """Return once events of the conversation from other processes reach this one."""
 
     async def flush(self) -> None:
-        """Return once what was published before reached the other processes' channel (or was
-        given up); the engine calls it before it releases a conversation's lock."""
+        """Return once what was published before went to the other processes (or failed to, or
+        a time limit passed); the engine calls it before it releases a conversation's lock."""
 
     async def start(self) -> None:
         """Start receiving from other processes."""
@@ -135,9 +136,9 @@ class RedisEventBus(EventBus):
     PUBLISH_TIMEOUT = 2.0
     """Seconds a publish (or a connection attempt) may take before it is given up (logged)."""
 
-    SEND_QUEUE = 10_000
-    """Events at most waiting to be sent to Redis; past it, publishing waits (a Redis that
-    stalls slows the turns down instead of filling the memory)."""
+    SEND_QUEUE = 1_000
+    """Events at most waiting to be sent to Redis (audio chunks among them); past it, publishing
+    waits (a Redis that stalls slows the turns down instead of filling the memory)."""
 
     def __init__(self, url: str, *, prefix: str = "parley:events:") -> None:
         super().__init__()
@@ -161,6 +162,7 @@ class RedisEventBus(EventBus):
         )
         """Events (channel, message) to send, in order, and :meth:`flush`'s markers."""
         self._sender: asyncio.Task[None] | None = None
+        self._closed = False
         self._leaving: dict[bytes, int] = {}
         """Channels unsubscribed whose confirmation is not read yet: a message read before it
         was sent before (it would reach a later subscriber of the channel, stale)."""
@@ -174,16 +176,18 @@ class RedisEventBus(EventBus):
         except Exception as exc:
             self._failed(exc)
             return
-        await self._enqueue(message)
+        if not self._closed:  # else stopping: this process's subscribers got it
+            await self._enqueue(message)
 
     async def flush(self) -> None:
-        """Wait (at most PUBLISH_TIMEOUT) until every event queued so far was sent or failed."""
+        """Wait, at most PUBLISH_TIMEOUT, until every event queued so far was sent (or failed
+        to be); past that, what is still queued is sent later."""
         if self._sender is None:
             return
         done = asyncio.get_running_loop().create_future()
-        await self._enqueue(done)
         with suppress(TimeoutError):
             async with asyncio.timeout(self.PUBLISH_TIMEOUT):
+                await self._enqueue(done)
                 await asyncio.shield(done)
 
     async def _enqueue(self, item: tuple[str, bytes] | asyncio.Future[None]) -> None:
@@ -319,9 +323,12 @@ class RedisEventBus(EventBus):
 
     async def close(self) -> None:
         """Send what is queued (at most PUBLISH_TIMEOUT), stop reading and close the Redis
-        connections."""
+        connections; what is published after is delivered in this process only."""
+        self._closed = True
         await self.flush()
         if self._sender is not None:
+            if left := self._outgoing.qsize():
+                log.warning("event bus: %d events not sent to other processes at close", left)
             self._sender.cancel()
             with suppress(asyncio.CancelledError):
                 await self._sender

@@ -266,10 +266,10 @@ class Engine:
 
     @asynccontextmanager
     async def hold(self, conversation_id: str) -> AsyncIterator[None]:
-        """The conversation's lock, which its turns, prompts and interrupts run under. What was
-        published under it reaches the other processes before it is released (the bus's
-        :meth:`~parley.core.bus.EventBus.flush`): another process's next turn never overtakes
-        it."""
+        """The conversation's lock, which its turns, prompts and interrupts run under. Before it
+        is released, what was published under it goes to the other processes (the bus's
+        :meth:`~parley.core.bus.EventBus.flush`, bounded): another process's next turn does not
+        overtake it on Redis. Adapters that publish under the lock take this, not ``locks``."""
         async with self.locks.hold(conversation_id):
             try:
                 yield

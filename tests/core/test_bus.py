@@ -268,16 +268,19 @@ async def test_a_burst_goes_to_redis_in_order_in_a_few_writes(redis_prefix):
             await there.close()
 
 
-async def _after_flush(channel: str, flushed) -> list[bytes]:
-    """What a raw subscriber of ``channel`` reads up to a marker published (on a connection of
-    its own) once ``flushed()`` returned: Redis runs commands in arrival order, so everything
-    flushed comes before the marker."""
+async def _before_marker(channel: str, act) -> list[bytes]:
+    """What a raw subscriber of ``channel`` reads before a marker that ``act(mark)`` publishes
+    by awaiting ``mark()`` (on a connection of its own, straight to Redis): Redis runs commands
+    in arrival order, so whatever reached it before comes first."""
     reader = redis.from_url(REDIS_URL)
     pubsub = reader.pubsub()
     await pubsub.subscribe(channel)
-    try:
-        await flushed()
+
+    async def mark() -> None:
         await reader.publish(channel, b"marker")
+
+    try:
+        await act(mark)
         seen: list[bytes] = []
         async with asyncio.timeout(10):
             async for message in pubsub.listen():
@@ -292,35 +295,48 @@ async def _after_flush(channel: str, flushed) -> list[bytes]:
 
 
 async def test_flush_returns_once_redis_has_every_queued_event(redis_prefix):
-    bus = RedisEventBus(REDIS_URL, prefix=redis_prefix)
+    async with TcpProxy(REDIS_URL) as slow:
+        slow.delay = 0.05  # the bus's way to Redis is slow; the marker's is not
+        bus = RedisEventBus(slow.url, prefix=redis_prefix)
 
-    async def publish_and_flush():
-        for i in range(50):
-            await bus.publish("c", TextDelta("m", str(i)))
-        await bus.flush()
+        async def publish_and_flush(mark):
+            for i in range(50):
+                await bus.publish("c", TextDelta("m", str(i)))
+            await bus.flush()
+            await mark()
 
-    try:
-        seen = await _after_flush(redis_prefix + "c", publish_and_flush)
-    finally:
-        await bus.close()
+        try:
+            seen = await _before_marker(redis_prefix + "c", publish_and_flush)
+        finally:
+            await bus.close()
     assert [decode(raw).event.text for raw in seen] == [str(i) for i in range(50)]
 
 
 async def test_a_turn_releases_its_lock_once_its_events_left(make_engine, llm, redis_prefix):
-    """Another process's next turn waits for the lock: it can never overtake this turn's events."""
+    """The next turn (here: whoever takes the lock next, publishing a marker) cannot overtake
+    this turn's events on Redis, however slow this process's way to Redis is."""
     engine = make_engine()
-    llm.push(Step([f"{i} " for i in range(30)]))
+    llm.push(Step([f"{i} " for i in range(30)], delay=0.01))
     user = await store.get_or_create_user("test", "someone")
     conversation = (await engine.open(user.id, "test")).conversation
+    running = asyncio.Event()
 
-    async def turn():
-        await collect(engine.turn(conversation.id, Inbound(text="talk")))
+    async def on_event(envelope):
+        running.set()
+
+    async def turn_then_next(mark):
+        engine.bus.subscribe(conversation.id, on_event)
+        turn = asyncio.create_task(collect(engine.turn(conversation.id, Inbound(text="talk"))))
+        await running.wait()  # the turn holds the lock now
+        async with engine.locks.hold(conversation.id):  # granted once the turn let go
+            await mark()
+        await turn
 
     async with TcpProxy(REDIS_URL) as slow:
         slow.delay = 0.05  # the engine's way to Redis is slow; the marker's is not
         engine.bus = RedisEventBus(slow.url, prefix=redis_prefix)
         try:
-            raws = await _after_flush(redis_prefix + conversation.id, turn)
+            raws = await _before_marker(redis_prefix + conversation.id, turn_then_next)
         finally:
             await engine.bus.close()
     seen = [decode(raw).event for raw in raws]

@@ -140,7 +140,7 @@ async def delete_conversation(
 ) -> dict[str, Any]:
     """Erase the conversation and its messages (an open one is ended first, reason ``deleted``)."""
     conversation = await owned_conversation(caller, conversation_id)
-    async with web.engine.locks.hold(conversation.id):  # after any running turn
+    async with web.engine.hold(conversation.id):  # after any running turn
         if conversation.is_open:
             await web.engine.end(conversation.id, "deleted", farewell=False)
         await store.delete_conversation(conversation.id)
