@@ -5,7 +5,6 @@ failures told apart (unreachable, timed out, cut)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -23,6 +22,7 @@ from parley.core.providers import (
 )
 from parley.fake_services import FakeOpenAIServer
 from parley.plugins.openai.llm import OpenAILLM
+from parley.testing import free_port
 
 REQUEST = LLMRequest(messages=[{"role": "user", "content": "Hi"}], model=ModelSettings())
 MANY = 120
@@ -131,20 +131,18 @@ async def test_a_given_http_client_is_used() -> None:
 # -- the transport (aiohttp under the SDK) -------------------------------------------------------
 
 
-def closed_port() -> int:
-    """A local port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-async def test_an_unreachable_server_is_unavailable_not_a_timeout() -> None:
-    llm = OpenAILLM(LLMSettings(base_url=f"http://127.0.0.1:{closed_port()}/v1", max_retries=0))
+async def _unavailable(port: int, match: str) -> None:
+    """The provider's stream from the server on ``port`` fails as ProviderUnavailable."""
+    llm = OpenAILLM(LLMSettings(base_url=f"http://127.0.0.1:{port}/v1", max_retries=0))
     try:
-        with pytest.raises(ProviderUnavailable, match="unreachable"):
+        with pytest.raises(ProviderUnavailable, match=match):
             await anext(llm.stream(REQUEST))
     finally:
         await llm.aclose()
+
+
+async def test_an_unreachable_server_is_unavailable_not_a_timeout() -> None:
+    await _unavailable(free_port(), "unreachable")  # nothing listens there
 
 
 async def test_a_server_that_hangs_up_is_unavailable_not_a_timeout() -> None:
@@ -168,13 +166,9 @@ async def test_an_answer_that_is_not_http_is_unavailable() -> None:
         writer.close()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    llm = OpenAILLM(LLMSettings(base_url=f"http://127.0.0.1:{port}/v1", max_retries=0))
     try:
-        with pytest.raises(ProviderUnavailable, match="broken response"):
-            await anext(llm.stream(REQUEST))
+        await _unavailable(server.sockets[0].getsockname()[1], "broken response")
     finally:
-        await llm.aclose()
         server.close()
         await server.wait_closed()
 
