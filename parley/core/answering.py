@@ -23,7 +23,14 @@ from parley.core.speech import SpeechOptions, speak
 from parley.core.store.records import ConversationRecord, MessageRecord
 from parley.core.tools import ToolRegistry
 
-__all__ = ["MAX_HANDOFFS_PER_TURN", "Answerer", "answer", "model_settings", "reply_tools"]
+__all__ = [
+    "MAX_HANDOFFS_PER_TURN",
+    "Answerer",
+    "answer",
+    "history_window",
+    "model_settings",
+    "reply_tools",
+]
 
 MAX_HANDOFFS_PER_TURN = 2
 """A hand-off lets the new agent answer in the same turn, at most this many times."""
@@ -48,20 +55,21 @@ async def answer(
     turn_messages: list[MessageRecord],
     speech: SpeechOptions | None = None,
     timing: dict[str, int] | None = None,
+    history: list[MessageRecord] | None = None,
 ) -> AsyncIterator[Event]:
     """The replies of a turn: each responder's streamed reply (spoken with ``speech``), hand-offs
-    included; every stored message is appended to ``turn_messages``."""
+    included; every stored message is appended to ``turn_messages``. ``history``: the window
+    as read with the user's message, for the first reply (later ones read it anew)."""
     responders, conversation = await choose_responders(
         engine.settings, engine.hooks, conversation, template, inbound
     )
-    window = template.history_window
-    if window is None:
-        window = engine.settings.conversation.history_window
+    window = history_window(engine.settings, template)
     multi_character = len(template.personas) > 1
     handoffs = 0
     while responders:
         persona = responders.pop(0)
-        history = await store.recent_messages(conversation.id, max(window, 1))
+        if history is None:
+            history = await store.recent_messages(conversation.id, window)
         messages = build_messages(
             persona,
             conversation.language,
@@ -92,6 +100,7 @@ async def answer(
                 options=speech,
                 started_at=started_at,
             )
+        history = None
         async with aclosing(reply) as events:
             async for event in events:
                 yield event
@@ -108,6 +117,14 @@ async def answer(
         if successor is not None and handoffs < MAX_HANDOFFS_PER_TURN:
             handoffs += 1
             responders = [successor]
+
+
+def history_window(settings: Settings, template: Template) -> int:
+    """How many of a conversation's last messages a reply's prompt holds (the user's at least)."""
+    window = template.history_window
+    if window is None:
+        window = settings.conversation.history_window
+    return max(window, 1)
 
 
 def reply_tools(settings: Settings, tools: ToolRegistry, persona: Persona) -> ReplyTools | None:

@@ -76,9 +76,16 @@ async def transcribe(
 
 
 async def store_user_message(
-    conversation: ConversationRecord, inbound: Inbound, text: str, timing: dict[str, int]
-) -> MessageRecord:
-    """Store the turn's user message (or complete the one stored ahead of its turn)."""
+    conversation: ConversationRecord,
+    inbound: Inbound,
+    text: str,
+    timing: dict[str, int],
+    *,
+    window: int = 0,
+) -> tuple[MessageRecord, list[MessageRecord] | None]:
+    """Store the turn's user message (or complete the one stored ahead of its turn); with it,
+    the history ``window`` when the database read it in the same statement (PostgreSQL:
+    :func:`~parley.core.store.add_message_and_window`), else None."""
     metadata = dict(inbound.metadata)
     if inbound.image_urls:
         metadata["images"] = list(inbound.image_urls)
@@ -86,17 +93,19 @@ async def store_user_message(
     if inbound.user_message_id:
         # Stored ahead of its turn (e.g. by the WhatsApp adapter, or before transcription):
         # answered now, so it moves after the messages stored meanwhile.
-        return await store.update_message(
+        stored = await store.update_message(
             inbound.user_message_id,
             content=text,
             status="complete",
             metadata=metadata,
             move_to_end=True,
         )
-    return await store.add_message(
+        return stored, None
+    return await store.add_message_and_window(
         conversation.id,
         "user",
         text,
+        window=window,
         lang=conversation.language,
         metadata=metadata,
         channel=conversation.channel,

@@ -8,9 +8,10 @@ is read from memory there once read (:mod:`parley.core.store.conversation_cache`
 reaches the database between the stored user message and the LLM request: the history window
 is kept in memory too (:mod:`parley.core.store.window`), and what is remembered about the user
 comes from the memory plugin (``before_llm``). On PostgreSQL, where other processes write, a
-turn runs 6: the conversation's read and the history window's read (between the user's message
-and the request) come on top; each INSERT takes the message sequence's next value itself
-(``tests/adapters/web/test_ws_sql.py`` counts both).
+turn runs 5: the conversation's read comes on top, and the history window is read in the user
+message's own INSERT statement (:func:`~parley.core.store.add_message_and_window`), so nothing
+reaches the database between that message and the LLM request there either; each INSERT takes
+the message sequence's next value itself (``tests/adapters/web/test_ws_sql.py`` counts both).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from parley.core import store
-from parley.core.answering import Answerer, answer
+from parley.core.answering import Answerer, answer, history_window
 from parley.core.config import Template
 from parley.core.context import is_termination
+from parley.core.engine_types import EngineError
 from parley.core.events import (
     ConversationEnded,
     ErrorEvent,
@@ -100,7 +102,9 @@ async def turn(
         text = " ".join(part for part in (text, transcription.text) if part)
         yield Transcript(transcription.text, final=True)
         await engine.hooks.call("transcribed", conversation=conversation, text=transcription.text)
-    user_message = await store_user_message(conversation, inbound, text, timing)
+    user_message, history = await store_user_message(
+        conversation, inbound, text, timing, window=_window(engine, conversation)
+    )
     yield TurnStarted(conversation.id, user_message.id)
     turn_messages = [user_message]
     template = engine.template(conversation.template_id)
@@ -112,7 +116,15 @@ async def turn(
     else:
         routed = dataclasses.replace(inbound, text=text)
         replies = answer(
-            engine, conversation, template, routed, started_at, turn_messages, speech, timing
+            engine,
+            conversation,
+            template,
+            routed,
+            started_at,
+            turn_messages,
+            speech,
+            timing,
+            history,
         )
         async with aclosing(replies) as events:
             async for event in events:
@@ -142,6 +154,15 @@ async def turn(
             yield ConversationEnded(conversation.id, ended_reason)
     await engine.hooks.call("turn_completed", conversation=conversation, messages=turn_messages)
     yield TurnCompleted(conversation.id, turn_count, bool(ended_reason), ended_reason)
+
+
+def _window(engine: TurnEngine, conversation: ConversationRecord) -> int:
+    """The history window the turn's reply reads (0 when its template is gone: the turn fails
+    once its message is stored, as it did before the window was read with it)."""
+    try:
+        return history_window(engine.settings, engine.template(conversation.template_id))
+    except EngineError:
+        return 0
 
 
 async def count_turn(

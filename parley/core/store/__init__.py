@@ -40,6 +40,7 @@ from parley.core.store.inbox import (
 )
 from parley.core.store.messages import (
     add_message,
+    add_message_and_window,
     claim_inbound,
     count_messages,
     find_message,
@@ -78,6 +79,7 @@ __all__ = [
     "UserRecord",
     "add_failed_delivery",
     "add_message",
+    "add_message_and_window",
     "claim_inbound",
     "claim_inbox",
     "claim_inbox_item",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -29,11 +31,17 @@ from parley.core.store.models import (
 from parley.core.store.records import (
     MessageRecord,
 )
-from parley.core.store.statements import insert_row, select_rows, update_row
+from parley.core.store.statements import (
+    insert_row,
+    insert_row_and_select,
+    select_rows,
+    update_row,
+)
 from parley.core.store.window import windows
 
 __all__ = [
     "add_message",
+    "add_message_and_window",
     "claim_inbound",
     "count_messages",
     "find_message",
@@ -70,7 +78,8 @@ _WINDOW = (
     " tokens_out, intent, lang, metadata, channel, platform_message_id, created_at"
     " FROM parley_message WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?"
 )
-"""The history window's read, written out once (on PostgreSQL it runs every turn)."""
+"""The history window's read, written out once (on PostgreSQL every turn runs it, inside the user
+message's INSERT statement: :func:`add_message_and_window`)."""
 
 _INSERTED = ("id", "conversation_id", "created_at", *sorted(_MESSAGE_FIELDS))
 """A new message's columns besides ``seq`` (by the record's names, which are the model's)."""
@@ -98,17 +107,11 @@ async def add_message(
 
     One statement, written out once (:mod:`~parley.core.store.statements`): on PostgreSQL the
     ``seq`` comes from the database's sequence in the INSERT itself (``RETURNING`` it)."""
-    cid = _uuid(conversation_id)
-    if cid is None:
-        raise LookupError(f"no conversation {conversation_id!r}")
-    mid = (message_id is not None and _uuid(message_id)) or uuid.uuid4()
-    record = MessageRecord(
-        id=str(mid),
-        conversation_id=str(cid),
+    record, fields = _new_message(
+        conversation_id,
         role=role,
         content=content,
         status=status,
-        created_at=_now(),
         name=name,
         character_id=character_id,
         tokens_in=tokens_in,
@@ -118,23 +121,95 @@ async def add_message(
         metadata=dict(metadata or {}),
         channel=channel,
         platform_message_id=platform_message_id,
+        message_id=message_id,
     )
-    fields = {f: getattr(record, f) for f in _INSERTED}
-    fields.update(id=mid, conversation_id=cid)
-    try:
+    async with _inserting(record):
         if _seq_from_database():
             seq = (await insert_row(Message, computed={"seq": MESSAGE_SEQ}, **fields))["seq"]
         else:
             seq = _next_seq()
             await insert_row(Message, seq=seq, **fields)
-    except IntegrityError as exc:
-        if await _is_duplicate(channel, platform_message_id):
-            raise DuplicateMessage(f"{channel}:{platform_message_id}") from exc
-        if not await Conversation.exists(id=cid):
-            raise LookupError(f"no conversation {conversation_id!r}") from exc
-        raise
     windows.added(int(seq), record)
     return record
+
+
+async def add_message_and_window(
+    conversation_id: str,
+    role: str,
+    content: str,
+    *,
+    window: int,
+    lang: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    channel: str | None = None,
+    platform_message_id: str | None = None,
+) -> tuple[MessageRecord, list[MessageRecord] | None]:
+    """Store a message as :func:`add_message` does; on PostgreSQL, also the conversation's last
+    ``window`` messages (the new one last) as :func:`recent_messages` would read them just
+    after, read in the INSERT's own statement (one round trip, none between a user's stored
+    message and the LLM request). Elsewhere None: there :func:`recent_messages` serves the window
+    from memory."""
+    if not _seq_from_database() or window <= 0:
+        record = await add_message(
+            conversation_id,
+            role,
+            content,
+            lang=lang,
+            metadata=metadata,
+            channel=channel,
+            platform_message_id=platform_message_id,
+        )
+        return record, None
+    record, fields = _new_message(
+        conversation_id,
+        role=role,
+        content=content,
+        status="complete",
+        lang=lang,
+        metadata=dict(metadata or {}),
+        channel=channel,
+        platform_message_id=platform_message_id,
+    )
+    async with _inserting(record):
+        inserted, before = await insert_row_and_select(
+            Message,
+            _WINDOW,
+            [record.conversation_id, window],
+            computed={"seq": MESSAGE_SEQ},
+            **fields,
+        )
+    # The SELECT did not see the new row (one snapshot): it goes in by its place.
+    rows = [*((m.seq, _message_record(m)) for m in before), (inserted["seq"], record)]
+    rows.sort(key=lambda row: row[0])
+    return record, [message for _, message in rows[-window:]]
+
+
+def _new_message(
+    conversation_id: str, *, message_id: str | None = None, **values: Any
+) -> tuple[MessageRecord, dict[str, Any]]:
+    """A new message's record (``values``: its fields) and its columns for the INSERT."""
+    cid = _uuid(conversation_id)
+    if cid is None:
+        raise LookupError(f"no conversation {conversation_id!r}")
+    mid = (message_id is not None and _uuid(message_id)) or uuid.uuid4()
+    record = MessageRecord(id=str(mid), conversation_id=str(cid), created_at=_now(), **values)
+    fields = {f: getattr(record, f) for f in _INSERTED}
+    fields.update(id=mid, conversation_id=cid)
+    return record, fields
+
+
+@asynccontextmanager
+async def _inserting(record: MessageRecord) -> AsyncIterator[None]:
+    """Around a message's INSERT: a taken (channel, platform_message_id) raises
+    :class:`DuplicateMessage`, a missing conversation LookupError."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if await _is_duplicate(record.channel, record.platform_message_id):
+            raise DuplicateMessage(f"{record.channel}:{record.platform_message_id}") from exc
+        if not await Conversation.exists(id=record.conversation_id):
+            raise LookupError(f"no conversation {record.conversation_id!r}") from exc
+        raise
 
 
 async def update_message(

@@ -25,7 +25,7 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-__all__ = ["insert_row", "insert_rows", "select_rows", "update_row"]
+__all__ = ["insert_row", "insert_row_and_select", "insert_rows", "select_rows", "update_row"]
 
 M = TypeVar("M", bound=Model)
 
@@ -87,6 +87,45 @@ async def insert_row(
         return {}
     # Not execute_query: Tortoise's asyncpg client drops what an INSERT returns there.
     return (await client.execute_query_dict(sql, values))[0]
+
+
+_NEW = "parley_new_"
+"""Prefix of the inserted row's returned columns in :func:`insert_row_and_select`'s rows."""
+
+
+@cache
+def _insert_select_sql(
+    model: type[Model], fields: tuple[str, ...], computed: tuple[tuple[str, str], ...], select: str
+) -> str:
+    projection = model._meta.fields_db_projection
+    returned = ", ".join(f'new."{projection[name]}" AS "{_NEW}{name}"' for name, _ in computed)
+    insert = _insert_sql(model, fields, computed, "sqlite")  # placeholders are styled below
+    # The SELECT runs on the statement's one snapshot: it does not see the row inserted beside
+    # it. LEFT JOIN: the inserted row's values come back when the SELECT finds nothing.
+    sql = f"WITH new AS ({insert}) SELECT {returned}, w.* FROM new LEFT JOIN LATERAL ({select}) w ON true"
+    return _styled(sql, "postgres")
+
+
+async def insert_row_and_select(
+    model: type[M], select: str, values: list[Any], *, computed: dict[str, str], **fields: Any
+) -> tuple[dict[str, Any], list[M]]:
+    """PostgreSQL: insert one row of ``model`` as :func:`insert_row` does and run ``select``
+    (every column of ``model``'s table, ``values`` for its placeholders) in the same statement,
+    one round trip: the inserted row's ``computed`` values (by field name) and the rows
+    ``select`` found, which do not include the inserted row (one snapshot for both)."""
+    client = _client(model)
+    if client.capabilities.dialect != "postgres":
+        raise NotImplementedError("insert_row_and_select runs on PostgreSQL only")
+    sql = _insert_select_sql(model, tuple(fields), tuple(computed.items()), select)
+    rows = await client.execute_query_dict(sql, [*_db_values(model, fields), *values])
+    inserted = {name: rows[0][f"{_NEW}{name}"] for name in computed}
+    key = model._meta.fields_db_projection[model._meta.pk_attr]
+    found = [
+        model._init_from_db(**{k: v for k, v in row.items() if not k.startswith(_NEW)})
+        for row in rows
+        if row[key] is not None
+    ]
+    return inserted, found
 
 
 @cache

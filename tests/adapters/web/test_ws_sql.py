@@ -91,8 +91,24 @@ def _count(statements: list[str]) -> tuple[list[str], int]:
             in_transaction = False
         elif head not in TRANSACTION and sql.strip() != DRIVER:
             plain.append(sql)
-            commits += head in WRITES and not in_transaction
+            commits += _writes(sql) and not in_transaction
     return plain, commits
+
+
+def _writes(sql: str) -> bool:
+    """Whether ``sql`` writes: its first word, or, for a ``WITH``, its common table expressions
+    (an INSERT there, its rows returned to the SELECT that follows)."""
+    head = sql.lstrip().split(None, 1)[0].upper()
+    if head == "WITH":
+        return any(f"({write} " in sql.upper() for write in WRITES)
+    return head in WRITES
+
+
+def _inserts_message(sql: str) -> bool:
+    """Whether ``sql`` inserts a message, alone or as a ``WITH`` before a SELECT."""
+    return sql.startswith(
+        ('INSERT INTO "parley_message"', 'WITH new AS (INSERT INTO "parley_message"')
+    )
 
 
 def _check_turn(trace: list[str], at_request: tuple[int, bool], most: int, most_before: int) -> str:
@@ -107,7 +123,7 @@ def _check_turn(trace: list[str], at_request: tuple[int, bool], most: int, most_
     length, committed = at_request
     assert committed, "the user's message must be committed before the LLM request"
     before, _ = _count(trace[:length])
-    stored = [i for i, sql in enumerate(before) if sql.startswith('INSERT INTO "parley_message"')]
+    stored = [i for i, sql in enumerate(before) if _inserts_message(sql)]
     assert stored, report
     assert len(before) - stored[0] - 1 <= most_before, report
     return before[stored[0]]
@@ -142,14 +158,15 @@ async def test_plain_text_turn_sql(serve, make_settings, tmp_path):
 
 # -- on PostgreSQL ----------------------------------------------------------------------------
 
-PG_MAX_STATEMENTS = 6
+PG_MAX_STATEMENTS = 5
 """Statements of a plain text turn on PostgreSQL, where other processes write too: the four of
-SQLite, and the conversation's read under its lock and the history window's read (neither is
-kept in memory there). Each INSERT takes its message's place from the database's sequence
-itself (one order across processes; SQLite takes a clock). Never raise it."""
-PG_MAX_BEFORE_REQUEST = 1
-"""Statements between the stored user message and the LLM request on PostgreSQL: the history
-window's read."""
+SQLite, and the conversation's read under its lock (not kept in memory there). The history
+window, not kept in memory either, is read in the user message's INSERT statement (6 statements
+before). Each INSERT takes its message's place from the database's sequence itself (one order
+across processes; SQLite takes a clock). Never raise it."""
+PG_MAX_BEFORE_REQUEST = 0
+"""Statements between the stored user message and the LLM request on PostgreSQL (1 before: the
+history window's read)."""
 PG_BACKGROUND = ("parley_inbox", 'AND "created_at"<$')
 """The inbox's poll and the pending-reply sweep (see ``BACKGROUND``), as asyncpg sends them."""
 PG_RESET = "SELECT pg_advisory_unlock_all();"
@@ -222,6 +239,11 @@ async def test_plain_text_turn_sql_on_postgres(serve, pg_schema_url):
 
     assert not [sql for sql in trace if sql.startswith(PG_RESET)], "pooled connections are reset"
     _check_turn(trace, llm.at_request[-1], PG_MAX_STATEMENTS, PG_MAX_BEFORE_REQUEST)
+    # The window read with the user's message: the turn before, then this turn's message.
+    history = [
+        (m["role"], m["content"]) for m in llm.requests[-1].messages if m["role"] != "system"
+    ]
+    assert history[-3:] == [("user", "warm up"), ("assistant", "ok"), ("user", "the measured turn")]
 
 
 # -- a new device's connection ------------------------------------------------------------------

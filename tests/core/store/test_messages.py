@@ -107,6 +107,44 @@ async def test_recent_messages_window(conv: ConversationRecord) -> None:
     assert await store.recent_messages("bad", 3) == []
 
 
+async def test_add_message_and_window(conv: ConversationRecord, db: str) -> None:
+    """The new message with the window a read just after would return; on PostgreSQL read in
+    the INSERT's statement, elsewhere None (``recent_messages`` serves it from memory)."""
+    on_postgres = db.startswith("postgres")
+    first, window = await store.add_message_and_window(
+        conv.id, "user", "first", window=3, lang="en", metadata={"a": 1}, channel="web"
+    )
+    assert (first.role, first.content, first.lang, first.metadata) == (
+        "user",
+        "first",
+        "en",
+        {"a": 1},
+    )
+    assert await store.get_message(first.id) == first
+    assert window == ([first] if on_postgres else None)  # an empty conversation: the new one
+    stored = [first, *await _many(conv, 4)]
+    last, window = await store.add_message_and_window(conv.id, "user", "last", window=3)
+    expected = await store.recent_messages(conv.id, 3)
+    assert [m.id for m in expected] == [stored[-2].id, stored[-1].id, last.id]
+    assert window == (expected if on_postgres else None)
+    _, window = await store.add_message_and_window(conv.id, "user", "all", window=50)
+    assert window == (await store.recent_messages(conv.id, 50) if on_postgres else None)
+    assert window is None or len(window) == 7
+
+
+async def test_add_message_and_window_refused(conv: ConversationRecord) -> None:
+    await store.add_message(conv.id, "user", "a", channel="web", platform_message_id="1")
+    with pytest.raises(store.DuplicateMessage):
+        await store.add_message_and_window(
+            conv.id, "user", "b", window=5, channel="web", platform_message_id="1"
+        )
+    with pytest.raises(LookupError):
+        await store.add_message_and_window(MISSING, "user", "c", window=5)
+    with pytest.raises(LookupError):
+        await store.add_message_and_window("bad", "user", "c", window=5)
+    assert [m.content for m in await store.list_messages(conv.id)] == ["a"]
+
+
 async def test_count_messages(conv: ConversationRecord) -> None:
     await store.add_message(conv.id, "user", "a")
     await store.add_message(conv.id, "assistant", "b")
