@@ -55,15 +55,18 @@ async def answer(
     turn_messages: list[MessageRecord],
     speech: SpeechOptions | None = None,
     timing: dict[str, int] | None = None,
-    history: list[MessageRecord] | None = None,
+    read: store.ReadWindow | None = None,
 ) -> AsyncIterator[Event]:
     """The replies of a turn: each responder's streamed reply (spoken with ``speech``), hand-offs
-    included; every stored message is appended to ``turn_messages``. ``history``: the window
-    as read with the user's message, for the first reply (later ones read it anew)."""
+    included; every stored message is appended to ``turn_messages``. ``read``: the window as
+    read with the user's message, for the first reply while no message of the conversation was
+    written since (routing hooks may write some); otherwise, and for later replies, it is read
+    anew."""
     responders, conversation = await choose_responders(
         engine.settings, engine.hooks, conversation, template, inbound
     )
     window = history_window(engine.settings, template)
+    history = read.current() if read is not None else None
     multi_character = len(template.personas) > 1
     handoffs = 0
     while responders:

@@ -82,7 +82,7 @@ async def store_user_message(
     timing: dict[str, int],
     *,
     window: int = 0,
-) -> tuple[MessageRecord, list[MessageRecord] | None]:
+) -> tuple[MessageRecord, store.ReadWindow | None]:
     """Store the turn's user message (or complete the one stored ahead of its turn); with it,
     the history ``window`` when the database read it in the same statement (PostgreSQL:
     :func:`~parley.core.store.add_message_and_window`), else None."""

@@ -102,7 +102,7 @@ async def turn(
         text = " ".join(part for part in (text, transcription.text) if part)
         yield Transcript(transcription.text, final=True)
         await engine.hooks.call("transcribed", conversation=conversation, text=transcription.text)
-    user_message, history = await store_user_message(
+    user_message, read = await store_user_message(
         conversation, inbound, text, timing, window=_window(engine, conversation)
     )
     yield TurnStarted(conversation.id, user_message.id)
@@ -124,7 +124,7 @@ async def turn(
             turn_messages,
             speech,
             timing,
-            history,
+            read,
         )
         async with aclosing(replies) as events:
             async for event in events:

@@ -69,6 +69,7 @@ from parley.core.store.users import (
     move_identity,
     set_user_memory,
 )
+from parley.core.store.window import ReadWindow
 
 __all__ = [
     "ConversationRecord",
@@ -76,6 +77,7 @@ __all__ = [
     "FailedDeliveryRecord",
     "InboxRecord",
     "MessageRecord",
+    "ReadWindow",
     "UserRecord",
     "add_failed_delivery",
     "add_message",

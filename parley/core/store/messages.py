@@ -37,7 +37,7 @@ from parley.core.store.statements import (
     select_rows,
     update_row,
 )
-from parley.core.store.window import windows
+from parley.core.store.window import ReadWindow, windows
 
 __all__ = [
     "add_message",
@@ -143,12 +143,15 @@ async def add_message_and_window(
     metadata: dict[str, Any] | None = None,
     channel: str | None = None,
     platform_message_id: str | None = None,
-) -> tuple[MessageRecord, list[MessageRecord] | None]:
+) -> tuple[MessageRecord, ReadWindow | None]:
     """Store a message as :func:`add_message` does; on PostgreSQL, also the conversation's last
     ``window`` messages (the new one last) as :func:`recent_messages` would read them just
     after, read in the INSERT's own statement (one round trip, none between a user's stored
     message and the LLM request). Elsewhere None: there :func:`recent_messages` serves the window
-    from memory."""
+    from memory.
+
+    One statement also means one outcome: should the read fail, the message is not stored
+    either (the error is raised, as for a failed INSERT)."""
     if not _seq_from_database() or window <= 0:
         record = await add_message(
             conversation_id,
@@ -178,10 +181,14 @@ async def add_message_and_window(
             computed={"seq": MESSAGE_SEQ},
             **fields,
         )
+    windows.added(int(inserted["seq"]), record)  # counted (the cache is off on PostgreSQL)
     # The SELECT did not see the new row (one snapshot): it goes in by its place.
     rows = [*((m.seq, _message_record(m)) for m in before), (inserted["seq"], record)]
     rows.sort(key=lambda row: row[0])
-    return record, [message for _, message in rows[-window:]]
+    messages = [message for _, message in rows[-window:]]
+    return record, ReadWindow(
+        record.conversation_id, messages, windows.written(record.conversation_id)
+    )
 
 
 def _new_message(

@@ -116,6 +116,8 @@ async def insert_row_and_select(
     client = _client(model)
     if client.capabilities.dialect != "postgres":
         raise NotImplementedError("insert_row_and_select runs on PostgreSQL only")
+    if not computed:
+        raise ValueError("insert_row_and_select returns computed values: name at least one")
     sql = _insert_select_sql(model, tuple(fields), tuple(computed.items()), select)
     rows = await client.execute_query_dict(sql, [*_db_values(model, fields), *values])
     inserted = {name: rows[0][f"{_NEW}{name}"] for name in computed}

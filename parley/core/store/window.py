@@ -9,6 +9,10 @@ It is on only where this process is the database's one writer: SQLite (``parley 
 --workers`` refuses SQLite). On PostgreSQL other processes write the same conversations, so
 every read goes to the database. Records handed out are shared: treat them as read-only (they are
 frozen dataclasses; do not mutate their ``metadata``).
+
+Whatever the database, it counts the messages this process adds, updates or moves in each recent
+conversation (:meth:`Windows.written`): a window read along with a message (:class:`ReadWindow`,
+PostgreSQL) is used only while none was written since.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 from parley.core.store.records import MessageRecord
 
-__all__ = ["MAX_CONVERSATIONS", "MAX_MESSAGES", "Windows", "windows"]
+__all__ = ["MAX_CONVERSATIONS", "MAX_MESSAGES", "ReadWindow", "Windows", "windows"]
 
 MAX_CONVERSATIONS = 4096
 """Conversations kept (least recently used dropped first)."""
@@ -48,6 +52,19 @@ class Windows:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._where: dict[str, str] = {}
         """Conversation id of each message kept."""
+        self._written: OrderedDict[str, int] = OrderedDict()
+        """Messages written per recent conversation (the cache on or off)."""
+
+    def written(self, conversation_id: str) -> int:
+        """How many of the conversation's messages this process has added, updated or moved
+        (lately: the count of a conversation not written for a while may start again at 0)."""
+        return self._written.get(conversation_id, 0)
+
+    def _wrote(self, conversation_id: str) -> None:
+        self._written[conversation_id] = self._written.get(conversation_id, 0) + 1
+        self._written.move_to_end(conversation_id)
+        if len(self._written) > MAX_CONVERSATIONS:
+            self._written.popitem(last=False)
 
     def reset(self, *, enabled: bool) -> None:
         """Forget everything (the store connected to another database, or closed)."""
@@ -82,6 +99,7 @@ class Windows:
     def added(self, seq: int, message: MessageRecord) -> None:
         """A message was stored (placed by its ``seq``: concurrent writes may finish out of
         order)."""
+        self._wrote(message.conversation_id)
         entry = self._entries.get(message.conversation_id)
         if entry is None:
             return
@@ -96,6 +114,7 @@ class Windows:
 
     def replaced(self, message: MessageRecord) -> None:
         """A stored message changed (same ``seq``)."""
+        self._wrote(message.conversation_id)
         self.changed(message.id, lambda _known: message)
 
     def set(self, message_id: str, fields: dict[str, Any]) -> None:
@@ -117,10 +136,30 @@ class Windows:
         if conversation_id is None:
             self._entries.clear()
             self._where.clear()
+            self._written.clear()
             return
+        self._wrote(conversation_id)
         entry = self._entries.pop(conversation_id, None)
         for message in entry.messages if entry else ():
             self._where.pop(message.id, None)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadWindow:
+    """A conversation's last messages, read along with a new one
+    (:func:`~parley.core.store.add_message_and_window`)."""
+
+    conversation_id: str
+    messages: list[MessageRecord]
+    written: int
+    """:meth:`Windows.written` just after the read."""
+
+    def current(self) -> list[MessageRecord] | None:
+        """The messages, or None once this process has written one of the conversation's
+        messages since the read (read the window again)."""
+        if windows.written(self.conversation_id) != self.written:
+            return None
+        return self.messages
 
 
 windows = Windows()

@@ -8,6 +8,8 @@ import pytest
 
 from parley.core import store
 from parley.core.store import ConversationRecord, MessageRecord
+from parley.core.store.models import Message
+from parley.core.store.statements import insert_row_and_select
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 
@@ -111,7 +113,7 @@ async def test_add_message_and_window(conv: ConversationRecord, db: str) -> None
     """The new message with the window a read just after would return; on PostgreSQL read in
     the INSERT's statement, elsewhere None (``recent_messages`` serves it from memory)."""
     on_postgres = db.startswith("postgres")
-    first, window = await store.add_message_and_window(
+    first, read = await store.add_message_and_window(
         conv.id, "user", "first", window=3, lang="en", metadata={"a": 1}, channel="web"
     )
     assert (first.role, first.content, first.lang, first.metadata) == (
@@ -121,15 +123,38 @@ async def test_add_message_and_window(conv: ConversationRecord, db: str) -> None
         {"a": 1},
     )
     assert await store.get_message(first.id) == first
-    assert window == ([first] if on_postgres else None)  # an empty conversation: the new one
+    if not on_postgres:
+        assert read is None
+        return
+    assert read is not None and read.current() == [first]  # an empty conversation: the new one
     stored = [first, *await _many(conv, 4)]
-    last, window = await store.add_message_and_window(conv.id, "user", "last", window=3)
+    last, read = await store.add_message_and_window(conv.id, "user", "last", window=3)
     expected = await store.recent_messages(conv.id, 3)
     assert [m.id for m in expected] == [stored[-2].id, stored[-1].id, last.id]
-    assert window == (expected if on_postgres else None)
-    _, window = await store.add_message_and_window(conv.id, "user", "all", window=50)
-    assert window == (await store.recent_messages(conv.id, 50) if on_postgres else None)
-    assert window is None or len(window) == 7
+    assert read is not None and read.current() == expected
+    _, read = await store.add_message_and_window(conv.id, "user", "all", window=50)
+    assert read is not None and read.current() == await store.recent_messages(conv.id, 50)
+    assert len(read.messages) == 7
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # the window comes with it there
+async def test_read_window_goes_stale(conv: ConversationRecord) -> None:
+    """A window read with a message is not used once this process wrote to the conversation's
+    messages since: added, updated or moved (another conversation's writes do not count)."""
+    other = await store.start_conversation(conv.user_id, "web", "solo", "en")
+    pending = await store.add_message(conv.id, "user", "stored ahead", status="pending")
+    writes = [
+        lambda: store.add_message(conv.id, "assistant", "routed"),
+        lambda: store.update_message(pending.id, content="edited"),
+        lambda: store.update_message(pending.id, status="complete", move_to_end=True),
+    ]
+    for write in writes:
+        _, read = await store.add_message_and_window(conv.id, "user", "hi", window=5)
+        assert read is not None
+        await store.add_message(other.id, "user", "elsewhere")
+        assert read.current() == read.messages
+        await write()
+        assert read.current() is None
 
 
 async def test_add_message_and_window_refused(conv: ConversationRecord) -> None:
@@ -224,3 +249,11 @@ async def test_prune_inbound_forgets_old_keys_only(db: str) -> None:
     assert await store.prune_inbound("telegram", cutoff) == 2
     assert await store.claim_inbound("telegram", "old")  # forgotten: claimable again
     assert not await store.claim_inbound("whatsapp", "other-channel")  # other channels untouched
+
+
+async def test_insert_row_and_select_refuses(conv: ConversationRecord, db: str) -> None:
+    """PostgreSQL only, and something to return from the INSERT (the SELECT may find nothing)."""
+    refused = ValueError if db.startswith("postgres") else NotImplementedError
+    with pytest.raises(refused):
+        await insert_row_and_select(Message, "SELECT 1", [], computed={}, content="x")
+    assert await store.list_messages(conv.id) == []
