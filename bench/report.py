@@ -135,7 +135,8 @@ def history_section(data: dict, images: Path, prefix: str) -> list[str]:
         "*cold turn* is a conversation's first turn after the restart, which reads its history "
         "window from the database (later turns keep it in memory).",
         "",
-        "| Messages in the conversation | Messages in the database | Turn (ms) | Added (ms) "
+        "| Messages in the conversation (once measured) | Messages in the database | Turn (ms) "
+        "| Added (ms) "
         "| Cold turn (ms) | First chunk (ms) | CPU per turn (ms) |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -150,12 +151,15 @@ def history_section(data: dict, images: Path, prefix: str) -> list[str]:
             f"| {spread(field(runs, 'cpu_per_turn'), 1000, 2)} |"
         )
 
-    out.append(line("~10", "~20", small, cold=False))  # measured before the restart
+    # Runs before the conversation counts were recorded give the sizes they were grown to.
+    small_messages, small_rows = data.get("small_counts", ("~10", "~20"))
+    counts = {size: data.get("messages", {}).get(size, int(size)) for size in sizes}
+    out.append(line(_count(small_messages), _count(small_rows), small, cold=False))  # pre-restart
     for size in sizes:
-        out.append(line(f"{int(size):,}", f"{data['database_rows']:,}", rows[size]))
+        out.append(line(_count(counts[size]), f"{data['database_rows']:,}", rows[size]))
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    xs = [int(s) for s in sizes]
-    ax.plot(xs, [median(field(rows[s], "latency")) * 1000 for s in sizes], "o-", label="turn")
+    xs = [counts[s] for s in sizes]
+    ax.plot(xs, [median(field(rows[s], "added")) * 1000 for s in sizes], "o-", label="added")
     ax.plot(xs, [median(field(rows[s], "cpu_per_turn")) * 1000 for s in sizes], "o-", label="CPU")
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)
@@ -167,6 +171,11 @@ def history_section(data: dict, images: Path, prefix: str) -> list[str]:
     fig.savefig(images / "history.png", dpi=80)
     plt.close(fig)
     return [*out, "", f"![Per-turn cost]({prefix}/history.png)"]
+
+
+def _count(value: int | str) -> str:
+    """A count with thousands separators (an older run's label as it is)."""
+    return f"{value:,}" if isinstance(value, int) else value
 
 
 def scale_section(data: dict) -> list[str]:

@@ -36,9 +36,10 @@ class Sizes:
     history: tuple[int, ...] = (10_000, 100_000)
     database_rows: int = 1_000_000
     history_turns: int = 6
-    """Turns per conversation and repeat (their median is one figure; spread over repeats). CPU
-    time is read in 10 ms ticks: six turns make it 1.7 ms a turn (three made it 3.3 ms); more
-    would take ``make bench`` past ten minutes on a slower machine."""
+    """Turns per conversation and repeat (their median is one figure; spread over repeats); more
+    would take ``make bench`` past ten minutes on a slower machine. CPU time is the kernel's
+    count in nanoseconds since session 11 (:func:`harness.cpu_seconds`); read in psutil's 10 ms
+    ticks before, six turns measured it to 1.7 ms a turn."""
     scale_conversations: int = 100
     scale_repeats: int = 2
     """1 vs 2 processes is no goal of issue 13: two repeats (not three) keep ``make bench``
@@ -340,6 +341,10 @@ async def history(sizes: Sizes, folder: Path) -> dict:
         ]
         parley.stop()
         ids = _conversation_ids(path, [*devices.values(), filler])
+        small_counts = (
+            seed.count_messages(str(path), ids[devices[10]]),
+            seed.count_messages(str(path)),
+        )
         started = time.perf_counter()
         for size, device in devices.items():
             if size > 10:
@@ -357,6 +362,11 @@ async def history(sizes: Sizes, folder: Path) -> dict:
             "database_rows": seed.count_messages(str(path)),
             "seed_seconds": seeded,
             "small_database": small,
+            # What the conversations held once measured (each measured turn adds two messages).
+            "small_counts": small_counts,
+            "messages": {
+                size: seed.count_messages(str(path), ids[d]) for size, d in devices.items()
+            },
             "rows": rows,
         }
     finally:

@@ -98,7 +98,11 @@ def fill(path: str, conversation_id: str, messages: int, per_conversation: int =
         _copy_messages(db, template, messages, owner)
 
 
-def count_messages(path: str) -> int:
-    """Messages in the database."""
+def count_messages(path: str, conversation_id: str | None = None) -> int:
+    """Messages in the database (in one conversation, with ``conversation_id``)."""
     with closing(sqlite3.connect(path)) as db:
-        return db.execute("SELECT count(*) FROM parley_message").fetchone()[0]
+        if conversation_id is None:
+            return db.execute("SELECT count(*) FROM parley_message").fetchone()[0]
+        return db.execute(
+            "SELECT count(*) FROM parley_message WHERE conversation_id = ?", (conversation_id,)
+        ).fetchone()[0]
