@@ -98,11 +98,14 @@ async def main(args: argparse.Namespace) -> dict:
             await section("scale", sections.scale(sizes, folder, postgres, args.redis))
         else:
             results["scale"] = {"available": False, "why": why}
-        # The smoke run only checks that the scripts start (--help); the full run runs them.
+        # The smoke run times one local voice turn of each kind (seconds: the models are small)
+        # and only checks that the chaos script starts (--help; tests/test_chaos.py runs its
+        # cluster); the full run runs both.
         extra = ["--help"] if args.smoke else []
+        voice = ["--runs", "1"] if args.smoke else []
         await section(
             "local_voice",
-            asyncio.to_thread(harness.optional, ROOT / "bench/local_voice.py", extra, 240),
+            asyncio.to_thread(harness.optional, ROOT / "bench/local_voice.py", voice, 240),
         )
         # Chaos goes last, with what is left of the ten minutes but a minute and a half at least
         # (its length depends most on the machine's load: see bench/notes.md), and as many

@@ -62,6 +62,12 @@ def test_bench_smoke_writes_every_section(tmp_path, postgres_url):
     for row in results["speech"].values():
         # Causality, not speed: audio cannot start before the first sentence is written.
         assert all(t > row["first_sentence_done"] for t in row["first_audio"])
+    # One local voice turn of each kind ran on the local models and was timed.
+    voice = results["local_voice"]
+    assert voice["ok"], voice["output"]
+    rows = [line.split("|") for line in voice["output"].splitlines() if line.startswith("| ")]
+    assert [row[1].strip() for row in rows[1:]] == ["typed (baseline)", "spoken"], rows
+    assert all(float(row[3]) > 0 for row in rows[1:]), rows
     history = results["history"]
     assert history["database_rows"] >= 300
     assert all(run["latency"] > 0 for runs in history["rows"].values() for run in runs)
