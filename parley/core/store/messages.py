@@ -123,7 +123,7 @@ async def add_message(
         platform_message_id=platform_message_id,
         message_id=message_id,
     )
-    async with _inserting(record):
+    async with _inserting(record, conversation_id):
         if _seq_from_database():
             seq = (await insert_row(Message, computed={"seq": MESSAGE_SEQ}, **fields))["seq"]
         else:
@@ -150,7 +150,7 @@ async def add_message_and_window(
     message and the LLM request). Elsewhere None: there :func:`recent_messages` serves the window
     from memory.
 
-    One statement also means one outcome: should the read fail, the message is not stored
+    One statement also means one outcome: should the statement fail, the message is not stored
     either (the error is raised, as for a failed INSERT)."""
     if not _seq_from_database() or window <= 0:
         record = await add_message(
@@ -173,7 +173,8 @@ async def add_message_and_window(
         channel=channel,
         platform_message_id=platform_message_id,
     )
-    async with _inserting(record):
+    stamp = windows.written(record.conversation_id)
+    async with _inserting(record, conversation_id):
         inserted, before = await insert_row_and_select(
             Message,
             _WINDOW,
@@ -181,14 +182,15 @@ async def add_message_and_window(
             computed={"seq": MESSAGE_SEQ},
             **fields,
         )
-    windows.added(int(inserted["seq"]), record)  # counted (the cache is off on PostgreSQL)
+    # Another task's write to the conversation while the statement ran may be missing from it.
+    fresh = windows.written(record.conversation_id) == stamp
+    windows.added(int(inserted["seq"]), record)  # stamped (the cache is off on PostgreSQL)
     # The SELECT did not see the new row (one snapshot): it goes in by its place.
     rows = [*((m.seq, _message_record(m)) for m in before), (inserted["seq"], record)]
     rows.sort(key=lambda row: row[0])
     messages = [message for _, message in rows[-window:]]
-    return record, ReadWindow(
-        record.conversation_id, messages, windows.written(record.conversation_id)
-    )
+    written = windows.written(record.conversation_id) if fresh else 0
+    return record, ReadWindow(record.conversation_id, messages, written)
 
 
 def _new_message(
@@ -206,16 +208,16 @@ def _new_message(
 
 
 @asynccontextmanager
-async def _inserting(record: MessageRecord) -> AsyncIterator[None]:
-    """Around a message's INSERT: a taken (channel, platform_message_id) raises
-    :class:`DuplicateMessage`, a missing conversation LookupError."""
+async def _inserting(record: MessageRecord, conversation_id: str) -> AsyncIterator[None]:
+    """Around a message's INSERT (``conversation_id`` as the caller gave it): a taken (channel,
+    platform_message_id) raises :class:`DuplicateMessage`, a missing conversation LookupError."""
     try:
         yield
     except IntegrityError as exc:
         if await _is_duplicate(record.channel, record.platform_message_id):
             raise DuplicateMessage(f"{record.channel}:{record.platform_message_id}") from exc
         if not await Conversation.exists(id=record.conversation_id):
-            raise LookupError(f"no conversation {record.conversation_id!r}") from exc
+            raise LookupError(f"no conversation {conversation_id!r}") from exc
         raise
 
 
@@ -249,6 +251,7 @@ async def update_message(
     record = _message_record(msg)
     if move_to_end:
         windows.drop(record.conversation_id)  # its place changed: read the window again
+        windows.wrote(record.conversation_id)
     else:
         windows.replaced(record)
     return record

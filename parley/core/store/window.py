@@ -10,15 +10,17 @@ It is on only where this process is the database's one writer: SQLite (``parley 
 every read goes to the database. Records handed out are shared: treat them as read-only (they are
 frozen dataclasses; do not mutate their ``metadata``).
 
-Whatever the database, it counts the messages this process adds, updates or moves in each recent
-conversation (:meth:`Windows.written`): a window read along with a message (:class:`ReadWindow`,
-PostgreSQL) is used only while none was written since.
+Whatever the database, it stamps each recent conversation when this process adds, updates or
+moves one of its messages (:meth:`Windows.written`): a window read along with a message
+(:class:`ReadWindow`, PostgreSQL) is used only while the stamp is the one it was read with.
+``set_message_fields`` (a reply's own edits on its hot path) leaves no stamp.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,15 +55,18 @@ class Windows:
         self._where: dict[str, str] = {}
         """Conversation id of each message kept."""
         self._written: OrderedDict[str, int] = OrderedDict()
-        """Messages written per recent conversation (the cache on or off)."""
+        """The stamp of each recent conversation's last message write (the cache on or off)."""
+        self._stamps = itertools.count(1)
 
     def written(self, conversation_id: str) -> int:
-        """How many of the conversation's messages this process has added, updated or moved
-        (lately: the count of a conversation not written for a while may start again at 0)."""
+        """The stamp of this process's last write to the conversation's messages: a number that
+        changes with every write and never comes back (0 when none is remembered: a conversation
+        not written lately, or everything forgotten, which no stamp read before matches)."""
         return self._written.get(conversation_id, 0)
 
-    def _wrote(self, conversation_id: str) -> None:
-        self._written[conversation_id] = self._written.get(conversation_id, 0) + 1
+    def wrote(self, conversation_id: str) -> None:
+        """A message of the conversation was added, updated or moved: stamp it anew."""
+        self._written[conversation_id] = next(self._stamps)
         self._written.move_to_end(conversation_id)
         if len(self._written) > MAX_CONVERSATIONS:
             self._written.popitem(last=False)
@@ -99,7 +104,7 @@ class Windows:
     def added(self, seq: int, message: MessageRecord) -> None:
         """A message was stored (placed by its ``seq``: concurrent writes may finish out of
         order)."""
-        self._wrote(message.conversation_id)
+        self.wrote(message.conversation_id)
         entry = self._entries.get(message.conversation_id)
         if entry is None:
             return
@@ -114,7 +119,7 @@ class Windows:
 
     def replaced(self, message: MessageRecord) -> None:
         """A stored message changed (same ``seq``)."""
-        self._wrote(message.conversation_id)
+        self.wrote(message.conversation_id)
         self.changed(message.id, lambda _known: message)
 
     def set(self, message_id: str, fields: dict[str, Any]) -> None:
@@ -138,7 +143,6 @@ class Windows:
             self._where.clear()
             self._written.clear()
             return
-        self._wrote(conversation_id)
         entry = self._entries.pop(conversation_id, None)
         for message in entry.messages if entry else ():
             self._where.pop(message.id, None)
@@ -152,11 +156,13 @@ class ReadWindow:
     conversation_id: str
     messages: list[MessageRecord]
     written: int
-    """:meth:`Windows.written` just after the read."""
+    """:meth:`Windows.written` with the read's own write (0: already stale)."""
 
     def current(self) -> list[MessageRecord] | None:
         """The messages, or None once this process has written one of the conversation's
         messages since the read (read the window again)."""
+        if not self.written:
+            return None
         if windows.written(self.conversation_id) != self.written:
             return None
         return self.messages

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import pytest
 
 from parley.core import store
@@ -155,6 +158,49 @@ async def test_read_window_goes_stale(conv: ConversationRecord) -> None:
         assert read.current() == read.messages
         await write()
         assert read.current() is None
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_read_window_stale_after_a_write_during_its_statement(
+    conv: ConversationRecord, db: str
+) -> None:
+    """A write to the conversation while the INSERT waits (here on a lock another connection
+    holds on the conversation's row) may be missing from the window: it is read again."""
+    earlier = await store.add_message(conv.id, "assistant", "said before")
+    parts = urlsplit(db)
+    other = await asyncpg.connect(
+        parts._replace(query="").geturl(),
+        server_settings={"search_path": parse_qs(parts.query)["schema"][0]},
+    )
+    try:
+        locking = other.transaction()
+        await locking.start()
+        await other.execute("SELECT 1 FROM parley_conversation WHERE id = $1 FOR UPDATE", conv.id)
+        adding = asyncio.create_task(store.add_message_and_window(conv.id, "user", "hi", window=5))
+        blocked = "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
+        me = other.get_server_pid()
+        for _ in range(1000):  # until the INSERT's key check waits for the row
+            if await other.fetchval(blocked, me):
+                break
+            await asyncio.sleep(0.01)
+        await store.update_message(earlier.id, content="edited meanwhile")
+        await locking.commit()
+        _, read = await adding
+    finally:
+        await other.close()
+    assert read is not None and read.current() is None
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_read_window_stale_after_everything_was_forgotten(conv: ConversationRecord) -> None:
+    """Windows forget everything (here: a crash's replies settled) and then see one write: a
+    window read before stays stale (a count starting again at 0 would have matched it)."""
+    _, read = await store.add_message_and_window(conv.id, "user", "hi", window=5)
+    other = await store.start_conversation(conv.user_id, "web", "solo", "en")
+    await store.add_message(other.id, "assistant", "cut by a crash", status="pending")
+    assert await store.settle_abandoned(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    await store.add_message(conv.id, "assistant", "later")
+    assert read is not None and read.current() is None
 
 
 async def test_add_message_and_window_refused(conv: ConversationRecord) -> None:
