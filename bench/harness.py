@@ -1,6 +1,7 @@
 """Processes of a benchmark run: the fakes, the baseline and ``parley serve``, each measurable.
 
-Every server runs as its own process so its CPU time and memory are read per process (psutil).
+Every server runs as its own process so its CPU time (the kernel's clock of the process) and
+memory (psutil) are read per process.
 """
 
 from __future__ import annotations
@@ -29,12 +30,26 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+def _libc() -> ctypes.CDLL | None:
+    """The C library, with the two clock calls typed; None where it lacks them."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        clock_id, gettime = libc.clock_getcpuclockid, libc.clock_gettime
+    except (OSError, AttributeError):
+        return None
+    clock_id.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    gettime.argtypes = [ctypes.c_int, ctypes.POINTER(_Timespec)]
+    return libc
+
+
+_LIBC = _libc()
 
 
 def cpu_seconds(pid: int) -> float | None:
     """CPU time of process ``pid``, all its threads, as the kernel counts it (nanoseconds:
     POSIX ``clock_getcpuclockid``); None where that clock cannot be read."""
+    if _LIBC is None:
+        return None
     clock, now = ctypes.c_int(), _Timespec()
     if _LIBC.clock_getcpuclockid(pid, ctypes.byref(clock)) != 0:
         return None

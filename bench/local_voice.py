@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -78,6 +79,9 @@ async def _speech(runtime: Runtime, text: str) -> bytes:
 
 
 async def bench(runs: int) -> list[tuple[str, list[float], list[float]]]:
+    # The local models, whatever cloud keys the environment holds ("auto" would choose those).
+    for kind, name in (("LLM", "local"), ("STT", "whisper"), ("TTS", "piper")):
+        os.environ[f"PARLEY_{kind}__PROVIDER"] = name
     settings = load_settings(ROOT / "settings")
     folder = tempfile.mkdtemp(prefix="parley-bench-")
     database = settings.database.__class__(url=f"sqlite://{folder}/bench.sqlite3")

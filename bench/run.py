@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import asyncpg
 import harness
+import history
 import report
 import sections
 from sections import Sizes
@@ -92,7 +93,7 @@ async def main(args: argparse.Namespace) -> dict:
         await section("text", sections.text(sizes, folder))
         await section("sockets", sections.sockets(sizes, folder))
         await section("speech", sections.speech(sizes, folder))
-        await section("history", sections.history(sizes, folder))
+        await section("history", history.history(sizes, folder))
         postgres, why = await _postgres(args.postgres)
         if postgres:
             await section("scale", sections.scale(sizes, folder, postgres, args.redis))

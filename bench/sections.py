@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
-import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from pathlib import Path
 import asyncpg
 import harness
 import load
-import seed
 from fakes import Pace
 
 
@@ -80,7 +78,7 @@ def _summary(result: load.LoadResult, pace: Pace) -> dict:
     }
 
 
-async def _warm(server: harness.Server) -> None:
+async def warm(server: harness.Server) -> None:
     """Two turns, so lazy imports and first connections are not measured."""
     socket = await load.open_socket(server.ws_url, load.device_id("warm"))
     try:
@@ -116,7 +114,7 @@ async def text(sizes: Sizes, folder: Path) -> dict:
         )
         harness.listening(servers)  # started together: nothing is measured yet
         for server in servers:
-            await _warm(server)
+            await warm(server)
         databases = {
             "baseline": (folder / "base.sqlite3", "base_message", commits["baseline"]),
             "parley": (folder / "parley.sqlite3", "parley_message", commits["parley"]),
@@ -159,7 +157,7 @@ async def sockets(sizes: Sizes, folder: Path) -> dict:
         harness.listening(servers)
         for server in servers:
             try:
-                await _warm(server)
+                await warm(server)
                 out[server.name].append(vars(await load.idle_sockets(server, sizes.sockets)))
             finally:
                 server.stop()
@@ -302,91 +300,6 @@ async def _anatomy(
     return out
 
 
-async def _turns(server: harness.Server, device: str, count: int) -> dict:
-    socket = await load.open_socket(server.ws_url, device)
-    try:
-        cpu = server.cpu()
-        turns = [await load.turn(socket) for _ in range(count)]
-        cpu = server.cpu() - cpu
-    finally:
-        await socket.close()
-    generation = TEXT_PACE.generation_time()
-    return {
-        "latency": statistics.median(t.done for t in turns),
-        "added": statistics.median(t.done - generation for t in turns),
-        "first": turns[0].done,
-        "first_chunk": statistics.median(t.first_chunk for t in turns),
-        "cpu_per_turn": cpu / count,
-    }
-
-
-async def history(sizes: Sizes, folder: Path) -> dict:
-    """Per-turn cost as a conversation's history and the database grow (SQLite, bulk-seeded)."""
-    home = folder / "history"
-    home.mkdir()
-    path = home / "parley.sqlite3"
-    fakes = harness.start_fakes(TEXT_PACE, home)
-    parley = None
-    devices = {size: load.device_id(f"history{size}") for size in (10, *sizes.history)}
-    filler = load.device_id("filler")
-    try:
-        parley = harness.start_parley(fakes, home, f"sqlite://{path}")
-        await _warm(parley)
-        for device in [*devices.values(), filler]:
-            socket = await load.open_socket(parley.ws_url, device)
-            await load.turn(socket)
-            await socket.close()
-        small = [
-            await _turns(parley, devices[10], sizes.history_turns) for _ in range(sizes.repeats)
-        ]
-        parley.stop()
-        ids = _conversation_ids(path, [*devices.values(), filler])
-        small_counts = (
-            seed.count_messages(str(path), ids[devices[10]]),
-            seed.count_messages(str(path)),
-        )
-        started = time.perf_counter()
-        for size, device in devices.items():
-            if size > 10:
-                seed.grow(str(path), ids[device], size)
-        rest = sizes.database_rows - seed.count_messages(str(path))
-        seed.fill(str(path), ids[filler], rest)
-        seeded = time.perf_counter() - started
-        parley = harness.start_parley(fakes, home, f"sqlite://{path}")
-        await _warm(parley)
-        rows = {size: [] for size in devices}
-        for _ in range(sizes.repeats):
-            for size, device in devices.items():
-                rows[size].append(await _turns(parley, device, sizes.history_turns))
-        return {
-            "database_rows": seed.count_messages(str(path)),
-            "seed_seconds": seeded,
-            "small_database": small,
-            # What the conversations held once measured (each measured turn adds two messages).
-            "small_counts": small_counts,
-            "messages": {
-                size: seed.count_messages(str(path), ids[d]) for size, d in devices.items()
-            },
-            "rows": rows,
-        }
-    finally:
-        for server in [parley, fakes]:
-            if server:
-                server.stop()
-
-
-def _conversation_ids(path: Path, devices: list[str]) -> dict[str, str]:
-    """Each device's open conversation, read straight from the database."""
-    with closing(sqlite3.connect(path)) as db:
-        rows = db.execute(
-            "SELECT i.external_id, c.id FROM parley_conversation c "
-            "JOIN parley_identity i ON i.user_id = c.user_id "
-            "WHERE i.channel = 'web' AND c.status = 'open'"
-        ).fetchall()
-    found = dict(rows)
-    return {device: found[device] for device in devices}
-
-
 async def scale(sizes: Sizes, folder: Path, postgres: str, redis: str) -> dict:
     """1 vs 2 ``parley serve`` processes on PostgreSQL + Redis, the same load spread over them."""
     schema = f"parley_bench_{uuid.uuid4().hex[:10]}"
@@ -400,7 +313,7 @@ async def scale(sizes: Sizes, folder: Path, postgres: str, redis: str) -> dict:
         db = f"{postgres}?schema={schema}"
         for _ in range(2):
             servers.append(harness.start_parley(fakes, home, db, redis=redis))
-            await _warm(servers[-1])
+            await warm(servers[-1])
         runs: dict = {"1 process": [], "2 processes": []}
         for repeat in range(sizes.scale_repeats):
             plans = [("1 process", servers[:1]), ("2 processes", servers)]

@@ -73,8 +73,10 @@ def test_bench_smoke_writes_every_section(tmp_path, postgres_url):
     assert all(run["latency"] > 0 for runs in history["rows"].values() for run in runs)
     # What each conversation held once measured: the grown ones more than they were grown to
     # (their measured turns add to it); the small one ("10") is not grown.
-    held = history["messages"]
-    assert history["small_counts"][0] > 0 and history["small_counts"][1] > 0
-    assert held["10"] > 0 and all(held[size] > int(size) for size in held if size != "10"), held
+    # Counted per conversation: each holds less than the whole database.
+    held, (small, rows) = history["messages"], history["small_counts"]
+    assert 0 < small < held["10"] < history["database_rows"] and small < rows, (held, small, rows)
+    grown = [size for size in held if size != "10"]
+    assert all(int(size) < held[size] < history["database_rows"] for size in grown), held
     scale = results["scale"]
     assert all(run["turns"] > 0 for runs in scale["runs"].values() for run in runs)

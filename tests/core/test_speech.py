@@ -234,8 +234,11 @@ async def test_interruption_while_streaming_cancels_tts_and_stores_interrupted(m
 
     # The held audio never completes: closing the turn must not wait for it (it would hang).
     consumer = asyncio.create_task(barge_in())
-    done, _ = await asyncio.wait({consumer}, timeout=10)
-    assert consumer in done, "closing the turn waited for the held audio"
+    try:
+        done, _ = await asyncio.wait({consumer}, timeout=10)
+        assert consumer in done, "closing the turn waited for the held audio"
+    finally:
+        consumer.cancel()
     consumer.result()
     assert llm.closed and not llm.finished
     assert sorted(tts.cancelled) == ["Also queued.", "Spoken first."]

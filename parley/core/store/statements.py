@@ -102,7 +102,8 @@ def _insert_select_sql(
     insert = _insert_sql(model, fields, computed, "sqlite")  # placeholders are styled below
     # The SELECT runs on the statement's one snapshot: it does not see the row inserted beside
     # it. LEFT JOIN: the inserted row's values come back when the SELECT finds nothing.
-    sql = f"WITH new AS ({insert}) SELECT {returned}, w.* FROM new LEFT JOIN LATERAL ({select}) w ON true"
+    sql = f"WITH new AS ({insert}) SELECT {returned}, w.* FROM new"
+    sql += f" LEFT JOIN LATERAL ({select}) w ON true"
     return _styled(sql, "postgres")
 
 
