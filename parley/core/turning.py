@@ -102,16 +102,17 @@ async def turn(
         text = " ".join(part for part in (text, transcription.text) if part)
         yield Transcript(transcription.text, final=True)
         await engine.hooks.call("transcribed", conversation=conversation, text=transcription.text)
+    ending = is_termination(text, engine.settings.language(conversation.language))
+    window = 0 if ending else _window(engine, conversation)
     user_message, read = await store_user_message(
-        conversation, inbound, text, timing, window=_window(engine, conversation, text)
+        conversation, inbound, text, timing, window=window
     )
     yield TurnStarted(conversation.id, user_message.id)
     turn_messages = [user_message]
     template = engine.template(conversation.template_id)
-    language = engine.settings.language(conversation.language)
     ended_reason = None
     failed = False
-    if is_termination(text, language):
+    if ending:
         ended_reason = "user_ended"
     else:
         routed = dataclasses.replace(inbound, text=text)
@@ -156,17 +157,13 @@ async def turn(
     yield TurnCompleted(conversation.id, turn_count, bool(ended_reason), ended_reason)
 
 
-def _window(engine: TurnEngine, conversation: ConversationRecord, text: str) -> int:
-    """The history window the turn's reply reads: 0 when no reply comes (the user ends the
-    conversation) or its template is gone (the turn fails once its message is stored, as it did
-    before the window was read with it)."""
+def _window(engine: TurnEngine, conversation: ConversationRecord) -> int:
+    """The history window the turn's reply reads (0 when its template is gone: the turn fails
+    once its message is stored, as it did before the window was read with it)."""
     try:
-        template = engine.template(conversation.template_id)
+        return history_window(engine.settings, engine.template(conversation.template_id))
     except EngineError:
         return 0
-    if is_termination(text, engine.settings.language(conversation.language)):
-        return 0
-    return history_window(engine.settings, template)
 
 
 async def count_turn(

@@ -16,7 +16,6 @@ from parley.core.config import Settings
 from parley.core.events import MessageStarted
 from parley.core.inbound import Inbound
 from parley.testing import ScriptedLLM, Step, collect, tool_call
-from parley.testing_services import postgres_schema
 
 DESK = {
     "personas": {"maya": {"tools": ["handoff"]}, "leo": {"tools": ["handoff"]}},
@@ -31,14 +30,13 @@ NOTE = "(the router's note)"
 
 
 @pytest.fixture
-async def db(postgres_url: str) -> AsyncIterator[str]:
+async def db(pg_schema_url: str) -> AsyncIterator[str]:
     """The store on a fresh PostgreSQL schema (the engine fixtures use it)."""
-    async with postgres_schema(postgres_url) as url:
-        await store.connect(url)
-        try:
-            yield url
-        finally:
-            await store.close()
+    await store.connect(pg_schema_url)
+    try:
+        yield pg_schema_url
+    finally:
+        await store.close()
 
 
 @pytest.fixture
